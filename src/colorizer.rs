@@ -1,0 +1,149 @@
+//! The one interface every colorizer implements (classical ones here, networks later, the daemon
+//! drives them all), the built-in models, and the optional guided-filter post-processing.
+
+use std::path::Path;
+
+use crate::detail::GuidedFilter;
+use crate::planes::{Gray, Rgb};
+use crate::weights::{Weights, WeightsError};
+use crate::{l3::L3, linear::Linear};
+
+/// Turns one NIR plane in [0,1] into RGB planes of the same size (values may leave [0,1]; they
+/// are clamped when written as 8-bit).
+pub trait Colorizer: Send + Sync {
+    /// A short name for tables and reports.
+    fn name(&self) -> String;
+    fn colorize(&self, nir: &Gray) -> Rgb;
+}
+
+/// NIR replicated to R, G and B: the floor every colorizer must clear.
+pub struct Identity;
+
+impl Colorizer for Identity {
+    fn name(&self) -> String {
+        "identity".into()
+    }
+    fn colorize(&self, nir: &Gray) -> Rgb {
+        nir.to_rgb()
+    }
+}
+
+/// A colorizer followed by the guided filter with the NIR as guide, which pulls the output's
+/// edges and texture onto the NIR's.
+pub struct Guided {
+    pub inner: Box<dyn Colorizer>,
+    pub filter: GuidedFilter,
+}
+
+impl Colorizer for Guided {
+    fn name(&self) -> String {
+        format!(
+            "{}+guided(r={},eps={:e})",
+            self.inner.name(),
+            self.filter.radius,
+            self.filter.eps
+        )
+    }
+    fn colorize(&self, nir: &Gray) -> Rgb {
+        let rgb = self.inner.colorize(nir);
+        let data = self
+            .filter
+            .filter(&nir.data, nir.width, nir.height, &rgb.data, 3);
+        Rgb::new(nir.width, nir.height, data)
+    }
+}
+
+/// Why a model could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ColorizerError {
+    #[error("'{0}' is neither a built-in colorizer ({list}) nor an existing weights file", list = BUILTIN.join(", "))]
+    Unknown(String),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+}
+
+/// Names accepted by [`load`] without a file; `linear` and `l3` use the weights shipped in
+/// `models/`, compiled into the binary so it runs from anywhere.
+pub const BUILTIN: [&str; 3] = ["identity", "linear", "l3"];
+
+const SHIPPED_LINEAR: &[u8] = include_bytes!("../models/linear.safetensors");
+const SHIPPED_L3: &[u8] = include_bytes!("../models/l3.safetensors");
+
+/// Loads a built-in colorizer by name, or a weights file by path.
+pub fn load(spec: &str) -> Result<Box<dyn Colorizer>, ColorizerError> {
+    match spec {
+        "identity" => Ok(Box::new(Identity)),
+        "linear" => from_weights(&Weights::from_bytes(
+            SHIPPED_LINEAR,
+            "built-in models/linear.safetensors",
+        )?),
+        "l3" => from_weights(&Weights::from_bytes(
+            SHIPPED_L3,
+            "built-in models/l3.safetensors",
+        )?),
+        path if Path::new(path).is_file() => from_weights(&Weights::load(Path::new(path))?),
+        other => Err(ColorizerError::Unknown(other.to_string())),
+    }
+}
+
+/// Builds the colorizer a weights file describes, dispatching on its architecture.
+pub fn from_weights(w: &Weights) -> Result<Box<dyn Colorizer>, ColorizerError> {
+    match w.arch.as_str() {
+        "linear" => Ok(Box::new(Linear::from_weights(w)?)),
+        "l3" => Ok(Box::new(L3::from_weights(w)?)),
+        arch => Err(WeightsError::UnknownArch {
+            file: w.origin.clone(),
+            arch: arch.into(),
+            known: "linear, l3".into(),
+        }
+        .into()),
+    }
+}
+
+/// Wraps `inner` in the guided filter when `filter` is given.
+pub fn with_post(inner: Box<dyn Colorizer>, filter: Option<GuidedFilter>) -> Box<dyn Colorizer> {
+    match filter {
+        Some(filter) => Box::new(Guided { inner, filter }),
+        None => inner,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_builtin_loads_and_keeps_the_size() {
+        let nir = Gray::new(7, 5, (0..35).map(|v| v as f32 / 35.0).collect());
+        for name in BUILTIN {
+            let c = load(name).unwrap();
+            let rgb = c.colorize(&nir);
+            assert_eq!(
+                (rgb.width, rgb.height, rgb.data.len()),
+                (7, 5, 105),
+                "{name}"
+            );
+            assert!(rgb.data.iter().all(|v| v.is_finite()), "{name}");
+        }
+    }
+
+    #[test]
+    fn unknown_model_names_the_builtins() {
+        let err = load("no-such-model").err().unwrap().to_string();
+        assert!(err.contains("no-such-model") && err.contains("l3"), "{err}");
+    }
+
+    #[test]
+    fn guided_post_keeps_a_flat_image_flat() {
+        let nir = Gray::new(9, 9, vec![0.5; 81]);
+        let c = with_post(
+            Box::new(Identity),
+            Some(GuidedFilter {
+                radius: 2,
+                eps: 1e-4,
+            }),
+        );
+        assert!(c.colorize(&nir).data.iter().all(|v| (v - 0.5).abs() < 1e-5));
+        assert!(c.name().starts_with("identity+guided"));
+    }
+}

@@ -1,0 +1,21 @@
+//! nircolor: near-infrared to colour. The library holds every stage so each can be tested on its
+//! own; the `nircolor` binary wires them into commands.
+//!
+//! Stages, in the order data flows: [`data`] (paired NIR/RGB folders), [`colorizer`] (the
+//! interface every model implements; classical ones in [`linear`] and [`l3`]), [`detail`] (the
+//! guided filter that carries full-resolution NIR detail into the colour), then [`metrics`] and
+//! [`eval`] to measure, [`report`] to look, [`train`] to fit.
+
+pub mod bench;
+pub mod colorizer;
+pub mod data;
+pub mod detail;
+pub mod eval;
+pub mod l3;
+pub mod linear;
+pub mod lstsq;
+pub mod metrics;
+pub mod planes;
+pub mod report;
+pub mod train;
+pub mod weights;

@@ -1,0 +1,128 @@
+//! In-memory images the stages pass between them: f32, planar, NIR in [0,1] and colour as three
+//! planes (the layout the guided filter and libtorch both want), plus 8-bit conversions.
+
+use image::{GrayImage, RgbImage};
+
+/// One NIR plane, row-major, nominally in [0, 1].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gray {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<f32>,
+}
+
+/// Colour as three planes (R, G, B), row-major, nominally in [0, 1].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rgb {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<f32>,
+}
+
+impl Gray {
+    pub fn new(width: usize, height: usize, data: Vec<f32>) -> Self {
+        assert_eq!(
+            data.len(),
+            width * height,
+            "Gray: data length must be width*height"
+        );
+        Gray {
+            width,
+            height,
+            data,
+        }
+    }
+
+    pub fn from_luma8(img: &GrayImage) -> Self {
+        let data = img.as_raw().iter().map(|&v| f32::from(v) / 255.0).collect();
+        Gray::new(img.width() as usize, img.height() as usize, data)
+    }
+
+    pub fn to_luma8(&self) -> GrayImage {
+        let raw = self.data.iter().map(|&v| to_u8(v)).collect();
+        GrayImage::from_raw(self.width as u32, self.height as u32, raw)
+            .expect("buffer length matches the size")
+    }
+
+    /// Grey replicated to three channels: the `identity` colorizer and the report's NIR column.
+    pub fn to_rgb(&self) -> Rgb {
+        let mut data = Vec::with_capacity(self.data.len() * 3);
+        for _ in 0..3 {
+            data.extend_from_slice(&self.data);
+        }
+        Rgb::new(self.width, self.height, data)
+    }
+}
+
+impl Rgb {
+    pub fn new(width: usize, height: usize, data: Vec<f32>) -> Self {
+        assert_eq!(
+            data.len(),
+            3 * width * height,
+            "Rgb: data length must be 3*width*height"
+        );
+        Rgb {
+            width,
+            height,
+            data,
+        }
+    }
+
+    pub fn plane(&self, c: usize) -> &[f32] {
+        let n = self.width * self.height;
+        &self.data[c * n..(c + 1) * n]
+    }
+
+    pub fn from_rgb8(img: &RgbImage) -> Self {
+        let (w, h) = (img.width() as usize, img.height() as usize);
+        let n = w * h;
+        let mut data = vec![0.0f32; 3 * n];
+        for (i, px) in img.as_raw().chunks_exact(3).enumerate() {
+            for c in 0..3 {
+                data[c * n + i] = f32::from(px[c]) / 255.0;
+            }
+        }
+        Rgb::new(w, h, data)
+    }
+
+    /// Clamped and rounded to 8-bit sRGB: what metrics and files see.
+    pub fn to_rgb8(&self) -> RgbImage {
+        let n = self.width * self.height;
+        let mut raw = vec![0u8; 3 * n];
+        for (i, px) in raw.chunks_exact_mut(3).enumerate() {
+            for (c, v) in px.iter_mut().enumerate() {
+                *v = to_u8(self.data[c * n + i]);
+            }
+        }
+        RgbImage::from_raw(self.width as u32, self.height as u32, raw)
+            .expect("buffer length matches the size")
+    }
+}
+
+fn to_u8(v: f32) -> u8 {
+    // NaN maps to 0 rather than poisoning the frame.
+    (v * 255.0).round().clamp(0.0, 255.0) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rgb8_round_trip_is_exact() {
+        let img = RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8 * 40, y as u8 * 90, 7]));
+        assert_eq!(Rgb::from_rgb8(&img).to_rgb8(), img);
+    }
+
+    #[test]
+    fn out_of_range_values_clamp() {
+        let rgb = Rgb::new(1, 1, vec![-0.5, 1.7, f32::NAN]);
+        assert_eq!(rgb.to_rgb8().as_raw(), &vec![0, 255, 0]);
+    }
+
+    #[test]
+    fn gray_to_rgb_replicates() {
+        let g = Gray::new(2, 1, vec![0.25, 1.0]);
+        assert_eq!(g.to_rgb().data, vec![0.25, 1.0, 0.25, 1.0, 0.25, 1.0]);
+    }
+}
