@@ -211,31 +211,42 @@ impl Colorizer for L3 {
         let f = features(nir, &self.config);
         let nf = self.config.features();
         let r = self.config.patch_radius;
-        let mut rows = vec![0.0f32; 3 * w * h];
-        // Interleaved while computing so each row is one parallel task; planar at the end.
-        rows.par_chunks_mut(3 * w).enumerate().for_each(|(y, out)| {
-            let mut p = vec![0.0f64; nf];
-            for x in 0..w {
-                let k = self.class(&f, y * w + x);
-                let wk = &self.weights[k * nf * 3..(k + 1) * nf * 3];
-                patch(nir, x, y, r, &mut p);
-                let mut acc = [0.0f32; 3];
-                for (j, &v) in p.iter().enumerate() {
-                    let v = v as f32;
-                    for (c, a) in acc.iter_mut().enumerate() {
-                        *a += v * wk[j * 3 + c];
-                    }
-                }
-                out[3 * x..3 * x + 3].copy_from_slice(&acc);
-            }
-        });
+        // Edge-repeating column lookup, so the tap loop has no clamping branches.
+        let cols: Vec<usize> = (0..w + 2 * r)
+            .map(|t| t.saturating_sub(r).min(w - 1))
+            .collect();
         let n = w * h;
         let mut data = vec![0.0f32; 3 * n];
-        for (i, px) in rows.chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                data[c * n + i] = px[c];
-            }
-        }
+        let (red, rest) = data.split_at_mut(n);
+        let (green, blue) = rest.split_at_mut(n);
+        red.par_chunks_mut(w)
+            .zip(green.par_chunks_mut(w))
+            .zip(blue.par_chunks_mut(w))
+            .enumerate()
+            .for_each(|(y, ((out_r, out_g), out_b))| {
+                let rows: Vec<&[f32]> = (0..=2 * r)
+                    .map(|dy| {
+                        let yy = (y + dy).saturating_sub(r).min(h - 1);
+                        &nir.data[yy * w..(yy + 1) * w]
+                    })
+                    .collect();
+                for x in 0..w {
+                    let k = self.class(&f, y * w + x);
+                    let wk = &self.weights[k * nf * 3..(k + 1) * nf * 3];
+                    let mut acc = [wk[0], wk[1], wk[2]];
+                    let mut j = 3;
+                    for row in &rows {
+                        for &col in &cols[x..=x + 2 * r] {
+                            let v = row[col];
+                            acc[0] += v * wk[j];
+                            acc[1] += v * wk[j + 1];
+                            acc[2] += v * wk[j + 2];
+                            j += 3;
+                        }
+                    }
+                    (out_r[x], out_g[x], out_b[x]) = (acc[0], acc[1], acc[2]);
+                }
+            });
         Rgb::new(w, h, data)
     }
 }

@@ -318,6 +318,31 @@ fn run_colorize(args: &ColorizeArgs) -> Result<()> {
 }
 
 fn run_train(args: &TrainArgs) -> Result<()> {
+    // The same bounds the weights loader enforces, checked before minutes of fitting.
+    let checks = [
+        (args.stride >= 1, "--stride must be at least 1"),
+        (args.degree <= 7, "--degree must be from 0 to 7"),
+        (
+            (1..=64).contains(&args.levels),
+            "--levels must be from 1 to 64",
+        ),
+        (
+            (1..=64).contains(&args.contrasts),
+            "--contrasts must be from 1 to 64",
+        ),
+        (
+            (1..=64).contains(&args.contexts),
+            "--contexts must be from 1 to 64",
+        ),
+        (args.patch_radius <= 5, "--patch-radius must be from 0 to 5"),
+        (
+            args.context_radius <= 64,
+            "--context-radius must be from 0 to 64",
+        ),
+    ];
+    if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
+        bail!("{msg}");
+    }
     let datasets = args
         .data
         .iter()
@@ -329,11 +354,11 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     bar.finish_and_clear();
     let opts = ClassicalOptions {
         degree: args.degree,
-        stride: args.stride.max(1),
+        stride: args.stride,
         l3: L3Config {
-            levels: args.levels.max(1),
-            contrasts: args.contrasts.max(1),
-            contexts: args.contexts.max(1),
+            levels: args.levels,
+            contrasts: args.contrasts,
+            contexts: args.contexts,
             patch_radius: args.patch_radius,
             context_radius: args.context_radius,
         },
