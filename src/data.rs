@@ -282,55 +282,34 @@ fn read_image(path: &Path) -> Result<DynamicImage, DataError> {
 pub fn read_nir(path: &Path) -> Result<Gray, DataError> {
     let img = read_image(path)?;
     let (w, h) = (img.width() as usize, img.height() as usize);
-    let from = |v: Vec<f32>| Ok(Gray::new(w, h, v));
-    match img {
-        DynamicImage::ImageLuma8(b) => {
-            from(b.as_raw().iter().map(|&v| f32::from(v) / 255.0).collect())
-        }
-        DynamicImage::ImageLuma16(b) => {
-            from(b.as_raw().iter().map(|&v| f32::from(v) / 65535.0).collect())
-        }
-        DynamicImage::ImageLumaA8(_) => from(
-            img.to_luma8()
-                .as_raw()
-                .iter()
-                .map(|&v| f32::from(v) / 255.0)
-                .collect(),
-        ),
-        DynamicImage::ImageLumaA16(_) => from(
-            img.to_luma16()
-                .as_raw()
-                .iter()
-                .map(|&v| f32::from(v) / 65535.0)
-                .collect(),
-        ),
+    let data = match &img {
+        DynamicImage::ImageLuma8(b) => every(b.as_raw(), 1, 255.0),
+        DynamicImage::ImageLuma16(b) => every(b.as_raw(), 1, 65535.0),
+        DynamicImage::ImageLumaA8(_) => every(img.to_luma8().as_raw(), 1, 255.0),
+        DynamicImage::ImageLumaA16(_) => every(img.to_luma16().as_raw(), 1, 65535.0),
         DynamicImage::ImageRgb8(_) | DynamicImage::ImageRgba8(_) => {
             let rgb = img.to_rgb8();
             equal_channels(path, w, rgb.as_raw())?;
-            from(
-                rgb.as_raw()
-                    .iter()
-                    .step_by(3)
-                    .map(|&v| f32::from(v) / 255.0)
-                    .collect(),
-            )
+            every(rgb.as_raw(), 3, 255.0)
         }
         DynamicImage::ImageRgb16(_) | DynamicImage::ImageRgba16(_) => {
             let rgb = img.to_rgb16();
             equal_channels(path, w, rgb.as_raw())?;
-            from(
-                rgb.as_raw()
-                    .iter()
-                    .step_by(3)
-                    .map(|&v| f32::from(v) / 65535.0)
-                    .collect(),
-            )
+            every(rgb.as_raw(), 3, 65535.0)
         }
-        other => Err(DataError::UnsupportedFormat {
-            path: path.to_path_buf(),
-            format: format!("{:?}", other.color()),
-        }),
-    }
+        other => {
+            return Err(DataError::UnsupportedFormat {
+                path: path.to_path_buf(),
+                format: format!("{:?}", other.color()),
+            })
+        }
+    };
+    Ok(Gray::new(w, h, data))
+}
+
+/// Every `step`-th value (the first channel of interleaved pixels) scaled by 1 / `max`.
+fn every<T: Copy + Into<f32>>(raw: &[T], step: usize, max: f32) -> Vec<f32> {
+    raw.iter().step_by(step).map(|&v| v.into() / max).collect()
 }
 
 fn equal_channels<T: PartialEq>(path: &Path, width: usize, raw: &[T]) -> Result<(), DataError> {

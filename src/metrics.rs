@@ -117,18 +117,25 @@ fn selected(mask: Option<&[bool]>, i: usize) -> bool {
     mask.is_none_or(|m| m[i])
 }
 
-/// Mean squared and mean absolute error over all three channels of the counted pixels.
-fn mse_mae(pred: &RgbImage, truth: &RgbImage, mask: Option<&[bool]>) -> (f64, f64) {
-    let (mut se, mut ae, mut count) = (0.0f64, 0.0f64, 0usize);
-    for (i, (p, t)) in pred
-        .as_raw()
+/// The (prediction, truth) pixel pairs the mask keeps.
+fn counted<'a>(
+    pred: &'a RgbImage,
+    truth: &'a RgbImage,
+    mask: Option<&'a [bool]>,
+) -> impl Iterator<Item = ([u8; 3], [u8; 3])> + 'a {
+    let px = |p: &[u8]| [p[0], p[1], p[2]];
+    pred.as_raw()
         .chunks_exact(3)
         .zip(truth.as_raw().chunks_exact(3))
         .enumerate()
-    {
-        if !selected(mask, i) {
-            continue;
-        }
+        .filter(move |(i, _)| selected(mask, *i))
+        .map(move |(_, (p, t))| (px(p), px(t)))
+}
+
+/// Mean squared and mean absolute error over all three channels of the counted pixels.
+fn mse_mae(pred: &RgbImage, truth: &RgbImage, mask: Option<&[bool]>) -> (f64, f64) {
+    let (mut se, mut ae, mut count) = (0.0f64, 0.0f64, 0usize);
+    for (p, t) in counted(pred, truth, mask) {
         for c in 0..3 {
             let d = f64::from(p[c]) - f64::from(t[c]);
             se += d * d;
@@ -257,15 +264,7 @@ pub fn ssim(pred: &RgbImage, truth: &RgbImage, mask: Option<&[bool]>) -> f64 {
 /// vector is zero (the angle is undefined there).
 pub fn angular_error(pred: &RgbImage, truth: &RgbImage, mask: Option<&[bool]>) -> f64 {
     let (mut sum, mut count) = (0.0f64, 0usize);
-    for (i, (p, t)) in pred
-        .as_raw()
-        .chunks_exact(3)
-        .zip(truth.as_raw().chunks_exact(3))
-        .enumerate()
-    {
-        if !selected(mask, i) {
-            continue;
-        }
+    for (p, t) in counted(pred, truth, mask) {
         let p = [f64::from(p[0]), f64::from(p[1]), f64::from(p[2])];
         let t = [f64::from(t[0]), f64::from(t[1]), f64::from(t[2])];
         let (pp, tt) = (
@@ -402,17 +401,9 @@ pub fn ciede2000(lab1: [f64; 3], lab2: [f64; 3]) -> f64 {
 pub fn delta_e(pred: &RgbImage, truth: &RgbImage, mask: Option<&[bool]>) -> (f64, f64) {
     let table = srgb_decode_table();
     let (mut s2000, mut s76, mut count) = (0.0f64, 0.0f64, 0usize);
-    for (i, (p, t)) in pred
-        .as_raw()
-        .chunks_exact(3)
-        .zip(truth.as_raw().chunks_exact(3))
-        .enumerate()
-    {
-        if !selected(mask, i) {
-            continue;
-        }
-        let lp = srgb8_to_lab([p[0], p[1], p[2]], &table);
-        let lt = srgb8_to_lab([t[0], t[1], t[2]], &table);
+    for (p, t) in counted(pred, truth, mask) {
+        let lp = srgb8_to_lab(p, &table);
+        let lt = srgb8_to_lab(t, &table);
         s2000 += ciede2000(lt, lp);
         s76 += ((lp[0] - lt[0]).powi(2) + (lp[1] - lt[1]).powi(2) + (lp[2] - lt[2]).powi(2)).sqrt();
         count += 1;
