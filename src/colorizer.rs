@@ -3,14 +3,15 @@
 
 use std::path::Path;
 
-use crate::detail::GuidedFilter;
+use crate::detail::{resize_area, GuidedFilter};
 use crate::planes::{Gray, Rgb};
 use crate::weights::{Weights, WeightsError};
 use crate::{l3::L3, linear::Linear};
 
 /// Turns one NIR plane in [0,1] into RGB planes of the same size (values may leave [0,1]; they
-/// are clamped when written as 8-bit).
-pub trait Colorizer: Send + Sync {
+/// are clamped when written as 8-bit). `Send` but not `Sync`: one thread owns a colorizer (the
+/// daemon's inference thread), which lets libtorch-backed models implement it directly.
+pub trait Colorizer: Send {
     /// A short name for tables and reports.
     fn name(&self) -> String;
     fn colorize(&self, nir: &Gray) -> Rgb;
@@ -50,6 +51,49 @@ impl Colorizer for Guided {
             .filter
             .filter(&nir.data, nir.width, nir.height, &rgb.data, 3);
         Rgb::new(nir.width, nir.height, data)
+    }
+}
+
+/// The daemon's detail stage around any colorizer: the NIR is area-resized by `scale`, colorized
+/// at that size, and the fast guided filter (coefficients at the reduced size, applied to the
+/// full-resolution NIR) restores full resolution with the NIR's edges and texture.
+pub struct LowRes {
+    pub inner: Box<dyn Colorizer>,
+    pub scale: f32,
+    /// Its radius is in full-resolution pixels; the coefficients use `radius * scale`.
+    pub filter: GuidedFilter,
+}
+
+impl LowRes {
+    /// The reduced size for a `width` x `height` frame (at least 1x1).
+    pub fn low_size(&self, width: usize, height: usize) -> (usize, usize) {
+        let side = |n: usize| ((n as f32 * self.scale).round() as usize).clamp(1, n.max(1));
+        (side(width), side(height))
+    }
+}
+
+impl Colorizer for LowRes {
+    fn name(&self) -> String {
+        format!(
+            "{}@{}+fast-guided(r={},eps={:e})",
+            self.inner.name(),
+            self.scale,
+            self.filter.radius,
+            self.filter.eps
+        )
+    }
+    fn colorize(&self, nir: &Gray) -> Rgb {
+        let (w, h) = (nir.width, nir.height);
+        let (lw, lh) = self.low_size(w, h);
+        let low = Gray::new(lw, lh, resize_area(&nir.data, w, h, 1, lw, lh));
+        let colour = self.inner.colorize(&low);
+        let radius = ((self.filter.radius as f32 * self.scale).round() as usize).max(1);
+        let fast = GuidedFilter {
+            radius,
+            eps: self.filter.eps,
+        };
+        let data = fast.filter_fast(&nir.data, w, h, &low.data, &colour.data, lw, lh, 3);
+        Rgb::new(w, h, data)
     }
 }
 
@@ -100,11 +144,29 @@ pub fn from_weights(w: &Weights) -> Result<Box<dyn Colorizer>, ColorizerError> {
     }
 }
 
-/// Wraps `inner` in the guided filter when `filter` is given.
-pub fn with_post(inner: Box<dyn Colorizer>, filter: Option<GuidedFilter>) -> Box<dyn Colorizer> {
-    match filter {
-        Some(filter) => Box::new(Guided { inner, filter }),
-        None => inner,
+/// What follows a colorizer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Post {
+    None,
+    /// The guided filter at full resolution.
+    Guided(GuidedFilter),
+    /// Colorize at `scale` times the size, then the fast guided filter ([`LowRes`]).
+    FastGuided {
+        filter: GuidedFilter,
+        scale: f32,
+    },
+}
+
+/// Wraps `inner` in its post-processing.
+pub fn with_post(inner: Box<dyn Colorizer>, post: Post) -> Box<dyn Colorizer> {
+    match post {
+        Post::None => inner,
+        Post::Guided(filter) => Box::new(Guided { inner, filter }),
+        Post::FastGuided { filter, scale } => Box::new(LowRes {
+            inner,
+            scale,
+            filter,
+        }),
     }
 }
 
@@ -136,14 +198,46 @@ mod tests {
     #[test]
     fn guided_post_keeps_a_flat_image_flat() {
         let nir = Gray::new(9, 9, vec![0.5; 81]);
-        let c = with_post(
-            Box::new(Identity),
-            Some(GuidedFilter {
-                radius: 2,
-                eps: 1e-4,
-            }),
-        );
+        let filter = GuidedFilter {
+            radius: 2,
+            eps: 1e-4,
+        };
+        let c = with_post(Box::new(Identity), Post::Guided(filter));
         assert!(c.colorize(&nir).data.iter().all(|v| (v - 0.5).abs() < 1e-5));
         assert!(c.name().starts_with("identity+guided"));
+    }
+
+    #[test]
+    fn low_res_post_restores_full_resolution_detail() {
+        // identity colour is a linear function of the NIR, so colorizing at a quarter of the
+        // size and transferring the detail back must give the full-resolution NIR again.
+        let (w, h) = (67, 45);
+        let data = (0..w * h)
+            .map(|i| ((i % w) as f32 * 0.37).sin() * 0.3 + 0.5 + (i / w) as f32 * 0.002)
+            .collect();
+        let nir = Gray::new(w, h, data);
+        let filter = GuidedFilter {
+            radius: 4,
+            eps: 1e-6,
+        };
+        let c = with_post(
+            Box::new(Identity),
+            Post::FastGuided {
+                filter,
+                scale: 0.25,
+            },
+        );
+        let out = c.colorize(&nir);
+        assert_eq!((out.width, out.height), (w, h));
+        let err = out
+            .plane(1)
+            .iter()
+            .zip(&nir.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err < 2e-2, "max error {err}");
+        assert!(c.name().contains("@0.25+fast-guided"));
+        let tiny = c.colorize(&Gray::new(1, 3, vec![0.2, 0.4, 0.6]));
+        assert_eq!(tiny.data.len(), 9);
     }
 }

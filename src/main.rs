@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use nircolor::colorizer::{self, Colorizer};
+use nircolor::colorizer::{self, Colorizer, Post};
 use nircolor::data::{self, Dataset};
 use nircolor::detail::GuidedFilter;
 use nircolor::eval;
@@ -40,11 +40,14 @@ enum Command {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Post {
+enum PostArg {
     /// The colorizer's output as it is.
     None,
     /// He et al.'s guided filter with the NIR as guide (detail transfer).
     Guided,
+    /// Colorize at --scale times the size, then the fast guided filter restores full
+    /// resolution from the NIR (the daemon's detail stage).
+    FastGuided,
 }
 
 #[derive(Args)]
@@ -53,14 +56,17 @@ struct ModelArgs {
     #[arg(long, default_value = "l3")]
     model: String,
     /// Post-processing after the colorizer.
-    #[arg(long, value_enum, default_value_t = Post::None)]
-    post: Post,
-    /// Guided filter radius in pixels (with --post guided).
+    #[arg(long, value_enum, default_value_t = PostArg::None)]
+    post: PostArg,
+    /// Guided filter radius in full-resolution pixels (with --post guided or fast-guided).
     #[arg(long, default_value_t = 5)]
     radius: usize,
-    /// Guided filter regularisation on [0,1] data (with --post guided).
+    /// Guided filter regularisation on [0,1] data (with --post guided or fast-guided).
     #[arg(long, default_value_t = 1e-5)]
     eps: f32,
+    /// Size factor the colorizer runs at with --post fast-guided, in (0, 1].
+    #[arg(long, default_value_t = 0.5)]
+    scale: f32,
 }
 
 impl ModelArgs {
@@ -71,13 +77,24 @@ impl ModelArgs {
                 self.eps
             );
         }
+        if !(self.scale > 0.0 && self.scale <= 1.0) {
+            bail!("--scale {} must be in (0, 1], e.g. 0.5 or 0.25", self.scale);
+        }
         let inner = colorizer::load(&self.model)
             .with_context(|| format!("loading model '{}'", self.model))?;
-        let filter = (self.post == Post::Guided).then_some(GuidedFilter {
+        let filter = GuidedFilter {
             radius: self.radius,
             eps: self.eps,
-        });
-        Ok(colorizer::with_post(inner, filter))
+        };
+        let post = match self.post {
+            PostArg::None => Post::None,
+            PostArg::Guided => Post::Guided(filter),
+            PostArg::FastGuided => Post::FastGuided {
+                filter,
+                scale: self.scale,
+            },
+        };
+        Ok(colorizer::with_post(inner, post))
     }
 }
 

@@ -160,6 +160,24 @@ fn colorize_writes_colour_images_for_a_file_and_a_folder() {
         chroma / (256 * 256)
     );
 
+    let half = dir.path().join("half.png");
+    let out = nircolor(&[
+        "colorize",
+        "samples/nir/street_0001.png",
+        "-o",
+        half.to_str().unwrap(),
+        "--post",
+        "fast-guided",
+        "--scale",
+        "0.25",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        image::open(&half).unwrap().width(),
+        256,
+        "fast-guided restores the full size"
+    );
+
     let folder = dir.path().join("all");
     let out = nircolor(&[
         "colorize",
