@@ -7,6 +7,7 @@
 //! [`eval`] to measure, [`report`] to look, [`train`] to fit.
 
 pub mod bench;
+pub mod capture;
 pub mod colorizer;
 pub mod data;
 pub mod detail;
@@ -16,6 +17,7 @@ pub mod linear;
 pub mod lstsq;
 pub mod metrics;
 pub mod planes;
+pub mod queue;
 pub mod report;
 pub mod train;
 pub mod weights;

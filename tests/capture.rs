@@ -1,0 +1,305 @@
+//! The capture stage against real GStreamer: test sources in every camera pixel format, files
+//! looped and not, a slow consumer, and cameras that are missing (retried, clearly reported).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use nircolor::capture::{Backoff, Camera, CameraSpec, Frame, PixelFormat, Source};
+use nircolor::queue::newest_wins;
+
+const FAST_RETRY: Backoff = Backoff {
+    first: Duration::from_millis(50),
+    max: Duration::from_millis(200),
+};
+
+fn spec(id: &str, source: Source, format: PixelFormat) -> CameraSpec {
+    CameraSpec {
+        id: id.into(),
+        source,
+        format,
+        width: 160,
+        height: 120,
+        fps: 30,
+    }
+}
+
+fn collect(camera_spec: CameraSpec, n: usize, within: Duration) -> (Vec<Frame>, Camera) {
+    let (tx, rx) = newest_wins(64);
+    let camera = Camera::spawn(camera_spec, tx, FAST_RETRY).unwrap();
+    let deadline = Instant::now() + within;
+    let mut frames = Vec::new();
+    while frames.len() < n && Instant::now() < deadline {
+        if let Ok(f) = rx.recv_timeout(Duration::from_millis(50)) {
+            frames.push(f);
+        }
+    }
+    (frames, camera)
+}
+
+fn mean(f: &Frame) -> f32 {
+    f.luma.data.iter().sum::<f32>() / f.luma.data.len() as f32
+}
+
+#[test]
+fn test_source_delivers_sized_ordered_frames() {
+    let (frames, camera) = collect(
+        spec(
+            "front",
+            Source::Test {
+                pattern: "ball".into(),
+            },
+            PixelFormat::Gray8,
+        ),
+        10,
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        frames.len(),
+        10,
+        "restarts {}, error {:?}",
+        camera
+            .status()
+            .restarts
+            .load(std::sync::atomic::Ordering::SeqCst),
+        camera.status().last_error()
+    );
+    assert!(frames
+        .iter()
+        .all(|f| (f.luma.width, f.luma.height) == (160, 120) && &*f.camera == "front"));
+    assert!(frames
+        .windows(2)
+        .all(|p| p[1].seq > p[0].seq && p[1].captured_at >= p[0].captured_at));
+    assert!(camera.status().up.load(std::sync::atomic::Ordering::SeqCst));
+    let started = Instant::now();
+    camera.stop();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "stop took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn every_camera_pixel_format_yields_its_luma() {
+    for format in [
+        PixelFormat::Gray8,
+        PixelFormat::Gray16Le,
+        PixelFormat::Yuy2,
+        PixelFormat::Nv12,
+    ] {
+        for (pattern, lo, hi) in [("white", 0.9, 1.0), ("black", 0.0, 0.1)] {
+            let (frames, _camera) = collect(
+                spec(
+                    "f",
+                    Source::Test {
+                        pattern: pattern.into(),
+                    },
+                    format,
+                ),
+                2,
+                Duration::from_secs(10),
+            );
+            assert_eq!(frames.len(), 2, "{format:?} {pattern}");
+            let m = mean(&frames[1]);
+            assert!(
+                (lo..=hi).contains(&m),
+                "{format:?} {pattern}: mean luma {m}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_slow_consumer_gets_the_newest_frames_and_drops_are_counted() {
+    let (tx, rx) = newest_wins(2);
+    let counter = tx.clone();
+    let camera = Camera::spawn(
+        spec(
+            "slow",
+            Source::Test {
+                pattern: "snow".into(),
+            },
+            PixelFormat::Gray8,
+        ),
+        tx,
+        FAST_RETRY,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let queued: Vec<Frame> = rx.try_iter().collect();
+    camera.stop();
+    assert!(queued.len() <= 2);
+    assert!(counter.dropped() >= 10, "dropped {}", counter.dropped());
+    let frames = camera_frames(&queued);
+    assert!(frames.windows(2).all(|p| p[1] > p[0]));
+    assert!(
+        queued.last().unwrap().seq >= counter.dropped(),
+        "the queue holds the newest frames"
+    );
+}
+
+fn camera_frames(frames: &[Frame]) -> Vec<u64> {
+    frames.iter().map(|f| f.seq).collect()
+}
+
+/// A 15-frame H.264 Matroska clip made with GStreamer itself.
+fn make_clip(path: &Path) {
+    gst::init().unwrap();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=15 pattern=smpte ! video/x-raw,width=96,height=64,framerate=30/1 ! videoconvert ! video/x-raw,format=I420 ! x264enc ! matroskamux ! filesink location={}",
+        path.display()
+    ))
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .unwrap();
+    assert!(
+        matches!(msg.view(), gst::MessageView::Eos(_)),
+        "clip not written: {msg:?}"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn files_play_once_or_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mkv");
+    make_clip(&clip);
+
+    let (frames, camera) = collect(
+        spec(
+            "once",
+            Source::File {
+                path: clip.clone(),
+                looped: false,
+            },
+            PixelFormat::Gray8,
+        ),
+        100,
+        Duration::from_secs(3),
+    );
+    assert_eq!(
+        frames.len(),
+        15,
+        "a 15-frame clip at the same rate gives 15 frames"
+    );
+    assert!(
+        frames
+            .iter()
+            .all(|f| (f.luma.width, f.luma.height) == (160, 120)),
+        "scaled to the configured size"
+    );
+    assert!(camera
+        .status()
+        .finished
+        .load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(
+        camera
+            .status()
+            .restarts
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+
+    let (frames, camera) = collect(
+        spec(
+            "loop",
+            Source::File {
+                path: clip,
+                looped: true,
+            },
+            PixelFormat::Gray8,
+        ),
+        40,
+        Duration::from_secs(10),
+    );
+    assert_eq!(frames.len(), 40, "looping goes past the clip's 15 frames");
+    assert!(!camera
+        .status()
+        .finished
+        .load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[test]
+fn missing_cameras_are_retried_with_a_clear_message() {
+    let device = "/dev/v4l/by-id/nircolor-test-no-such-camera";
+    let cases = [
+        (
+            Source::V4l2 {
+                device: device.into(),
+            },
+            device,
+            "does not exist",
+        ),
+        (
+            Source::File {
+                path: "/no/such/clip.mkv".into(),
+                looped: true,
+            },
+            "/no/such/clip.mkv",
+            "does not exist",
+        ),
+    ];
+    for (source, culprit, says) in cases {
+        let (frames, camera) = collect(
+            spec("gone", source, PixelFormat::Yuy2),
+            1,
+            Duration::from_millis(800),
+        );
+        assert!(frames.is_empty());
+        let status = camera.status();
+        assert!(
+            status.restarts.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+            "retried with backoff"
+        );
+        assert!(!status.up.load(std::sync::atomic::Ordering::SeqCst));
+        let err = status.last_error().unwrap();
+        assert!(
+            err.contains("gone") && err.contains(culprit) && err.contains(says),
+            "{err}"
+        );
+        let started = Instant::now();
+        camera.stop();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "stop during backoff took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_rtsp_camera_is_retried() {
+    // Port 9 on loopback: nothing listens there, so the connection is refused at once.
+    let (frames, camera) = collect(
+        spec(
+            "rtsp",
+            Source::Rtsp {
+                url: "rtsp://127.0.0.1:9/none".into(),
+            },
+            PixelFormat::Gray8,
+        ),
+        1,
+        Duration::from_secs(3),
+    );
+    assert!(frames.is_empty());
+    assert!(
+        camera
+            .status()
+            .restarts
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 1
+    );
+    let err = camera.status().last_error().unwrap();
+    assert!(
+        err.contains("camera 'rtsp' (RTSP stream rtsp://127.0.0.1:9/none)"),
+        "{err}"
+    );
+}
