@@ -11,6 +11,7 @@ pub mod capture;
 pub mod colorizer;
 pub mod data;
 pub mod detail;
+pub mod devices;
 pub mod eval;
 pub mod l3;
 pub mod linear;

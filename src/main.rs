@@ -37,6 +37,8 @@ enum Command {
     /// Print performance figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// List V4L2 cameras with the formats and sizes they deliver.
+    Devices,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -426,6 +428,10 @@ fn main() -> std::process::ExitCode {
         Command::Colorize(a) => run_colorize(a),
         Command::Train(a) => run_train(a),
         Command::Bench(BenchCommand::Filter(a)) => run_bench_filter(a),
+        Command::Devices => {
+            print!("{}", nircolor::devices::report(&nircolor::devices::list()));
+            Ok(())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -337,3 +337,19 @@ fn bench_filter_runs_beside_opencv_and_agrees_with_it() {
         assert!(diff < 1e-4, "{size}: ours and OpenCV differ by {diff}");
     }
 }
+
+#[test]
+fn devices_lists_cameras_or_says_there_are_none() {
+    let out = nircolor(&["devices"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let has_nodes = std::fs::read_dir("/dev")
+        .unwrap()
+        .flatten()
+        .any(|e| e.file_name().to_string_lossy().starts_with("video"));
+    if has_nodes {
+        assert!(text.contains("/dev/video"), "{text}");
+    } else {
+        assert!(text.contains("no V4L2 cameras found"), "{text}");
+    }
+}
