@@ -12,6 +12,7 @@ pub mod colorizer;
 pub mod data;
 pub mod detail;
 pub mod devices;
+pub mod encode;
 pub mod eval;
 pub mod l3;
 pub mod linear;

@@ -1,0 +1,461 @@
+//! Encode: colour frames into H.264 once per camera (appsrc -> I420 -> x264enc), then a tee to
+//! an RTSP mount (gst-rtsp-server, one shared media for every viewer) and to a crash-safe
+//! recorder (splitmuxsink segments, Matroska or fragmented MP4).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+use gstreamer_video as gst_video;
+
+use crate::planes::Rgb;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("GStreamer cannot start ({0})")]
+    Init(String),
+    #[error("camera '{camera}': cannot build the encoder `{pipeline}`: {why}")]
+    Build {
+        camera: String,
+        pipeline: String,
+        why: String,
+    },
+    #[error("camera '{camera}': cannot create the recording folder {folder}: {why}")]
+    Folder {
+        camera: String,
+        folder: PathBuf,
+        why: String,
+    },
+    #[error("camera '{camera}': frame is {got_w}x{got_h} but the encoder was set up for {want_w}x{want_h}")]
+    FrameSize {
+        camera: String,
+        got_w: usize,
+        got_h: usize,
+        want_w: usize,
+        want_h: usize,
+    },
+    #[error("camera '{camera}': the encoder stopped: {why}")]
+    Stream { camera: String, why: String },
+    #[error("RTSP server: cannot listen on {address}:{port}: {why}")]
+    Listen {
+        address: String,
+        port: u16,
+        why: String,
+    },
+    #[error("RTSP mount '{0}' must start with '/' and have no spaces, e.g. /front")]
+    BadMount(String),
+}
+
+/// The recording container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Container {
+    /// Matroska: readable up to the last cluster written before a crash.
+    Matroska,
+    /// MP4 written in fragments of one GOP, so a crash loses at most the fragment in progress.
+    FragmentedMp4,
+}
+
+impl Container {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Container::Matroska => "mkv",
+            Container::FragmentedMp4 => "mp4",
+        }
+    }
+}
+
+/// Where and how one camera records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordSpec {
+    pub folder: PathBuf,
+    pub segment: Duration,
+    pub container: Container,
+}
+
+/// One camera's encoder settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncoderSpec {
+    pub camera: String,
+    pub width: usize,
+    pub height: usize,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    pub record: Option<RecordSpec>,
+}
+
+/// The RTSP viewers' side of one camera: the appsrc of the shared media while one exists.
+#[derive(Clone, Default)]
+pub struct RtspFeed {
+    appsrc: Arc<Mutex<Option<gst_app::AppSrc>>>,
+    /// Set when a new media appears: the encoder then forces a keyframe so viewers start at once.
+    wants_keyframe: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The RTSP server: one GLib main loop thread serving every mount.
+pub struct RtspServer {
+    server: rtsp::RTSPServer,
+    context: glib::MainContext,
+    main_loop: glib::MainLoop,
+    thread: Option<std::thread::JoinHandle<()>>,
+    source: Option<glib::SourceId>,
+    pub port: u16,
+}
+
+impl RtspServer {
+    /// Listens on `address:port` (port 0 picks a free port, reported in `port`).
+    pub fn start(address: &str, port: u16) -> Result<RtspServer, EncodeError> {
+        gst::init().map_err(|e| EncodeError::Init(e.to_string()))?;
+        let listen = |why: String| EncodeError::Listen {
+            address: address.into(),
+            port,
+            why,
+        };
+        let server = rtsp::RTSPServer::new();
+        server.set_address(address);
+        server.set_service(&port.to_string());
+        let context = glib::MainContext::new();
+        let source = server
+            .attach(Some(&context))
+            .map_err(|e| listen(e.to_string()))?;
+        let bound = server.bound_port();
+        if bound <= 0 {
+            return Err(listen("no port was bound".into()));
+        }
+        let main_loop = glib::MainLoop::new(Some(&context), false);
+        let thread = {
+            let (main_loop, context) = (main_loop.clone(), context.clone());
+            std::thread::Builder::new()
+                .name("rtsp-server".into())
+                .spawn(move || {
+                    let _guard = context.acquire();
+                    main_loop.run();
+                })
+                .map_err(|e| listen(e.to_string()))?
+        };
+        Ok(RtspServer {
+            server,
+            context,
+            main_loop,
+            thread: Some(thread),
+            source: Some(source),
+            port: bound as u16,
+        })
+    }
+
+    /// Serves `mount` (e.g. "/front") from the returned feed, which an [`Encoder`] fills.
+    pub fn mount(&self, mount: &str) -> Result<RtspFeed, EncodeError> {
+        if !mount.starts_with('/') || mount.len() < 2 || mount.contains(char::is_whitespace) {
+            return Err(EncodeError::BadMount(mount.into()));
+        }
+        let feed = RtspFeed::default();
+        let factory = rtsp::RTSPMediaFactory::new();
+        // The stream arrives encoded; the media only packetises it. config-interval=1 repeats
+        // SPS/PPS every second (-1 corrupts keyframes with x264's sliced zerolatency output).
+        factory.set_launch(
+            "( appsrc name=src is-live=true format=time do-timestamp=true \
+             caps=video/x-h264,stream-format=byte-stream,alignment=au \
+             ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+        );
+        factory.set_shared(true);
+        {
+            let feed = feed.clone();
+            factory.connect_media_configure(move |_, media| {
+                let bin = media.element();
+                let src = bin
+                    .downcast_ref::<gst::Bin>()
+                    .and_then(|b| b.by_name_recurse_up("src"))
+                    .and_then(|e| e.downcast::<gst_app::AppSrc>().ok());
+                if let Some(src) = src {
+                    *feed.appsrc.lock().expect("feed lock") = Some(src);
+                    feed.wants_keyframe
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                let feed = feed.clone();
+                media.connect_unprepared(move |_| {
+                    *feed.appsrc.lock().expect("feed lock") = None;
+                });
+            });
+        }
+        let mounts = self
+            .server
+            .mount_points()
+            .ok_or_else(|| EncodeError::BadMount(mount.into()))?;
+        mounts.add_factory(mount, factory);
+        Ok(feed)
+    }
+
+    pub fn url(&self, mount: &str) -> String {
+        format!(
+            "rtsp://{}:{}{}",
+            self.server
+                .address()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            self.port,
+            mount
+        )
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        // The source lives in the server's own context; `SourceId::remove` would look in the
+        // default one.
+        if let Some(source) = self
+            .source
+            .take()
+            .and_then(|id| self.context.find_source_by_id(&id))
+        {
+            source.destroy();
+        }
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One camera's running encoder.
+pub struct Encoder {
+    spec: EncoderSpec,
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    encoder: gst::Element,
+    feed: Option<RtspFeed>,
+    frames: u64,
+}
+
+/// Segment files are named `<camera>-<unix seconds at start>-<index>.<ext>`, so restarts never
+/// overwrite earlier recordings and names sort by time.
+fn segment_name(folder: &Path, camera: &str, started: u64, index: u32, ext: &str) -> String {
+    folder
+        .join(format!("{camera}-{started}-{index:05}.{ext}"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+impl Encoder {
+    /// Builds and starts the encoder; `feed` (from [`RtspServer::mount`]) receives the stream.
+    pub fn start(spec: EncoderSpec, feed: Option<RtspFeed>) -> Result<Encoder, EncodeError> {
+        gst::init().map_err(|e| EncodeError::Init(e.to_string()))?;
+        let (w, h, fps) = (spec.width, spec.height, spec.fps.max(1));
+        // A crash loses what splitmuxsink holds back (it queues a whole GOP to decide where to
+        // split): half-second GOPs keep that within a second for Matroska, which writes every
+        // frame it gets. A fragmented MP4 also loses its unfinished fragment, one more GOP, so
+        // its GOPs are a third of a second. Short GOPs also let RTSP viewers join sooner.
+        let key_interval = match spec.record.as_ref().map(|r| r.container) {
+            Some(Container::FragmentedMp4) => fps.div_ceil(3),
+            _ => fps.div_ceil(2),
+        };
+        let rtsp_branch = if feed.is_some() {
+            " t. ! queue leaky=downstream max-size-buffers=30 ! appsink name=rtsp sync=false max-buffers=30 drop=true"
+        } else {
+            ""
+        };
+        // The recorder is linked in code below: splitmuxsink's pad needs its muxer chosen first.
+        let record_branch = if spec.record.is_some() {
+            " t. ! queue ! h264parse name=recparse"
+        } else {
+            ""
+        };
+        let description = format!(
+            "appsrc name=src is-live=true format=time \
+             caps=video/x-raw,format=RGB,width={w},height={h},framerate={fps}/1 \
+             ! videoconvert ! video/x-raw,format=I420 \
+             ! x264enc name=enc tune=zerolatency speed-preset=ultrafast key-int-max={key_interval} bitrate={} \
+             ! h264parse ! video/x-h264,stream-format=byte-stream,alignment=au ! tee name=t allow-not-linked=true\
+             {rtsp_branch}{record_branch}",
+            spec.bitrate_kbps.max(64)
+        );
+        let build = |why: String| EncodeError::Build {
+            camera: spec.camera.clone(),
+            pipeline: description.clone(),
+            why,
+        };
+        let pipeline = gst::parse::launch(&description)
+            .map_err(|e| build(e.to_string()))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| build("not a pipeline".into()))?;
+        let appsrc = pipeline
+            .by_name("src")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .ok_or_else(|| build("no appsrc".into()))?;
+        let encoder = pipeline
+            .by_name("enc")
+            .ok_or_else(|| build("no encoder".into()))?;
+        if let Some(record) = &spec.record {
+            std::fs::create_dir_all(&record.folder).map_err(|e| EncodeError::Folder {
+                camera: spec.camera.clone(),
+                folder: record.folder.clone(),
+                why: e.to_string(),
+            })?;
+            let muxer = match record.container {
+                Container::Matroska => gst::ElementFactory::make("matroskamux").build(),
+                // A fragment per GOP (mp4mux cuts at the first keyframe past the duration).
+                Container::FragmentedMp4 => gst::ElementFactory::make("mp4mux")
+                    .property("fragment-duration", 250u32)
+                    .build(),
+            }
+            .map_err(|e| build(e.to_string()))?;
+            // Unbuffered, so what the muxer wrote is on disk even if the process is killed.
+            let file = gst::ElementFactory::make("filesink")
+                .property_from_str("buffer-mode", "unbuffered")
+                .build()
+                .map_err(|e| build(e.to_string()))?;
+            let rec = gst::ElementFactory::make("splitmuxsink")
+                .property("muxer", &muxer)
+                .property("sink", &file)
+                .build()
+                .map_err(|e| build(e.to_string()))?;
+            pipeline.add(&rec).map_err(|e| build(e.to_string()))?;
+            let parse = pipeline
+                .by_name("recparse")
+                .ok_or_else(|| build("no recorder parser".into()))?;
+            parse
+                .link(&rec)
+                .map_err(|e| build(format!("cannot link the recorder: {e}")))?;
+            rec.set_property("max-size-time", record.segment.as_nanos() as u64);
+            rec.set_property("send-keyframe-requests", true);
+            let started = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let (folder, camera, ext) = (
+                record.folder.clone(),
+                spec.camera.clone(),
+                record.container.extension(),
+            );
+            rec.connect("format-location", false, move |args| {
+                let index = args[1].get::<u32>().unwrap_or(0);
+                Some(segment_name(&folder, &camera, started, index, ext).to_value())
+            });
+        }
+        if let Some(feed) = &feed {
+            let sink = pipeline
+                .by_name("rtsp")
+                .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+                .ok_or_else(|| build("no RTSP appsink".into()))?;
+            let feed = feed.clone();
+            sink.set_callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |sink| {
+                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        let target = feed.appsrc.lock().ok().and_then(|g| g.clone());
+                        if let (Some(src), Some(buffer)) = (target, sample.buffer()) {
+                            // The media re-stamps buffers on arrival (do-timestamp), in its own clock.
+                            let mut copy = buffer.copy();
+                            {
+                                let b = copy.make_mut();
+                                b.set_pts(gst::ClockTime::NONE);
+                                b.set_dts(gst::ClockTime::NONE);
+                            }
+                            let _ = src.push_buffer(copy);
+                        }
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            );
+        }
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| build(e.to_string()))?;
+        Ok(Encoder {
+            spec,
+            pipeline,
+            appsrc,
+            encoder,
+            feed,
+            frames: 0,
+        })
+    }
+
+    /// Encodes one frame shown at `pts` (time since the camera started).
+    pub fn push(&mut self, rgb: &Rgb, pts: Duration) -> Result<(), EncodeError> {
+        let spec = &self.spec;
+        if (rgb.width, rgb.height) != (spec.width, spec.height) {
+            return Err(EncodeError::FrameSize {
+                camera: spec.camera.clone(),
+                got_w: rgb.width,
+                got_h: rgb.height,
+                want_w: spec.width,
+                want_h: spec.height,
+            });
+        }
+        self.check_bus()?;
+        if let Some(feed) = &self.feed {
+            if feed
+                .wants_keyframe
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                    .all_headers(true)
+                    .build();
+                // Sent to the encoder's own src pad, as if from downstream.
+                if let Some(pad) = self.encoder.static_pad("src") {
+                    pad.send_event(event);
+                }
+            }
+        }
+        let mut buffer = gst::Buffer::from_mut_slice(rgb.to_rgb8().into_raw());
+        {
+            let b = buffer.get_mut().expect("a new buffer is writable");
+            b.set_pts(gst::ClockTime::from_nseconds(pts.as_nanos() as u64));
+            b.set_duration(gst::ClockTime::from_nseconds(
+                1_000_000_000 / u64::from(spec.fps.max(1)),
+            ));
+        }
+        self.appsrc
+            .push_buffer(buffer)
+            .map_err(|e| EncodeError::Stream {
+                camera: spec.camera.clone(),
+                why: e.to_string(),
+            })?;
+        self.frames += 1;
+        Ok(())
+    }
+
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    fn check_bus(&self) -> Result<(), EncodeError> {
+        let bus = self.pipeline.bus().expect("pipelines have a bus");
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            if let gst::MessageView::Error(e) = msg.view() {
+                return Err(EncodeError::Stream {
+                    camera: self.spec.camera.clone(),
+                    why: e.error().to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the stream so the last recording segment is complete, waiting up to `timeout`.
+    pub fn finish(self, timeout: Duration) -> Result<(), EncodeError> {
+        let _ = self.appsrc.end_of_stream();
+        let bus = self.pipeline.bus().expect("pipelines have a bus");
+        let msg = bus.timed_pop_filtered(
+            gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        let _ = self.pipeline.set_state(gst::State::Null);
+        match msg.as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Eos(_)) => Ok(()),
+            Some(gst::MessageView::Error(e)) => Err(EncodeError::Stream {
+                camera: self.spec.camera.clone(),
+                why: e.error().to_string(),
+            }),
+            _ => Err(EncodeError::Stream {
+                camera: self.spec.camera.clone(),
+                why: format!("no end of stream within {timeout:?}"),
+            }),
+        }
+    }
+}
