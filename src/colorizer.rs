@@ -15,6 +15,11 @@ pub trait Colorizer: Send {
     /// A short name for tables and reports.
     fn name(&self) -> String;
     fn colorize(&self, nir: &Gray) -> Rgb;
+    /// Several frames at once (the daemon batches across cameras); networks override this to
+    /// run one batched forward pass.
+    fn colorize_batch(&self, nirs: &[Gray]) -> Vec<Rgb> {
+        nirs.iter().map(|n| self.colorize(n)).collect()
+    }
 }
 
 /// NIR replicated to R, G and B: the floor every colorizer must clear.
@@ -54,22 +59,45 @@ impl Colorizer for Guided {
     }
 }
 
-/// The daemon's detail stage around any colorizer: the NIR is area-resized by `scale`, colorized
-/// at that size, and the fast guided filter (coefficients at the reduced size, applied to the
-/// full-resolution NIR) restores full resolution with the NIR's edges and texture.
+/// The NIR at the inference size: `scale` times the frame (at least 1x1), area-averaged.
+pub fn shrink(nir: &Gray, scale: f32) -> Gray {
+    let side = |n: usize| ((n as f32 * scale).round() as usize).clamp(1, n.max(1));
+    let (lw, lh) = (side(nir.width), side(nir.height));
+    Gray::new(
+        lw,
+        lh,
+        resize_area(&nir.data, nir.width, nir.height, 1, lw, lh),
+    )
+}
+
+/// Full-resolution colour from colour computed on `low` (`nir` shrunk by `scale`): the fast
+/// guided filter's coefficients at the low size, applied to the full-resolution NIR, so the
+/// output gets the NIR's edges and texture. `filter.radius` is in full-resolution pixels.
+pub fn restore(filter: GuidedFilter, scale: f32, nir: &Gray, low: &Gray, colour: &Rgb) -> Rgb {
+    let radius = ((filter.radius as f32 * scale).round() as usize).max(1);
+    let fast = GuidedFilter {
+        radius,
+        eps: filter.eps,
+    };
+    let data = fast.filter_fast(
+        &nir.data,
+        nir.width,
+        nir.height,
+        &low.data,
+        &colour.data,
+        low.width,
+        low.height,
+        3,
+    );
+    Rgb::new(nir.width, nir.height, data)
+}
+
+/// The daemon's detail stage around any colorizer, for single images: [`shrink`] by `scale`,
+/// colorize, [`restore`].
 pub struct LowRes {
     pub inner: Box<dyn Colorizer>,
     pub scale: f32,
-    /// Its radius is in full-resolution pixels; the coefficients use `radius * scale`.
     pub filter: GuidedFilter,
-}
-
-impl LowRes {
-    /// The reduced size for a `width` x `height` frame (at least 1x1).
-    pub fn low_size(&self, width: usize, height: usize) -> (usize, usize) {
-        let side = |n: usize| ((n as f32 * self.scale).round() as usize).clamp(1, n.max(1));
-        (side(width), side(height))
-    }
 }
 
 impl Colorizer for LowRes {
@@ -83,17 +111,14 @@ impl Colorizer for LowRes {
         )
     }
     fn colorize(&self, nir: &Gray) -> Rgb {
-        let (w, h) = (nir.width, nir.height);
-        let (lw, lh) = self.low_size(w, h);
-        let low = Gray::new(lw, lh, resize_area(&nir.data, w, h, 1, lw, lh));
-        let colour = self.inner.colorize(&low);
-        let radius = ((self.filter.radius as f32 * self.scale).round() as usize).max(1);
-        let fast = GuidedFilter {
-            radius,
-            eps: self.filter.eps,
-        };
-        let data = fast.filter_fast(&nir.data, w, h, &low.data, &colour.data, lw, lh, 3);
-        Rgb::new(w, h, data)
+        let low = shrink(nir, self.scale);
+        restore(
+            self.filter,
+            self.scale,
+            nir,
+            &low,
+            &self.inner.colorize(&low),
+        )
     }
 }
 

@@ -14,6 +14,7 @@ pub mod detail;
 pub mod devices;
 pub mod encode;
 pub mod eval;
+pub mod infer;
 pub mod l3;
 pub mod linear;
 pub mod lstsq;

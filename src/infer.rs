@@ -1,0 +1,221 @@
+//! Inference and detail: ONE thread owns the colorizer (one weight copy, one CUDA context later)
+//! and gathers frames from every camera into a batch, closed at `max_batch` frames or
+//! `max_wait` after its first frame. The batch is colorized at the inference size, then the fast
+//! guided filter restores each frame's full resolution from its NIR, in parallel across frames.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Select, TryRecvError};
+use rayon::prelude::*;
+
+use crate::capture::Frame;
+use crate::colorizer::{restore, shrink, Colorizer};
+use crate::detail::GuidedFilter;
+use crate::planes::Rgb;
+use crate::queue::{Consumer, NewestWins};
+
+/// How frames are batched and colorized.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InferConfig {
+    /// The colorizer sees frames shrunk by this factor, in (0, 1].
+    pub scale: f32,
+    pub max_batch: usize,
+    pub max_wait: Duration,
+    /// The detail transfer; its radius is in full-resolution pixels.
+    pub detail: GuidedFilter,
+}
+
+/// A colorized frame on its way to its camera's encoder.
+#[derive(Clone, Debug)]
+pub struct ColourFrame {
+    pub camera: Arc<str>,
+    pub seq: u64,
+    pub pts: Option<Duration>,
+    pub captured_at: Instant,
+    pub rgb: Rgb,
+    /// How many frames shared this frame's batch.
+    pub batch_size: usize,
+}
+
+/// Counters the stage keeps, for metrics.
+#[derive(Debug, Default)]
+pub struct InferStats {
+    pub batches: AtomicU64,
+    pub frames: AtomicU64,
+    /// Frames from a camera with no output (dropped).
+    pub unrouted: AtomicU64,
+}
+
+/// The running stage.
+pub struct InferStage {
+    stop: Arc<AtomicBool>,
+    stats: Arc<InferStats>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl InferStage {
+    /// Starts the model thread reading `inputs` (one per camera) and writing each frame to the
+    /// output of its camera id.
+    pub fn spawn(
+        colorizer: Box<dyn Colorizer>,
+        inputs: Vec<Consumer<Frame>>,
+        outputs: HashMap<Arc<str>, NewestWins<ColourFrame>>,
+        config: InferConfig,
+    ) -> std::io::Result<InferStage> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(InferStats::default());
+        let thread = {
+            let (stop, stats) = (stop.clone(), stats.clone());
+            std::thread::Builder::new()
+                .name("infer".into())
+                .spawn(move || run(colorizer.as_ref(), &inputs, &outputs, config, &stop, &stats))?
+        };
+        Ok(InferStage {
+            stop,
+            stats,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn stats(&self) -> &InferStats {
+        &self.stats
+    }
+
+    /// Finishes the batch in progress and stops.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for InferStage {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Waits up to `timeout` for a frame from any live input; `None` on timeout or when all inputs
+/// are gone.
+fn next_frame(inputs: &[Consumer<Frame>], live: &mut [bool], timeout: Duration) -> Option<Frame> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut select = Select::new();
+        let mut index = Vec::new();
+        for (i, rx) in inputs.iter().enumerate() {
+            if live[i] {
+                select.recv(rx);
+                index.push(i);
+            }
+        }
+        if index.is_empty() {
+            return None;
+        }
+        let op = select.select_deadline(deadline).ok()?;
+        let i = index[op.index()];
+        match op.recv(&inputs[i]) {
+            Ok(frame) => return Some(frame),
+            // That camera's capture ended; keep serving the others.
+            Err(_) => live[i] = false,
+        }
+    }
+}
+
+fn run(
+    colorizer: &dyn Colorizer,
+    inputs: &[Consumer<Frame>],
+    outputs: &HashMap<Arc<str>, NewestWins<ColourFrame>>,
+    config: InferConfig,
+    stop: &AtomicBool,
+    stats: &InferStats,
+) {
+    let mut live = vec![true; inputs.len()];
+    let max_batch = config.max_batch.max(1);
+    while !stop.load(Ordering::SeqCst) {
+        // Short waits so a stop request is seen promptly even with no frames coming.
+        let Some(first) = next_frame(inputs, &mut live, Duration::from_millis(50)) else {
+            if live.iter().all(|l| !l) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            continue;
+        };
+        let closes = Instant::now() + config.max_wait;
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            // Frames already waiting join at once; then wait for more until the batch closes.
+            let waiting =
+                inputs
+                    .iter()
+                    .zip(live.iter_mut())
+                    .find_map(|(rx, alive)| match rx.try_recv() {
+                        Ok(f) => Some(f),
+                        Err(TryRecvError::Disconnected) => {
+                            *alive = false;
+                            None
+                        }
+                        Err(TryRecvError::Empty) => None,
+                    });
+            let frame = match waiting {
+                Some(f) => Some(f),
+                None => next_frame(
+                    inputs,
+                    &mut live,
+                    closes.saturating_duration_since(Instant::now()),
+                ),
+            };
+            match frame {
+                Some(f) => batch.push(f),
+                None => break,
+            }
+        }
+        process(colorizer, batch, outputs, config, stats);
+    }
+}
+
+fn process(
+    colorizer: &dyn Colorizer,
+    batch: Vec<Frame>,
+    outputs: &HashMap<Arc<str>, NewestWins<ColourFrame>>,
+    config: InferConfig,
+    stats: &InferStats,
+) {
+    let size = batch.len();
+    let lows: Vec<_> = batch
+        .par_iter()
+        .map(|f| shrink(&f.luma, config.scale))
+        .collect();
+    let colours = colorizer.colorize_batch(&lows);
+    let results: Vec<ColourFrame> = batch
+        .into_par_iter()
+        .zip(lows.par_iter().zip(colours.par_iter()))
+        .map(|(frame, (low, colour))| ColourFrame {
+            rgb: restore(config.detail, config.scale, &frame.luma, low, colour),
+            camera: frame.camera,
+            seq: frame.seq,
+            pts: frame.pts,
+            captured_at: frame.captured_at,
+            batch_size: size,
+        })
+        .collect();
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats.frames.fetch_add(size as u64, Ordering::Relaxed);
+    for frame in results {
+        match outputs.get(&frame.camera) {
+            Some(out) => {
+                out.push(frame);
+            }
+            None => {
+                stats.unrouted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The inference stage: batches across cameras, closes batches on size or wait, routes each
+//! frame back to its camera at full resolution, and outlives a camera that goes away.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nircolor::capture::Frame;
+use nircolor::colorizer::{Colorizer, Identity};
+use nircolor::detail::GuidedFilter;
+use nircolor::infer::{ColourFrame, InferConfig, InferStage};
+use nircolor::planes::{Gray, Rgb};
+use nircolor::queue::{newest_wins, Consumer, NewestWins};
+
+/// Identity colour, recording the size of every batch it is given.
+struct Recording(Arc<Mutex<Vec<usize>>>);
+
+impl Colorizer for Recording {
+    fn name(&self) -> String {
+        "recording".into()
+    }
+    fn colorize(&self, nir: &Gray) -> Rgb {
+        Identity.colorize(nir)
+    }
+    fn colorize_batch(&self, nirs: &[Gray]) -> Vec<Rgb> {
+        self.0.lock().unwrap().push(nirs.len());
+        nirs.iter().map(|n| self.colorize(n)).collect()
+    }
+}
+
+fn frame(camera: &str, seq: u64) -> Frame {
+    let (w, h) = (64, 48);
+    let data = (0..w * h)
+        .map(|i| 0.2 + 0.6 * ((i % w) as f32 / w as f32) + 0.1 * ((i / w) % 2) as f32)
+        .collect();
+    Frame {
+        camera: camera.into(),
+        seq,
+        pts: None,
+        captured_at: Instant::now(),
+        luma: Gray::new(w, h, data),
+    }
+}
+
+fn config(max_batch: usize, max_wait_ms: u64) -> InferConfig {
+    InferConfig {
+        scale: 0.5,
+        max_batch,
+        max_wait: Duration::from_millis(max_wait_ms),
+        detail: GuidedFilter {
+            radius: 4,
+            eps: 1e-4,
+        },
+    }
+}
+
+type Wiring = (
+    Vec<NewestWins<Frame>>,
+    Vec<Consumer<Frame>>,
+    HashMap<Arc<str>, NewestWins<ColourFrame>>,
+    Vec<Consumer<ColourFrame>>,
+);
+
+fn wire(cameras: &[&str]) -> Wiring {
+    let (mut ins, mut in_rx, mut outs, mut out_rx) =
+        (Vec::new(), Vec::new(), HashMap::new(), Vec::new());
+    for &c in cameras {
+        let (tx, rx) = newest_wins(16);
+        ins.push(tx);
+        in_rx.push(rx);
+        let (tx, rx) = newest_wins(16);
+        outs.insert(Arc::from(c), tx);
+        out_rx.push(rx);
+    }
+    (ins, in_rx, outs, out_rx)
+}
+
+#[test]
+fn frames_waiting_on_several_cameras_share_one_batch_and_come_back_full_size() {
+    let cams = ["a", "b", "c"];
+    let (ins, in_rx, outs, out_rx) = wire(&cams);
+    for (i, tx) in ins.iter().enumerate() {
+        tx.push(frame(cams[i], 7));
+    }
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let stage = InferStage::spawn(
+        Box::new(Recording(sizes.clone())),
+        in_rx,
+        outs,
+        config(3, 500),
+    )
+    .unwrap();
+    for (i, rx) in out_rx.iter().enumerate() {
+        let out = rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("a colour frame");
+        assert_eq!((&*out.camera, out.seq, out.batch_size), (cams[i], 7, 3));
+        assert_eq!((out.rgb.width, out.rgb.height), (64, 48));
+        // Identity colour at half size, restored by the guided filter: the NIR again.
+        let nir = frame(cams[i], 7).luma;
+        let err = out
+            .rgb
+            .plane(0)
+            .iter()
+            .zip(&nir.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err < 0.05, "max error {err}");
+    }
+    assert_eq!(*sizes.lock().unwrap(), vec![3]);
+    assert_eq!(stage.stats().frames.load(Ordering::SeqCst), 3);
+    stage.stop();
+}
+
+#[test]
+fn a_lonely_frame_waits_at_most_max_wait() {
+    let (ins, in_rx, outs, out_rx) = wire(&["a", "b"]);
+    let stage = InferStage::spawn(Box::new(Identity), in_rx, outs, config(4, 100)).unwrap();
+    let sent = Instant::now();
+    ins[1].push(frame("b", 1));
+    let out = out_rx[1]
+        .recv_timeout(Duration::from_secs(5))
+        .expect("a colour frame");
+    let waited = sent.elapsed();
+    assert_eq!(out.batch_size, 1);
+    assert!(
+        waited >= Duration::from_millis(90),
+        "the batch stays open for max_wait ({waited:?})"
+    );
+    assert!(waited < Duration::from_secs(2), "then closes ({waited:?})");
+    stage.stop();
+}
+
+#[test]
+fn batches_never_exceed_max_batch() {
+    let (ins, in_rx, outs, out_rx) = wire(&["a"]);
+    for seq in 0..10 {
+        ins[0].push(frame("a", seq));
+    }
+    let sizes = Arc::new(Mutex::new(Vec::new()));
+    let stage = InferStage::spawn(
+        Box::new(Recording(sizes.clone())),
+        in_rx,
+        outs,
+        config(4, 50),
+    )
+    .unwrap();
+    let seqs: Vec<u64> = (0..10)
+        .map(|_| out_rx[0].recv_timeout(Duration::from_secs(5)).unwrap().seq)
+        .collect();
+    assert_eq!(seqs, (0..10).collect::<Vec<_>>(), "in order, none lost");
+    let sizes = sizes.lock().unwrap().clone();
+    assert!(
+        sizes.iter().all(|&s| s <= 4) && sizes.iter().sum::<usize>() == 10,
+        "{sizes:?}"
+    );
+    stage.stop();
+}
+
+#[test]
+fn a_camera_that_goes_away_does_not_stop_the_others_and_strays_are_counted() {
+    let (mut ins, in_rx, outs, out_rx) = wire(&["a", "b"]);
+    let stage = InferStage::spawn(Box::new(Identity), in_rx, outs, config(2, 20)).unwrap();
+    drop(ins.remove(0)); // camera a's capture ends
+    ins[0].push(frame("b", 3));
+    assert_eq!(
+        out_rx[1].recv_timeout(Duration::from_secs(5)).unwrap().seq,
+        3
+    );
+    ins[0].push(frame("nobody", 4)); // a frame no output is wired for
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stage.stats().unrouted.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(stage.stats().unrouted.load(Ordering::SeqCst), 1);
+    let started = Instant::now();
+    stage.stop();
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
