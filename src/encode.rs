@@ -459,3 +459,81 @@ impl Encoder {
         }
     }
 }
+
+/// Deletes `camera`'s oldest recording segments in `folder` until none is older than `max_age`
+/// and they total at most `max_total_bytes`. The newest segment (the one being written) is
+/// never deleted. Returns what was deleted.
+pub fn prune_recordings(
+    folder: &Path,
+    camera: &str,
+    max_age: Option<Duration>,
+    max_total_bytes: Option<u64>,
+) -> std::io::Result<Vec<PathBuf>> {
+    let prefix = format!("{camera}-");
+    let mut segments: Vec<(PathBuf, SystemTime, u64)> = std::fs::read_dir(folder)?
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&prefix) && (name.ends_with(".mkv") || name.ends_with(".mp4"))
+        })
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((e.path(), meta.modified().ok()?, meta.len()))
+        })
+        .collect();
+    // Names sort by start time and index; the last one is being written: it counts toward the
+    // total but is never deleted.
+    segments.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut total: u64 = segments.iter().map(|s| s.2).sum();
+    segments.pop();
+    let now = SystemTime::now();
+    let mut deleted = Vec::new();
+    for (path, modified, size) in segments {
+        let too_old =
+            max_age.is_some_and(|age| now.duration_since(modified).unwrap_or_default() > age);
+        let too_big = max_total_bytes.is_some_and(|max| total > max);
+        if !(too_old || too_big) {
+            break;
+        }
+        std::fs::remove_file(&path)?;
+        total -= size;
+        deleted.push(path);
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_removes_oldest_first_and_spares_the_live_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..4 {
+            std::fs::write(
+                dir.path().join(format!("cam-100-{i:05}.mkv")),
+                vec![0u8; 1000],
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.path().join("other-100-00000.mkv"), vec![0u8; 5000]).unwrap();
+        let deleted = prune_recordings(dir.path(), "cam", None, Some(2500)).unwrap();
+        let names: Vec<String> = deleted
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["cam-100-00000.mkv", "cam-100-00001.mkv"]);
+        assert!(
+            dir.path().join("other-100-00000.mkv").exists(),
+            "other cameras' files are left alone"
+        );
+        // With everything "too old", all but the live segment go.
+        let deleted = prune_recordings(dir.path(), "cam", Some(Duration::ZERO), None).unwrap();
+        assert_eq!(deleted.len(), 1);
+        assert!(dir.path().join("cam-100-00003.mkv").exists());
+        assert_eq!(
+            segment_name(Path::new("/r"), "cam", 7, 3, "mp4"),
+            "/r/cam-7-00003.mp4"
+        );
+    }
+}

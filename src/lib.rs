@@ -9,6 +9,7 @@
 pub mod bench;
 pub mod capture;
 pub mod colorizer;
+pub mod config;
 pub mod data;
 pub mod detail;
 pub mod devices;

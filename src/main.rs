@@ -39,6 +39,11 @@ enum Command {
     Bench(BenchCommand),
     /// List V4L2 cameras with the formats and sizes they deliver.
     Devices,
+    /// Validate a pipeline configuration without running it.
+    Check {
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -415,6 +420,48 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
+fn run_check(file: &Path) -> Result<()> {
+    let c = nircolor::config::Config::load(file)?;
+    let m = &c.model;
+    println!("{} is valid:", file.display());
+    println!(
+        "  model {} (device {}) at {}x size, batches of up to {} within {} ms; detail radius {}, eps {:e}",
+        m.weights,
+        format!("{:?}", m.device).to_lowercase(),
+        m.scale,
+        m.max_batch,
+        m.max_wait.as_millis(),
+        m.radius,
+        m.eps
+    );
+    for cam in &c.cameras {
+        let s = &cam.spec;
+        print!(
+            "  camera '{}': {}, {} {}x{} @ {} fps -> rtsp://{}:{}{}",
+            s.id,
+            s.source.describe(),
+            s.format.caps_format(),
+            s.width,
+            s.height,
+            s.fps,
+            c.rtsp_bind,
+            c.rtsp_port,
+            cam.rtsp.mount
+        );
+        if let Some(r) = &cam.record {
+            print!(
+                ", recorded as .{} in {} every {} s",
+                r.container.extension(),
+                r.folder.display(),
+                r.segment.as_secs()
+            );
+        }
+        println!();
+    }
+    println!("  metrics on http://{}/metrics", c.metrics_bind);
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -428,6 +475,7 @@ fn main() -> std::process::ExitCode {
         Command::Colorize(a) => run_colorize(a),
         Command::Train(a) => run_train(a),
         Command::Bench(BenchCommand::Filter(a)) => run_bench_filter(a),
+        Command::Check { config } => run_check(config),
         Command::Devices => {
             print!("{}", nircolor::devices::report(&nircolor::devices::list()));
             Ok(())

@@ -1,0 +1,559 @@
+//! Pipeline configuration (`pipelines/*.toml`): cameras, model, detail, outputs. Every mistake
+//! is a [`ConfigError`] naming the file, line and key, what was wrong and what is allowed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::capture::{CameraSpec, PixelFormat, Source};
+use crate::colorizer::BUILTIN;
+use crate::encode::Container;
+
+/// A configuration mistake: `file:line: key: what`.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {key}{sep}{message}", sep = if key.is_empty() { "" } else { ": " })]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    model: RawModel,
+    #[serde(default)]
+    detail: RawDetail,
+    #[serde(default)]
+    rtsp: RawRtsp,
+    #[serde(default)]
+    metrics: RawMetrics,
+    camera: Vec<RawCamera>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    weights: Spanned<String>,
+    #[serde(default)]
+    device: Device,
+    #[serde(default = "default_scale")]
+    scale: Spanned<f32>,
+    #[serde(default = "default_max_batch")]
+    max_batch: Spanned<usize>,
+    #[serde(default = "default_max_wait_ms")]
+    max_wait_ms: Spanned<u64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawDetail {
+    #[serde(default = "default_radius")]
+    radius: Spanned<usize>,
+    #[serde(default = "default_eps")]
+    eps: Spanned<f32>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawRtsp {
+    #[serde(default = "default_bind")]
+    bind: Spanned<String>,
+    #[serde(default = "default_rtsp_port")]
+    port: Spanned<u16>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    #[serde(default = "default_metrics")]
+    bind: Spanned<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawCamera {
+    id: Spanned<String>,
+    source: Spanned<RawSource>,
+    format: PixelFormatName,
+    width: Spanned<u32>,
+    height: Spanned<u32>,
+    fps: Spanned<u32>,
+    calibration: Option<Spanned<String>>,
+    rtsp: Option<RawCameraRtsp>,
+    record: Option<RawRecord>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+enum RawSource {
+    V4l2 {
+        device: String,
+    },
+    File {
+        path: String,
+        #[serde(default, rename = "loop")]
+        looped: bool,
+    },
+    Rtsp {
+        url: String,
+    },
+    Test {
+        #[serde(default = "default_pattern")]
+        pattern: String,
+    },
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+enum PixelFormatName {
+    #[serde(rename = "GRAY8")]
+    Gray8,
+    #[serde(rename = "GRAY16_LE")]
+    Gray16Le,
+    #[serde(rename = "YUY2")]
+    Yuy2,
+    #[serde(rename = "NV12")]
+    Nv12,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawCameraRtsp {
+    mount: Option<Spanned<String>>,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    folder: String,
+    #[serde(default = "default_segment")]
+    segment_seconds: Spanned<u64>,
+    #[serde(default)]
+    container: ContainerName,
+    max_age_hours: Option<Spanned<u64>>,
+    max_total_mb: Option<Spanned<u64>>,
+}
+
+/// Where the model runs.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, Default)]
+#[serde(rename_all = "lowercase")]
+enum ContainerName {
+    #[default]
+    Mkv,
+    Mp4,
+}
+
+fn default_scale() -> Spanned<f32> {
+    Spanned::new(0..0, 0.5)
+}
+fn default_max_batch() -> Spanned<usize> {
+    Spanned::new(0..0, 4)
+}
+fn default_max_wait_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 10)
+}
+fn default_radius() -> Spanned<usize> {
+    Spanned::new(0..0, 8)
+}
+fn default_eps() -> Spanned<f32> {
+    Spanned::new(0..0, 1e-3)
+}
+fn default_bind() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1".into())
+}
+fn default_rtsp_port() -> Spanned<u16> {
+    Spanned::new(0..0, 8554)
+}
+fn default_metrics() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:9464".into())
+}
+fn default_pattern() -> String {
+    "smpte".into()
+}
+fn default_segment() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
+}
+
+impl Default for RawDetail {
+    fn default() -> Self {
+        RawDetail {
+            radius: default_radius(),
+            eps: default_eps(),
+        }
+    }
+}
+impl Default for RawRtsp {
+    fn default() -> Self {
+        RawRtsp {
+            bind: default_bind(),
+            port: default_rtsp_port(),
+        }
+    }
+}
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics {
+            bind: default_metrics(),
+        }
+    }
+}
+
+/// The model section, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// A built-in colorizer name or a weights file (resolved against the config's folder).
+    pub weights: String,
+    pub device: Device,
+    pub scale: f32,
+    pub max_batch: usize,
+    pub max_wait: Duration,
+    pub radius: usize,
+    pub eps: f32,
+}
+
+/// One camera's RTSP output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RtspOutput {
+    pub mount: String,
+    pub credentials: Option<(String, String)>,
+}
+
+/// One camera's recording, with its retention.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recording {
+    pub folder: PathBuf,
+    pub segment: Duration,
+    pub container: Container,
+    pub max_age: Option<Duration>,
+    pub max_total_bytes: Option<u64>,
+}
+
+/// One camera, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CameraConfig {
+    pub spec: CameraSpec,
+    pub calibration: Option<PathBuf>,
+    pub rtsp: RtspOutput,
+    pub record: Option<Recording>,
+}
+
+/// A whole checked pipeline configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub file: PathBuf,
+    pub model: ModelConfig,
+    pub rtsp_bind: String,
+    pub rtsp_port: u16,
+    pub metrics_bind: SocketAddr,
+    pub cameras: Vec<CameraConfig>,
+}
+
+struct Checker<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn line(&self, span: &Range<usize>) -> usize {
+        self.text[..span.start.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    fn err(&self, span: &Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line: self.line(span),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn range<T: PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        v: &Spanned<T>,
+        key: &str,
+        lo: T,
+        hi: T,
+    ) -> Result<T, ConfigError> {
+        let x = *v.get_ref();
+        if x < lo || x > hi {
+            return Err(self.err(
+                &v.span(),
+                key,
+                format!("{x} is out of range; allowed: {lo} to {hi}"),
+            ));
+        }
+        Ok(x)
+    }
+
+    /// A path relative to the config file's folder.
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.file.parent().unwrap_or(Path::new(".")).join(p)
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks `file`.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: file.to_path_buf(),
+            line: 0,
+            key: String::new(),
+            message: format!("cannot read the configuration: {e}"),
+        })?;
+        Config::parse(file, &text)
+    }
+
+    /// Checks `text` as if read from `file` (relative paths resolve against its folder).
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let c = Checker { file, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            // toml names unknown and missing keys itself; for a bad value the key is the one
+            // assigned on that line.
+            let line = text.lines().nth(c.line(&span) - 1).unwrap_or("");
+            let key = match line.split_once('=') {
+                Some((k, _)) if !e.message().contains("field `") => {
+                    k.trim().trim_start_matches('[').to_string()
+                }
+                _ => String::new(),
+            };
+            c.err(&span, &key, e.message().to_string())
+        })?;
+
+        let m = &raw.model;
+        let weights = m.weights.get_ref().clone();
+        if !BUILTIN.contains(&weights.as_str()) && !c.path(&weights).is_file() {
+            return Err(c.err(
+                &m.weights.span(),
+                "model.weights",
+                format!(
+                    "'{weights}' is neither a built-in colorizer ({}) nor an existing weights file",
+                    BUILTIN.join(", ")
+                ),
+            ));
+        }
+        let scale = *m.scale.get_ref();
+        if !(scale > 0.0 && scale <= 1.0) {
+            return Err(c.err(
+                &m.scale.span(),
+                "model.scale",
+                format!("{scale} is out of range; allowed: above 0, at most 1"),
+            ));
+        }
+        let eps = *raw.detail.eps.get_ref();
+        if !(eps > 0.0 && eps.is_finite()) {
+            return Err(c.err(
+                &raw.detail.eps.span(),
+                "detail.eps",
+                format!("{eps} must be a positive number (1e-5 to 1e-1 are typical)"),
+            ));
+        }
+        let model = ModelConfig {
+            weights: if BUILTIN.contains(&weights.as_str()) {
+                weights
+            } else {
+                c.path(&weights).to_string_lossy().into_owned()
+            },
+            device: m.device,
+            scale,
+            max_batch: c.range(&m.max_batch, "model.max_batch", 1, 64)?,
+            max_wait: Duration::from_millis(c.range(
+                &m.max_wait_ms,
+                "model.max_wait_ms",
+                0,
+                1000,
+            )?),
+            radius: c.range(&raw.detail.radius, "detail.radius", 1, 64)?,
+            eps,
+        };
+        let rtsp_port = c.range(&raw.rtsp.port, "rtsp.port", 1, 65535)?;
+        let metrics_bind: SocketAddr = raw.metrics.bind.get_ref().parse().map_err(|_| {
+            c.err(
+                &raw.metrics.bind.span(),
+                "metrics.bind",
+                format!(
+                    "'{}' is not an address:port such as 127.0.0.1:9464",
+                    raw.metrics.bind.get_ref()
+                ),
+            )
+        })?;
+        if raw.camera.is_empty() {
+            return Err(c.err(
+                &(0..0),
+                "camera",
+                "no camera is configured; add at least one [[camera]] table",
+            ));
+        }
+
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut mounts: HashMap<String, usize> = HashMap::new();
+        let mut cameras = Vec::new();
+        for cam in &raw.camera {
+            let id = cam.id.get_ref().clone();
+            let valid_id = !id.is_empty()
+                && id
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+            if !valid_id {
+                return Err(c.err(
+                    &cam.id.span(),
+                    "camera.id",
+                    format!("'{id}' is not allowed; use letters, digits, '-' and '_'"),
+                ));
+            }
+            if let Some(first) = ids.insert(id.clone(), c.line(&cam.id.span())) {
+                return Err(c.err(&cam.id.span(), "camera.id", format!("'{id}' is already the id of the camera on line {first}; ids must be unique")));
+            }
+            let key = |k: &str| format!("camera '{id}'.{k}");
+            let width = c.range(&cam.width, &key("width"), 16, 8192)?;
+            let height = c.range(&cam.height, &key("height"), 16, 8192)?;
+            let fps = c.range(&cam.fps, &key("fps"), 1, 240)?;
+            let calibration = match &cam.calibration {
+                Some(p) => {
+                    let path = c.path(p.get_ref());
+                    if !path.is_file() {
+                        return Err(c.err(
+                            &p.span(),
+                            &key("calibration"),
+                            format!("calibration file {} does not exist", path.display()),
+                        ));
+                    }
+                    Some(path)
+                }
+                None => None,
+            };
+            let (mount, mount_span, credentials) = match &cam.rtsp {
+                Some(r) => {
+                    let creds = match (&r.user, &r.password) {
+                        (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+                        (None, None) => None,
+                        _ => {
+                            return Err(c.err(
+                                &cam.id.span(),
+                                &key("rtsp"),
+                                "give both user and password, or neither",
+                            ))
+                        }
+                    };
+                    match &r.mount {
+                        Some(m) => (m.get_ref().clone(), m.span(), creds),
+                        None => (format!("/{id}"), cam.id.span(), creds),
+                    }
+                }
+                None => (format!("/{id}"), cam.id.span(), None),
+            };
+            if !mount.starts_with('/') || mount.len() < 2 || mount.contains(char::is_whitespace) {
+                return Err(c.err(
+                    &mount_span,
+                    &key("rtsp.mount"),
+                    format!("'{mount}' must start with '/' and have no spaces, e.g. /front"),
+                ));
+            }
+            if let Some(first) = mounts.insert(mount.clone(), c.line(&mount_span)) {
+                return Err(c.err(&mount_span, &key("rtsp.mount"), format!("'{mount}' is already served by the camera on line {first}; mounts must be unique")));
+            }
+            let record = match &cam.record {
+                Some(r) => Some(Recording {
+                    folder: c.path(&r.folder),
+                    segment: Duration::from_secs(c.range(
+                        &r.segment_seconds,
+                        &key("record.segment_seconds"),
+                        1,
+                        3600,
+                    )?),
+                    container: match r.container {
+                        ContainerName::Mkv => Container::Matroska,
+                        ContainerName::Mp4 => Container::FragmentedMp4,
+                    },
+                    max_age: r
+                        .max_age_hours
+                        .as_ref()
+                        .map(|h| {
+                            c.range(h, &key("record.max_age_hours"), 1, 24 * 365)
+                                .map(|h| Duration::from_secs(h * 3600))
+                        })
+                        .transpose()?,
+                    max_total_bytes: r
+                        .max_total_mb
+                        .as_ref()
+                        .map(|mb| {
+                            c.range(mb, &key("record.max_total_mb"), 1, 100_000_000)
+                                .map(|mb| mb * 1_000_000)
+                        })
+                        .transpose()?,
+                }),
+                None => None,
+            };
+            let source = match cam.source.get_ref() {
+                RawSource::V4l2 { device } => Source::V4l2 {
+                    device: device.into(),
+                },
+                RawSource::File { path, looped } => Source::File {
+                    path: c.path(path),
+                    looped: *looped,
+                },
+                RawSource::Rtsp { url } => Source::Rtsp { url: url.clone() },
+                RawSource::Test { pattern } => Source::Test {
+                    pattern: pattern.clone(),
+                },
+            };
+            let format = match cam.format {
+                PixelFormatName::Gray8 => PixelFormat::Gray8,
+                PixelFormatName::Gray16Le => PixelFormat::Gray16Le,
+                PixelFormatName::Yuy2 => PixelFormat::Yuy2,
+                PixelFormatName::Nv12 => PixelFormat::Nv12,
+            };
+            let spec = CameraSpec {
+                id: id.clone(),
+                source,
+                format,
+                width,
+                height,
+                fps,
+            };
+            // The same check the capture stage makes, reported here with a line number.
+            if let Err(e) = crate::capture::pipeline_description(&spec) {
+                return Err(c.err(&cam.source.span(), &key("source"), e.to_string()));
+            }
+            cameras.push(CameraConfig {
+                spec,
+                calibration,
+                rtsp: RtspOutput { mount, credentials },
+                record,
+            });
+        }
+        Ok(Config {
+            file: file.to_path_buf(),
+            model,
+            rtsp_bind: raw.rtsp.bind.get_ref().clone(),
+            rtsp_port,
+            metrics_bind,
+            cameras,
+        })
+    }
+}

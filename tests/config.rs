@@ -1,0 +1,220 @@
+//! `nircolor check --config`: a valid pipeline is summarised; every kind of mistake exits
+//! non-zero naming the file, the line and the key, what was wrong and what is allowed.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{nircolor, stderr, stdout};
+
+const VALID: &str = r#"# two cameras
+[model]
+weights = "l3"
+scale = 0.5
+max_batch = 4
+
+[detail]
+radius = 8
+
+[[camera]]
+id = "front"
+source = { kind = "test", pattern = "ball" }
+format = "YUY2"
+width = 640
+height = 480
+fps = 30
+record = { folder = "rec/front", segment_seconds = 30, container = "mp4", max_total_mb = 500 }
+
+[[camera]]
+id = "cabin"
+source = { kind = "v4l2", device = "/dev/v4l/by-id/usb-cabin-video-index0" }
+format = "GRAY16_LE"
+width = 1280
+height = 720
+fps = 25
+rtsp = { mount = "/inside", user = "viewer", password = "pw" }
+"#;
+
+fn check(dir: &Path, text: &str) -> (bool, String) {
+    let file = dir.join("pipeline.toml");
+    fs::write(&file, text).unwrap();
+    let out = nircolor(&["check", "--config", file.to_str().unwrap()]);
+    (
+        out.status.success(),
+        format!("{}{}", stdout(&out), stderr(&out)),
+    )
+}
+
+#[test]
+fn a_valid_config_is_summarised() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = check(dir.path(), VALID);
+    assert!(ok, "{text}");
+    assert!(text.contains("camera 'front': test pattern ball, YUY2 640x480 @ 30 fps -> rtsp://127.0.0.1:8554/front"), "{text}");
+    assert!(
+        text.contains("camera 'cabin': V4L2 device /dev/v4l/by-id/usb-cabin-video-index0")
+            && text.contains("/inside"),
+        "{text}"
+    );
+    assert!(text.contains("recorded as .mp4"), "{text}");
+}
+
+/// Each case: (what to replace in VALID, with what, the line and key the error must name, and a
+/// phrase of its explanation).
+#[test]
+fn every_mistake_names_file_line_and_key() {
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "max_batch = 4",
+            "max_batch = 4\nbatch_size = 2",
+            ":6:",
+            "unknown field `batch_size`",
+        ),
+        (
+            "fps = 30",
+            "fps = 30\nfsp = 30",
+            ":17:",
+            "unknown field `fsp`",
+        ),
+        (
+            "pattern = \"ball\" }",
+            "pattern = \"ball\", speed = 3 }",
+            ":12:",
+            "unknown field `speed`",
+        ),
+        (
+            "fps = 30",
+            "fps = \"thirty\"",
+            ":16: fps:",
+            "invalid type: string \"thirty\"",
+        ),
+        (
+            "width = 640",
+            "width = 64000",
+            ":14: camera 'front'.width:",
+            "allowed: 16 to 8192",
+        ),
+        (
+            "fps = 25",
+            "fps = 0",
+            ":25: camera 'cabin'.fps:",
+            "allowed: 1 to 240",
+        ),
+        (
+            "scale = 0.5",
+            "scale = 1.5",
+            ":4: model.scale:",
+            "at most 1",
+        ),
+        (
+            "max_batch = 4",
+            "max_batch = 0",
+            ":5: model.max_batch:",
+            "allowed: 1 to 64",
+        ),
+        (
+            "radius = 8",
+            "radius = 500",
+            ":8: detail.radius:",
+            "allowed: 1 to 64",
+        ),
+        (
+            "id = \"cabin\"",
+            "id = \"front\"",
+            ":20: camera.id:",
+            "already the id of the camera on line 11",
+        ),
+        (
+            "mount = \"/inside\"",
+            "mount = \"/front\"",
+            ":26: camera 'cabin'.rtsp.mount:",
+            "already served by the camera on line 11",
+        ),
+        (
+            "weights = \"l3\"",
+            "weights = \"models/missing.safetensors\"",
+            ":3: model.weights:",
+            "nor an existing weights file",
+        ),
+        (
+            "fps = 30",
+            "fps = 30\ncalibration = \"calibration/front.toml\"",
+            ":17: camera 'front'.calibration:",
+            "does not exist",
+        ),
+        (
+            "kind = \"test\"",
+            "kind = \"webcam\"",
+            ":12:",
+            "unknown variant `webcam`",
+        ),
+        (
+            "format = \"YUY2\"",
+            "format = \"MJPG\"",
+            ":13: format:",
+            "unknown variant `MJPG`",
+        ),
+        (
+            "pattern = \"ball\"",
+            "pattern = \"ball ! fakesink\"",
+            ":12: camera 'front'.source:",
+            "not a videotestsrc pattern",
+        ),
+        (
+            "user = \"viewer\", ",
+            "",
+            ":20: camera 'cabin'.rtsp:",
+            "both user and password",
+        ),
+        (
+            "[detail]",
+            "[metrics]\nbind = \"localhost\"\n[detail]",
+            ":8: metrics.bind:",
+            "address:port",
+        ),
+        (
+            "segment_seconds = 30",
+            "segment_seconds = 0",
+            ":17: camera 'front'.record.segment_seconds:",
+            "allowed: 1 to 3600",
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (from, to, place, says) in cases {
+        assert!(
+            VALID.contains(from),
+            "case pattern {from:?} not in the valid config"
+        );
+        let (ok, text) = check(dir.path(), &VALID.replacen(from, to, 1));
+        assert!(!ok, "accepted {to:?}");
+        assert!(!text.contains("panicked"), "{text}");
+        assert!(
+            text.contains(&format!("pipeline.toml{place}")),
+            "{to:?}: expected pipeline.toml{place} in:\n{text}"
+        );
+        assert!(text.contains(says), "{to:?}: expected '{says}' in:\n{text}");
+    }
+}
+
+#[test]
+fn a_config_without_cameras_or_model_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = check(dir.path(), "camera = []\n[model]\nweights = \"l3\"\n");
+    assert!(!ok && text.contains("no camera is configured"), "{text}");
+    let (ok, text) = check(
+        dir.path(),
+        &VALID.replacen(
+            "[model]\nweights = \"l3\"\nscale = 0.5\nmax_batch = 4\n",
+            "",
+            1,
+        ),
+    );
+    assert!(!ok && text.contains("missing field `model`"), "{text}");
+    let out = nircolor(&["check", "--config", "no/such.toml"]);
+    assert!(
+        !out.status.success()
+            && stderr(&out).contains("no/such.toml")
+            && stderr(&out).contains("cannot read")
+    );
+}
