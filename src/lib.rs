@@ -10,6 +10,7 @@ pub mod bench;
 pub mod capture;
 pub mod colorizer;
 pub mod config;
+pub mod daemon;
 pub mod data;
 pub mod detail;
 pub mod devices;

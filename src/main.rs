@@ -39,6 +39,11 @@ enum Command {
     Bench(BenchCommand),
     /// List V4L2 cameras with the formats and sizes they deliver.
     Devices,
+    /// Run the daemon on a pipeline configuration until SIGTERM or Ctrl-C.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Validate a pipeline configuration without running it.
     Check {
         #[arg(long)]
@@ -462,12 +467,51 @@ fn run_check(file: &Path) -> Result<()> {
     Ok(())
 }
 
+fn run_daemon(file: &Path) -> Result<()> {
+    let config = nircolor::config::Config::load(file)?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .context("installing the signal handlers")?;
+    }
+    let daemon = nircolor::daemon::Daemon::start(&config)
+        .with_context(|| format!("starting {}", file.display()))?;
+    for (cam, url) in config.cameras.iter().zip(daemon.urls()) {
+        let recording = cam
+            .record
+            .as_ref()
+            .map(|r| format!(", recording into {}", r.folder.display()))
+            .unwrap_or_default();
+        println!("camera '{}': watch {url}{recording}", cam.spec.id);
+    }
+    println!("running; SIGTERM or Ctrl-C stops and finalises the recordings");
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let mut failed = false;
+    for (cam, result) in config.cameras.iter().zip(daemon.shutdown()) {
+        match result {
+            Ok(frames) => println!("camera '{}': {frames} frames encoded", cam.spec.id),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        bail!("some cameras did not finish cleanly");
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        // Plain lines for journald and log files; colour only on a terminal.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -476,6 +520,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(a) => run_train(a),
         Command::Bench(BenchCommand::Filter(a)) => run_bench_filter(a),
         Command::Check { config } => run_check(config),
+        Command::Run { config } => run_daemon(config),
         Command::Devices => {
             print!("{}", nircolor::devices::report(&nircolor::devices::list()));
             Ok(())

@@ -1,0 +1,211 @@
+//! The daemon: wires a checked [`Config`] into running stages (an RTSP server, one capture per
+//! camera, one inference thread, one encoder thread per camera) and shuts them down in order so
+//! every recording ends complete.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError;
+
+use crate::capture::{Backoff, Camera, CaptureError};
+use crate::colorizer::{self, ColorizerError};
+use crate::config::{Config, Device};
+use crate::detail::GuidedFilter;
+use crate::encode::{self, EncodeError, Encoder, EncoderSpec, RecordSpec, RtspServer};
+use crate::infer::{ColourFrame, InferConfig, InferStage};
+use crate::queue::{newest_wins, Consumer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error(transparent)]
+    Model(#[from] ColorizerError),
+    #[error("{file}: {what} is not supported by this version of nircolor yet; remove it from the configuration")]
+    Unsupported { file: String, what: String },
+    #[error("cannot start a thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// The H.264 bitrate for a camera: about 0.1 bit per pixel per frame, at least 500 kbit/s.
+fn bitrate_kbps(width: u32, height: u32, fps: u32) -> u32 {
+    ((u64::from(width) * u64::from(height) * u64::from(fps) / 10_000) as u32).max(500)
+}
+
+/// A running daemon.
+pub struct Daemon {
+    server: RtspServer,
+    cameras: Vec<Camera>,
+    infer: Option<InferStage>,
+    encoders: Vec<JoinHandle<Result<u64, EncodeError>>>,
+    urls: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts every stage of `config`.
+    pub fn start(config: &Config) -> Result<Daemon, DaemonError> {
+        let unsupported = |what: &str| DaemonError::Unsupported {
+            file: config.file.display().to_string(),
+            what: what.into(),
+        };
+        // Refused rather than ignored: a user who configured them expects them to work.
+        if config.model.device == Device::Cuda {
+            return Err(unsupported(
+                "model.device = \"cuda\" (the classical colorizers run on the CPU)",
+            ));
+        }
+        for cam in &config.cameras {
+            if cam.calibration.is_some() {
+                return Err(unsupported(&format!(
+                    "camera '{}'.calibration",
+                    cam.spec.id
+                )));
+            }
+            if cam.rtsp.credentials.is_some() {
+                return Err(unsupported(&format!(
+                    "camera '{}'.rtsp user/password",
+                    cam.spec.id
+                )));
+            }
+        }
+        let model = colorizer::load(&config.model.weights)?;
+        let server = RtspServer::start(&config.rtsp_bind, config.rtsp_port)?;
+        let mut inputs = Vec::new();
+        let mut outputs = HashMap::new();
+        let mut colour_rx: Vec<(usize, Consumer<ColourFrame>)> = Vec::new();
+        let mut cameras = Vec::new();
+        let mut urls = Vec::new();
+        for (i, cam) in config.cameras.iter().enumerate() {
+            let (tx, rx) = newest_wins(2);
+            cameras.push(Camera::spawn(cam.spec.clone(), tx, Backoff::default())?);
+            inputs.push(rx);
+            let (tx, rx) = newest_wins(4);
+            outputs.insert(Arc::from(cam.spec.id.as_str()), tx);
+            colour_rx.push((i, rx));
+            urls.push(server.url(&cam.rtsp.mount));
+        }
+        let mut encoders = Vec::new();
+        for (i, rx) in colour_rx {
+            let cam = &config.cameras[i];
+            let feed = server.mount(&cam.rtsp.mount)?;
+            let spec = EncoderSpec {
+                camera: cam.spec.id.clone(),
+                width: cam.spec.width as usize,
+                height: cam.spec.height as usize,
+                fps: cam.spec.fps,
+                bitrate_kbps: bitrate_kbps(cam.spec.width, cam.spec.height, cam.spec.fps),
+                record: cam.record.as_ref().map(|r| RecordSpec {
+                    folder: r.folder.clone(),
+                    segment: r.segment,
+                    container: r.container,
+                }),
+            };
+            let encoder = Encoder::start(spec, Some(feed))?;
+            let (record, id) = (cam.record.clone(), cam.spec.id.clone());
+            encoders.push(
+                std::thread::Builder::new()
+                    .name(format!("encode-{id}"))
+                    .spawn(move || encode_loop(encoder, &rx, record.as_ref(), &id))?,
+            );
+        }
+        let infer = InferStage::spawn(
+            model,
+            inputs,
+            outputs,
+            InferConfig {
+                scale: config.model.scale,
+                max_batch: config.model.max_batch,
+                max_wait: config.model.max_wait,
+                detail: GuidedFilter {
+                    radius: config.model.radius,
+                    eps: config.model.eps,
+                },
+            },
+        )?;
+        Ok(Daemon {
+            server,
+            cameras,
+            infer: Some(infer),
+            encoders,
+            urls,
+        })
+    }
+
+    /// The RTSP URL of every camera, in configuration order.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    pub fn rtsp_port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// Stops capture, lets inference and encoding drain, and ends every recording cleanly.
+    /// Returns the frames each camera encoded.
+    pub fn shutdown(mut self) -> Vec<Result<u64, EncodeError>> {
+        for camera in self.cameras.drain(..) {
+            camera.stop();
+        }
+        // Stopping inference drops its outputs: each encoder drains its queue, sees the channel
+        // close and ends its recording.
+        if let Some(infer) = self.infer.take() {
+            infer.stop();
+        }
+        self.encoders
+            .drain(..)
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(EncodeError::Init("encoder thread panicked".into())))
+            })
+            .collect()
+    }
+}
+
+/// Encodes one camera's colour frames until stopped, then finishes its recording. Frame times are
+/// capture times relative to the first frame, so gaps stay gaps.
+fn encode_loop(
+    mut encoder: Encoder,
+    rx: &Consumer<ColourFrame>,
+    record: Option<&crate::config::Recording>,
+    camera: &str,
+) -> Result<u64, EncodeError> {
+    let mut first: Option<Instant> = None;
+    let mut last_prune = Instant::now();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(frame) => {
+                let t0 = *first.get_or_insert(frame.captured_at);
+                if let Err(e) =
+                    encoder.push(&frame.rgb, frame.captured_at.saturating_duration_since(t0))
+                {
+                    tracing::error!(camera, error = %e, "encoding failed");
+                    return Err(e);
+                }
+            }
+            // Inference has stopped and everything it sent is encoded.
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        if let Some(r) = record {
+            if (r.max_age.is_some() || r.max_total_bytes.is_some())
+                && last_prune.elapsed() > Duration::from_secs(30)
+            {
+                last_prune = Instant::now();
+                match encode::prune_recordings(&r.folder, camera, r.max_age, r.max_total_bytes) {
+                    Ok(deleted) if !deleted.is_empty() => {
+                        tracing::info!(camera, deleted = deleted.len(), "old recordings removed")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(camera, error = %e, "cannot prune recordings"),
+                }
+            }
+        }
+    }
+    let frames = encoder.frames();
+    encoder.finish(Duration::from_secs(4))?;
+    Ok(frames)
+}

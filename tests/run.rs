@@ -1,0 +1,166 @@
+//! `nircolor run` end to end: a live test camera served over RTSP (read by ffmpeg while the
+//! daemon runs) and recorded; SIGTERM ends it with exit 0 within 5 s and a complete recording.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn run_serves_rtsp_records_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("live.toml");
+    let port = free_port();
+    std::fs::write(
+        &config,
+        format!(
+            r#"[model]
+weights = "l3"
+scale = 0.5
+
+[rtsp]
+port = {port}
+
+[[camera]]
+id = "live"
+source = {{ kind = "test", pattern = "ball" }}
+format = "YUY2"
+width = 320
+height = 240
+fps = 30
+record = {{ folder = "rec", segment_seconds = 60, container = "mkv" }}
+"#
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nircolor"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split("watch ")
+                .nth(1)
+                .map(|rest| rest.split(',').next().unwrap().to_string())
+        })
+        .expect("run prints where to watch");
+    assert_eq!(url, format!("rtsp://127.0.0.1:{port}/live"));
+
+    let frames = 20;
+    let out = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+            &url,
+            "-frames:v",
+            &frames.to_string(),
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), frames * 320 * 240 * 3);
+
+    std::thread::sleep(Duration::from_secs(1));
+    let asked = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "still running 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(status.success(), "exit {status:?}; stdout {rest:?}");
+    let encoded: u64 = rest
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("camera 'live': ")
+                .and_then(|r| r.strip_suffix(" frames encoded"))
+        })
+        .expect("run reports the frames encoded")
+        .parse()
+        .unwrap();
+    let file = std::fs::read_dir(dir.path().join("rec"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let decoded: u64 = String::from_utf8_lossy(&probe.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(encoded >= 30, "only {encoded} frames in the run");
+    assert_eq!(
+        decoded, encoded,
+        "SIGTERM finalised the recording: every encoded frame decodes"
+    );
+}
+
+#[test]
+fn run_refuses_what_it_cannot_do_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("cal.toml");
+    std::fs::write(dir.path().join("front.toml"), "").unwrap();
+    std::fs::write(
+        &config,
+        "[model]\nweights = \"l3\"\n[[camera]]\nid = \"f\"\nsource = { kind = \"test\" }\nformat = \"GRAY8\"\nwidth = 64\nheight = 48\nfps = 5\ncalibration = \"front.toml\"\n",
+    )
+    .unwrap();
+    let out = common::nircolor(&["run", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        common::stderr(&out).contains("calibration is not supported"),
+        "{}",
+        common::stderr(&out)
+    );
+}
