@@ -14,14 +14,22 @@ use crate::capture::{CameraSpec, PixelFormat, Source};
 use crate::colorizer::BUILTIN;
 use crate::encode::Container;
 
-/// A configuration mistake: `file:line: key: what`.
+/// A configuration mistake: `file:line: key: what` (no line when the file itself is unreadable).
 #[derive(Debug, thiserror::Error)]
-#[error("{file}:{line}: {key}{sep}{message}", sep = if key.is_empty() { "" } else { ": " })]
+#[error("{}{}: {}{}{message}", file.display(), line_part(*line), key, if key.is_empty() { "" } else { ": " })]
 pub struct ConfigError {
     pub file: PathBuf,
     pub line: usize,
     pub key: String,
     pub message: String,
+}
+
+fn line_part(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
 }
 
 #[derive(Deserialize, Debug)]
