@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gstreamer as gst;
@@ -16,6 +15,7 @@ use gstreamer_video::prelude::*;
 
 use crate::planes::Gray;
 use crate::queue::NewestWins;
+use crate::worker::Worker;
 
 /// Where a camera's frames come from.
 #[derive(Clone, Debug, PartialEq)]
@@ -219,8 +219,7 @@ impl CameraStatus {
 pub struct Camera {
     pub id: Arc<str>,
     status: Arc<CameraStatus>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    worker: Worker,
 }
 
 enum Ended {
@@ -240,34 +239,24 @@ impl Camera {
         let description = pipeline_description(&spec)?;
         let id: Arc<str> = spec.id.as_str().into();
         let status = Arc::new(CameraStatus::default());
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (thread_id, status, stop) = (id.clone(), status.clone(), stop.clone());
-            std::thread::Builder::new()
-                .name(format!("capture-{id}"))
-                .spawn(move || {
-                    supervise(
-                        &spec,
-                        &description,
-                        &thread_id,
-                        &out,
-                        &status,
-                        &stop,
-                        backoff,
-                    )
-                })
-                .map_err(|e| CaptureError::Stream {
-                    camera: id.to_string(),
-                    source_name: "capture thread".into(),
-                    why: e.to_string(),
-                })?
-        };
-        Ok(Camera {
-            id,
-            status,
-            stop,
-            thread: Some(thread),
+        let (thread_id, thread_status) = (id.clone(), status.clone());
+        let worker = Worker::spawn(format!("capture-{id}"), move |stop| {
+            supervise(
+                &spec,
+                &description,
+                &thread_id,
+                &out,
+                &thread_status,
+                stop,
+                backoff,
+            )
         })
+        .map_err(|e| CaptureError::Stream {
+            camera: id.to_string(),
+            source_name: "capture thread".into(),
+            why: e.to_string(),
+        })?;
+        Ok(Camera { id, status, worker })
     }
 
     pub fn status(&self) -> &CameraStatus {
@@ -275,21 +264,8 @@ impl Camera {
     }
 
     /// Stops the pipeline and waits for the supervisor to end (within about 100 ms).
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for Camera {
-    fn drop(&mut self) {
-        self.shutdown();
+    pub fn stop(self) {
+        self.worker.stop();
     }
 }
 

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Select, TryRecvError};
@@ -17,6 +16,7 @@ use crate::colorizer::{restore, shrink, Colorizer};
 use crate::detail::GuidedFilter;
 use crate::planes::Rgb;
 use crate::queue::{Consumer, NewestWins};
+use crate::worker::Worker;
 
 /// How frames are batched and colorized.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -52,9 +52,8 @@ pub struct InferStats {
 
 /// The running stage.
 pub struct InferStage {
-    stop: Arc<AtomicBool>,
     stats: Arc<InferStats>,
-    thread: Option<JoinHandle<()>>,
+    worker: Worker,
 }
 
 impl InferStage {
@@ -66,41 +65,28 @@ impl InferStage {
         outputs: HashMap<Arc<str>, NewestWins<ColourFrame>>,
         config: InferConfig,
     ) -> std::io::Result<InferStage> {
-        let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(InferStats::default());
-        let thread = {
-            let (stop, stats) = (stop.clone(), stats.clone());
-            std::thread::Builder::new()
-                .name("infer".into())
-                .spawn(move || run(colorizer.as_ref(), &inputs, &outputs, config, &stop, &stats))?
-        };
-        Ok(InferStage {
-            stop,
-            stats,
-            thread: Some(thread),
-        })
+        let thread_stats = stats.clone();
+        let worker = Worker::spawn("infer".into(), move |stop| {
+            run(
+                colorizer.as_ref(),
+                &inputs,
+                &outputs,
+                config,
+                stop,
+                &thread_stats,
+            )
+        })?;
+        Ok(InferStage { stats, worker })
     }
 
     pub fn stats(&self) -> &InferStats {
         &self.stats
     }
 
-    /// Finishes the batch in progress and stops.
-    pub fn stop(mut self) {
-        self.shutdown();
-    }
-
-    fn shutdown(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for InferStage {
-    fn drop(&mut self) {
-        self.shutdown();
+    /// Finishes the batch in progress and stops; its outputs then close.
+    pub fn stop(self) {
+        self.worker.stop();
     }
 }
 

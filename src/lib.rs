@@ -26,3 +26,4 @@ pub mod queue;
 pub mod report;
 pub mod train;
 pub mod weights;
+pub mod worker;

@@ -2,6 +2,8 @@
 //! ffprobe, an RTSP stream read by ffmpeg with the right colour, and recordings that survive
 //! kill -9 losing at most the last second.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -54,30 +56,6 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Frames ffprobe decodes from `file` (0 when it cannot read it at all).
-fn decoded_frames(file: &Path) -> u64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(file)
-        .output()
-        .expect("ffprobe runs (scripts/setup installs ffmpeg)");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .trim_end_matches(',')
-        .parse()
-        .unwrap_or(0)
-}
-
 #[test]
 fn recordings_split_into_complete_segments() {
     for container in [Container::Matroska, Container::FragmentedMp4] {
@@ -105,7 +83,7 @@ fn recordings_split_into_complete_segments() {
             .unwrap()
             .starts_with("yard-")
             && f.extension().unwrap() == ext));
-        let total: u64 = files.iter().map(|f| decoded_frames(f)).sum();
+        let total: u64 = files.iter().map(|f| common::probe(f).0).sum();
         assert_eq!(
             total, 90,
             "{container:?}: every frame decodes from the segments {files:?}"
@@ -147,24 +125,7 @@ fn rtsp_viewers_get_colour_video() {
         })
     };
     let frames = 30;
-    let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-i",
-            &url,
-            "-frames:v",
-            &frames.to_string(),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
-        .output()
-        .unwrap();
+    let out = common::read_rtsp_rgb(&url, frames);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     pusher.join().unwrap();
     assert!(
@@ -254,7 +215,7 @@ fn recordings_survive_kill_9() {
         );
         let files = segments(&dir.join("rec"));
         assert_eq!(files.len(), 1, "{kind}: {files:?}");
-        let decoded = decoded_frames(&files[0]);
+        let decoded = common::probe(&files[0]).0;
         eprintln!("{kind}: {decoded} of {pushed} frames readable after kill -9");
         assert!(
             decoded + u64::from(FPS) >= pushed && decoded <= pushed,

@@ -61,24 +61,7 @@ record = {{ folder = "rec", segment_seconds = 60, container = "mkv" }}
     assert_eq!(url, format!("rtsp://127.0.0.1:{port}/live"));
 
     let frames = 20;
-    let out = Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-i",
-            &url,
-            "-frames:v",
-            &frames.to_string(),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ])
-        .output()
-        .unwrap();
+    let out = common::read_rtsp_rgb(&url, frames);
     assert!(
         out.status.success(),
         "ffmpeg: {}",
@@ -120,25 +103,7 @@ record = {{ folder = "rec", segment_seconds = 60, container = "mkv" }}
         .next()
         .unwrap()
         .path();
-    let probe = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let decoded: u64 = String::from_utf8_lossy(&probe.stdout)
-        .trim()
-        .parse()
-        .unwrap();
+    let (decoded, _, _) = common::probe(&file);
     assert!(encoded >= 30, "only {encoded} frames in the run");
     assert_eq!(
         decoded, encoded,

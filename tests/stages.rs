@@ -2,8 +2,9 @@
 //! source through capture, the shipped l3 colorizer with batching and detail transfer, and the
 //! encoder's recorder; the recording must decode completely, in colour, at the camera's size.
 
+mod common;
+
 use std::collections::HashMap;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -103,27 +104,7 @@ fn test_source_to_colour_recording() {
         .next()
         .expect("a recording")
         .path();
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let fields: Vec<&str> = text.trim().split(',').collect();
-    assert_eq!(&fields[..2], ["320", "240"], "{text}");
-    assert_eq!(
-        fields[2].parse::<u64>().unwrap(),
-        encoded,
-        "every encoded frame decodes: {text}"
-    );
+    let (decoded, width, height) = common::probe(&file);
+    assert_eq!((width, height), (320, 240));
+    assert_eq!(decoded, encoded, "every encoded frame decodes");
 }

@@ -68,3 +68,47 @@ pub fn dataset(dir: &Path, n: usize, w: u32, h: u32) {
         rgb(w, h).save(dir.join(format!("rgb/p{i}.png"))).unwrap();
     }
 }
+
+/// Reads `frames` decoded frames of an RTSP stream with ffmpeg (a real client) as packed RGB.
+pub fn read_rtsp_rgb(url: &str, frames: usize) -> Output {
+    Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-rtsp_transport",
+            "tcp",
+            "-i",
+            url,
+            "-frames:v",
+            &frames.to_string(),
+        ])
+        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+        .output()
+        .expect("ffmpeg runs (scripts/setup installs it)")
+}
+
+/// What ffprobe finds in a video file's first video stream: (frames it decodes, width, height);
+/// zeros when it cannot read the file at all.
+pub fn probe(file: &Path) -> (u64, u32, u32) {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+        .args([
+            "-show_entries",
+            "stream=nb_read_frames,width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(file)
+        .output()
+        .expect("ffprobe runs (scripts/setup installs ffmpeg)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let f: Vec<u64> = text
+        .trim()
+        .split(',')
+        .map(|v| v.trim().parse().unwrap_or(0))
+        .collect();
+    match f[..] {
+        [w, h, n] => (n, w as u32, h as u32),
+        _ => (0, 0, 0),
+    }
+}
