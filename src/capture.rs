@@ -207,11 +207,38 @@ pub struct CameraStatus {
     pub frames: AtomicU64,
     pub restarts: AtomicU64,
     pub last_error: Mutex<Option<String>>,
+    /// Since when no frame has arrived (start, or the last failure); `None` while streaming.
+    pub down_since: Mutex<Option<Instant>>,
 }
 
 impl CameraStatus {
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().map(|e| e.clone()).unwrap_or(None)
+    }
+
+    /// How long the camera has been without frames; zero while it streams.
+    pub fn down_for(&self) -> Duration {
+        self.down_since
+            .lock()
+            .ok()
+            .and_then(|d| d.map(|t| t.elapsed()))
+            .unwrap_or_default()
+    }
+
+    fn went_down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        // Keeps the earliest time while it stays down.
+        if let Ok(mut d) = self.down_since.lock() {
+            d.get_or_insert_with(Instant::now);
+        }
+    }
+
+    fn came_up(&self) {
+        if !self.up.swap(true, Ordering::SeqCst) {
+            if let Ok(mut d) = self.down_since.lock() {
+                *d = None;
+            }
+        }
     }
 }
 
@@ -238,7 +265,10 @@ impl Camera {
         init()?;
         let description = pipeline_description(&spec)?;
         let id: Arc<str> = spec.id.as_str().into();
-        let status = Arc::new(CameraStatus::default());
+        let status = Arc::new(CameraStatus {
+            down_since: Mutex::new(Some(Instant::now())),
+            ..Default::default()
+        });
         let (thread_id, thread_status) = (id.clone(), status.clone());
         let worker = Worker::spawn(format!("capture-{id}"), move |stop| {
             supervise(
@@ -261,6 +291,11 @@ impl Camera {
 
     pub fn status(&self) -> &CameraStatus {
         &self.status
+    }
+
+    /// The status, to share with whoever reports it.
+    pub fn status_handle(&self) -> Arc<CameraStatus> {
+        self.status.clone()
     }
 
     /// Stops the pipeline and waits for the supervisor to end (within about 100 ms).
@@ -290,7 +325,7 @@ fn supervise(
                 break;
             }
             Err(e) => {
-                status.up.store(false, Ordering::SeqCst);
+                status.went_down();
                 // A pipeline that streamed for a while earns a fresh, short backoff.
                 if started.elapsed() > backoff.max {
                     attempt = 0;
@@ -309,7 +344,7 @@ fn supervise(
             }
         }
     }
-    status.up.store(false, Ordering::SeqCst);
+    status.went_down();
 }
 
 fn run_once(
@@ -380,7 +415,7 @@ fn run_once(
                         captured_at: Instant::now(),
                         luma,
                     };
-                    status.up.store(true, Ordering::SeqCst);
+                    status.came_up();
                     status.frames.fetch_add(1, Ordering::Relaxed);
                     out.push(frame);
                     Ok(gst::FlowSuccess::Ok)

@@ -16,6 +16,8 @@ use crate::detail::GuidedFilter;
 use crate::encode::{self, EncodeError, Encoder, EncoderSpec, RecordSpec, RtspServer};
 use crate::infer::{ColourFrame, InferConfig, InferStage};
 use crate::queue::{newest_wins, Consumer};
+use crate::telemetry::{self, CameraTelemetry, EncodeStats, Telemetry};
+use crate::worker::Worker;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -29,6 +31,11 @@ pub enum DaemonError {
     Unsupported { file: String, what: String },
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error("cannot serve metrics on {addr}: {why}; pick a free address in [metrics] bind")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        why: String,
+    },
 }
 
 /// The H.264 bitrate for a camera: about 0.1 bit per pixel per frame, at least 500 kbit/s.
@@ -42,6 +49,7 @@ pub struct Daemon {
     cameras: Vec<Camera>,
     infer: Option<InferStage>,
     encoders: Vec<JoinHandle<Result<u64, EncodeError>>>,
+    metrics: Option<Worker>,
     urls: Vec<String>,
 }
 
@@ -79,14 +87,29 @@ impl Daemon {
         let mut colour_rx: Vec<(usize, Consumer<ColourFrame>)> = Vec::new();
         let mut cameras = Vec::new();
         let mut urls = Vec::new();
+        let mut telemetry = Vec::new();
         for (i, cam) in config.cameras.iter().enumerate() {
             let (tx, rx) = newest_wins(2);
-            cameras.push(Camera::spawn(cam.spec.clone(), tx, Backoff::default())?);
+            let capture_drops = tx.drop_counter();
+            let camera = Camera::spawn(cam.spec.clone(), tx, Backoff::default())?;
             inputs.push(rx);
             let (tx, rx) = newest_wins(4);
+            let colour_drops = tx.drop_counter();
             outputs.insert(Arc::from(cam.spec.id.as_str()), tx);
             colour_rx.push((i, rx));
             urls.push(server.url(&cam.rtsp.mount));
+            telemetry.push(CameraTelemetry {
+                id: cam.spec.id.clone(),
+                status: camera.status_handle(),
+                capture_drops: Box::new(move || {
+                    capture_drops.load(std::sync::atomic::Ordering::Relaxed)
+                }),
+                colour_drops: Box::new(move || {
+                    colour_drops.load(std::sync::atomic::Ordering::Relaxed)
+                }),
+                encode: Arc::new(EncodeStats::default()),
+            });
+            cameras.push(camera);
         }
         let mut encoders = Vec::new();
         for (i, rx) in colour_rx {
@@ -105,11 +128,15 @@ impl Daemon {
                 }),
             };
             let encoder = Encoder::start(spec, Some(feed))?;
-            let (record, id) = (cam.record.clone(), cam.spec.id.clone());
+            let (record, id, stats) = (
+                cam.record.clone(),
+                cam.spec.id.clone(),
+                telemetry[i].encode.clone(),
+            );
             encoders.push(
                 std::thread::Builder::new()
                     .name(format!("encode-{id}"))
-                    .spawn(move || encode_loop(encoder, &rx, record.as_ref(), &id))?,
+                    .spawn(move || encode_loop(encoder, &rx, record.as_ref(), &id, &stats))?,
             );
         }
         let infer = InferStage::spawn(
@@ -126,11 +153,21 @@ impl Daemon {
                 },
             },
         )?;
+        let telemetry = Arc::new(Telemetry {
+            cameras: telemetry,
+            infer: infer.stats_handle(),
+        });
+        let metrics =
+            telemetry::serve(config.metrics_bind, telemetry).map_err(|e| DaemonError::Metrics {
+                addr: config.metrics_bind,
+                why: e.to_string(),
+            })?;
         Ok(Daemon {
             server,
             cameras,
             infer: Some(infer),
             encoders,
+            metrics: Some(metrics),
             urls,
         })
     }
@@ -155,13 +192,18 @@ impl Daemon {
         if let Some(infer) = self.infer.take() {
             infer.stop();
         }
-        self.encoders
+        let results = self
+            .encoders
             .drain(..)
             .map(|t| {
                 t.join()
                     .unwrap_or_else(|_| Err(EncodeError::Init("encoder thread panicked".into())))
             })
-            .collect()
+            .collect();
+        if let Some(metrics) = self.metrics.take() {
+            metrics.stop();
+        }
+        results
     }
 }
 
@@ -172,6 +214,7 @@ fn encode_loop(
     rx: &Consumer<ColourFrame>,
     record: Option<&crate::config::Recording>,
     camera: &str,
+    stats: &EncodeStats,
 ) -> Result<u64, EncodeError> {
     let mut first: Option<Instant> = None;
     let mut last_prune = Instant::now();
@@ -185,6 +228,10 @@ fn encode_loop(
                     tracing::error!(camera, error = %e, "encoding failed");
                     return Err(e);
                 }
+                stats
+                    .frames
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats.latency.observe(frame.captured_at.elapsed());
             }
             // Inference has stopped and everything it sent is encoded.
             Err(RecvTimeoutError::Disconnected) => break,

@@ -84,6 +84,10 @@ impl InferStage {
         &self.stats
     }
 
+    pub fn stats_handle(&self) -> Arc<InferStats> {
+        self.stats.clone()
+    }
+
     /// Finishes the batch in progress and stops; its outputs then close.
     pub fn stop(self) {
         self.worker.stop();

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod planes;
 pub mod queue;
 pub mod report;
+pub mod telemetry;
 pub mod train;
 pub mod weights;
 pub mod worker;

@@ -484,6 +484,10 @@ fn run_daemon(file: &Path) -> Result<()> {
             .unwrap_or_default();
         println!("camera '{}': watch {url}{recording}", cam.spec.id);
     }
+    println!(
+        "metrics: http://{0}/metrics, health: http://{0}/healthz",
+        config.metrics_bind
+    );
     println!("running; SIGTERM or Ctrl-C stops and finalises the recordings");
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(std::time::Duration::from_millis(50));

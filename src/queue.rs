@@ -94,6 +94,12 @@ impl<T> NewestWins<T> {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// The drop counter itself, for reporting without holding a producer (which would keep
+    /// the channel open).
+    pub fn drop_counter(&self) -> Arc<AtomicU64> {
+        self.dropped.clone()
+    }
+
     /// Whether every consumer is gone.
     pub fn is_disconnected(&self) -> bool {
         self.consumers.strong_count() == 0

@@ -7,6 +7,23 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A plain HTTP/1.0 GET on loopback: (status line, body).
+fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -19,7 +36,7 @@ fn free_port() -> u16 {
 fn run_serves_rtsp_records_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("live.toml");
-    let port = free_port();
+    let (port, metrics_port) = (free_port(), free_port());
     std::fs::write(
         &config,
         format!(
@@ -29,6 +46,9 @@ scale = 0.5
 
 [rtsp]
 port = {port}
+
+[metrics]
+bind = "127.0.0.1:{metrics_port}"
 
 [[camera]]
 id = "live"
@@ -68,6 +88,28 @@ record = {{ folder = "rec", segment_seconds = 60, container = "mkv" }}
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.stdout.len(), frames * 320 * 240 * 3);
+
+    let (status, metrics) = http_get(metrics_port, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        metrics.contains("nircolor_camera_up{camera=\"live\"} 1"),
+        "{metrics}"
+    );
+    let encoded_so_far = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("nircolor_frames_encoded_total{camera=\"live\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap();
+    assert!(
+        encoded_so_far >= u64::try_from(frames).unwrap(),
+        "{metrics}"
+    );
+    assert!(metrics.contains("nircolor_latency_seconds_count{camera=\"live\"}"));
+    let (status, health) = http_get(metrics_port, "/healthz");
+    assert!(
+        status.contains("200") && health.contains("\"streaming\""),
+        "{status} {health}"
+    );
 
     std::thread::sleep(Duration::from_secs(1));
     let asked = Instant::now();
