@@ -50,6 +50,7 @@ pub struct Daemon {
     infer: Option<InferStage>,
     encoders: Vec<JoinHandle<Result<u64, EncodeError>>>,
     metrics: Option<Worker>,
+    telemetry: Arc<Telemetry>,
     urls: Vec<String>,
 }
 
@@ -157,17 +158,19 @@ impl Daemon {
             cameras: telemetry,
             infer: infer.stats_handle(),
         });
-        let metrics =
-            telemetry::serve(config.metrics_bind, telemetry).map_err(|e| DaemonError::Metrics {
+        let metrics = telemetry::serve(config.metrics_bind, telemetry.clone()).map_err(|e| {
+            DaemonError::Metrics {
                 addr: config.metrics_bind,
                 why: e.to_string(),
-            })?;
+            }
+        })?;
         Ok(Daemon {
             server,
             cameras,
             infer: Some(infer),
             encoders,
             metrics: Some(metrics),
+            telemetry,
             urls,
         })
     }
@@ -179,6 +182,21 @@ impl Daemon {
 
     pub fn rtsp_port(&self) -> u16 {
         self.server.port
+    }
+
+    /// (frames encoded so far over all cameras, whether any camera is delivering frames): the
+    /// watchdog's view of progress. With no camera up nothing is expected to flow, and the
+    /// capture supervisors retrying is progress enough.
+    pub fn progress(&self) -> (u64, bool) {
+        let cams = &self.telemetry.cameras;
+        let encoded = cams
+            .iter()
+            .map(|c| c.encode.frames.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        let any_up = cams
+            .iter()
+            .any(|c| c.status.up.load(std::sync::atomic::Ordering::SeqCst));
+        (encoded, any_up)
     }
 
     /// Stops capture, lets inference and encoding drain, and ends every recording cleanly.

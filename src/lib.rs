@@ -21,6 +21,7 @@ pub mod l3;
 pub mod linear;
 pub mod lstsq;
 pub mod metrics;
+pub mod notify;
 pub mod planes;
 pub mod queue;
 pub mod report;

@@ -489,9 +489,30 @@ fn run_daemon(file: &Path) -> Result<()> {
         config.metrics_bind
     );
     println!("running; SIGTERM or Ctrl-C stops and finalises the recordings");
+    let cameras = config.cameras.len();
+    nircolor::notify::notify(&format!("READY=1\nSTATUS=serving {cameras} camera(s)"))
+        .context("telling systemd the daemon is ready")?;
+    // Keep-alives at half the watchdog interval, and only while frames flow (or no camera is
+    // up to send any): a stalled pipeline stops them and systemd restarts the service.
+    let watchdog = nircolor::notify::watchdog_interval().map(|i| i / 2);
+    let mut last_ping = std::time::Instant::now();
+    let mut last_encoded = 0;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(std::time::Duration::from_millis(50));
+        if let Some(every) = watchdog {
+            if last_ping.elapsed() >= every {
+                last_ping = std::time::Instant::now();
+                let (encoded, any_up) = daemon.progress();
+                if encoded > last_encoded || !any_up {
+                    let _ = nircolor::notify::notify("WATCHDOG=1");
+                } else {
+                    tracing::warn!("no frame encoded for {every:?} while a camera is up; withholding the watchdog keep-alive");
+                }
+                last_encoded = encoded;
+            }
+        }
     }
+    let _ = nircolor::notify::notify("STOPPING=1");
     let mut failed = false;
     for (cam, result) in config.cameras.iter().zip(daemon.shutdown()) {
         match result {

@@ -1,0 +1,114 @@
+//! systemd integration: the unit passes `systemd-analyze verify`, and under a notify socket the
+//! daemon reports READY=1, sends watchdog keep-alives while frames flow, and STOPPING=1.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[test]
+fn the_unit_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/systemd/nircolor@.service"
+    ))
+    .unwrap();
+    // verify wants an instance of the template and an executable that exists.
+    let path = dir.path().join("nircolor@demo.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/nircolor", env!("CARGO_BIN_EXE_nircolor")),
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze runs (scripts/setup installs systemd)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "systemd-analyze verify:\n{err}"
+    );
+    for needed in [
+        "Type=notify",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=true",
+        "DeviceAllow=char-video4linux",
+        "SupplementaryGroups=video",
+        "ReadWritePaths=",
+    ] {
+        assert!(unit.contains(needed), "the unit lacks {needed}");
+    }
+}
+
+#[test]
+fn run_notifies_ready_keeps_the_watchdog_fed_and_says_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let port = |l: std::net::TcpListener| l.local_addr().unwrap().port();
+    let (rtsp, metrics) = (
+        port(std::net::TcpListener::bind("127.0.0.1:0").unwrap()),
+        port(std::net::TcpListener::bind("127.0.0.1:0").unwrap()),
+    );
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\nweights = \"identity\"\n[rtsp]\nport = {rtsp}\n[metrics]\nbind = \"127.0.0.1:{metrics}\"\n\
+             [[camera]]\nid = \"c\"\nsource = {{ kind = \"test\" }}\nformat = \"GRAY8\"\nwidth = 160\nheight = 120\nfps = 30\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nircolor"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 512];
+    let started = Instant::now();
+    let mut signalled = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        if let Ok(n) = socket.recv(&mut buf) {
+            messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        let pings = messages.iter().filter(|m| *m == "WATCHDOG=1").count();
+        if pings >= 3 && !signalled {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            signalled = true;
+        }
+        if messages.iter().any(|m| m == "STOPPING=1") {
+            break;
+        }
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        messages
+            .first()
+            .is_some_and(|m| m.starts_with("READY=1\nSTATUS=serving 1 camera(s)")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().filter(|m| *m == "WATCHDOG=1").count() >= 3,
+        "{messages:?}"
+    );
+    assert_eq!(
+        messages.last().map(String::as_str),
+        Some("STOPPING=1"),
+        "{messages:?}"
+    );
+}
