@@ -475,7 +475,7 @@ impl Config {
                 }
                 None => (format!("/{id}"), cam.id.span(), None),
             };
-            if !mount.starts_with('/') || mount.len() < 2 || mount.contains(char::is_whitespace) {
+            if !crate::encode::valid_mount(&mount) {
                 return Err(c.err(
                     &mount_span,
                     &key("rtsp.mount"),

@@ -89,6 +89,11 @@ pub struct EncoderSpec {
     pub record: Option<RecordSpec>,
 }
 
+/// Whether `mount` can be served: a path like "/front", with no spaces.
+pub fn valid_mount(mount: &str) -> bool {
+    mount.starts_with('/') && mount.len() >= 2 && !mount.contains(char::is_whitespace)
+}
+
 /// The RTSP viewers' side of one camera: the appsrc of the shared media while one exists.
 #[derive(Clone, Default)]
 pub struct RtspFeed {
@@ -150,7 +155,7 @@ impl RtspServer {
 
     /// Serves `mount` (e.g. "/front") from the returned feed, which an [`Encoder`] fills.
     pub fn mount(&self, mount: &str) -> Result<RtspFeed, EncodeError> {
-        if !mount.starts_with('/') || mount.len() < 2 || mount.contains(char::is_whitespace) {
+        if !valid_mount(mount) {
             return Err(EncodeError::BadMount(mount.into()));
         }
         let feed = RtspFeed::default();

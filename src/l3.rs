@@ -13,6 +13,12 @@ use crate::weights::{Weights, WeightsError};
 
 pub const ARCH: &str = "l3";
 
+/// Limits of an L3 model's shape, the same for training and loading.
+pub const MAX_PATCH_RADIUS: usize = 5;
+pub const MAX_CONTEXT_RADIUS: usize = 64;
+/// Classes along each axis (levels, contrasts, contexts).
+pub const MAX_BINS: usize = 64;
+
 /// The shape of an L3 model, chosen before fitting.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct L3Config {
@@ -126,16 +132,23 @@ impl L3 {
     pub fn from_weights(w: &Weights) -> Result<L3, WeightsError> {
         w.expect_arch(ARCH)?;
         let (_, radii) = w.tensor("radii", &[Some(2)])?;
-        if radii
-            .iter()
-            .any(|&r| !(0.0..=64.0).contains(&r) || r.fract() != 0.0)
+        let whole_within = |r: f32, max: usize| (0.0..=max as f32).contains(&r) && r.fract() == 0.0;
+        if !whole_within(radii[0], MAX_PATCH_RADIUS) || !whole_within(radii[1], MAX_CONTEXT_RADIUS)
         {
             return Err(w.invalid(format!(
-                "radii {radii:?} must be whole numbers from 0 to 64"
+                "radii {radii:?}: the patch radius must be a whole number from 0 to {MAX_PATCH_RADIUS}, \
+                 the context radius from 0 to {MAX_CONTEXT_RADIUS}"
             )));
         }
         let edges = |name| -> Result<Vec<f32>, WeightsError> {
             let (_, e) = w.tensor(name, &[None])?;
+            if e.len() >= MAX_BINS {
+                return Err(w.invalid(format!(
+                    "'{name}' has {} edges; at most {} are allowed",
+                    e.len(),
+                    MAX_BINS - 1
+                )));
+            }
             if e.windows(2).any(|p| p[0] > p[1]) {
                 return Err(w.invalid(format!("'{name}' is not sorted")));
             }
@@ -405,6 +418,15 @@ mod tests {
             assert_eq!(rgb.data.len(), 3 * w * h);
             assert!(rgb.data.iter().all(|v| v.is_finite()));
         }
+    }
+
+    #[test]
+    fn radii_beyond_what_training_allows_are_rejected() {
+        let (model, _) = fit(&[synthetic_pair(3)], L3Config::default(), 2, |_, _| {});
+        let mut w = model.to_weights(serde_json::json!({}));
+        w.insert("radii", vec![2], vec![(MAX_PATCH_RADIUS + 1) as f32, 16.0]);
+        let err = L3::from_weights(&w).unwrap_err().to_string();
+        assert!(err.contains("patch radius"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,9 @@ use crate::weights::{Weights, WeightsError};
 
 pub const ARCH: &str = "linear";
 
+/// The highest polynomial degree a `linear` model may have (training and loading agree).
+pub const MAX_DEGREE: usize = 7;
+
 /// RGB = sum_k coef[k] * nir^k, k = 0..=degree.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Linear {
@@ -23,10 +26,11 @@ impl Linear {
     pub fn from_weights(w: &Weights) -> Result<Linear, WeightsError> {
         w.expect_arch(ARCH)?;
         let (shape, coef) = w.tensor("coef", &[None, Some(3)])?;
-        if shape[0] == 0 || shape[0] > 8 {
+        if shape[0] == 0 || shape[0] > MAX_DEGREE + 1 {
             return Err(w.invalid(format!(
-                "polynomial with {} terms; 1 to 8 are allowed",
-                shape[0]
+                "polynomial with {} terms; 1 to {} are allowed",
+                shape[0],
+                MAX_DEGREE + 1
             )));
         }
         Ok(Linear {

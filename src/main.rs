@@ -347,26 +347,37 @@ fn run_colorize(args: &ColorizeArgs) -> Result<()> {
 }
 
 fn run_train(args: &TrainArgs) -> Result<()> {
-    // The same bounds the weights loader enforces, checked before minutes of fitting.
+    // The bounds the weights loaders enforce, checked before minutes of fitting.
+    use nircolor::{l3, linear};
+    let bins = 1..=l3::MAX_BINS;
     let checks = [
-        (args.stride >= 1, "--stride must be at least 1"),
-        (args.degree <= 7, "--degree must be from 0 to 7"),
+        (args.stride >= 1, "--stride must be at least 1".to_string()),
         (
-            (1..=64).contains(&args.levels),
-            "--levels must be from 1 to 64",
+            args.degree <= linear::MAX_DEGREE,
+            format!("--degree must be from 0 to {}", linear::MAX_DEGREE),
         ),
         (
-            (1..=64).contains(&args.contrasts),
-            "--contrasts must be from 1 to 64",
+            bins.contains(&args.levels),
+            format!("--levels must be from 1 to {}", l3::MAX_BINS),
         ),
         (
-            (1..=64).contains(&args.contexts),
-            "--contexts must be from 1 to 64",
+            bins.contains(&args.contrasts),
+            format!("--contrasts must be from 1 to {}", l3::MAX_BINS),
         ),
-        (args.patch_radius <= 5, "--patch-radius must be from 0 to 5"),
         (
-            args.context_radius <= 64,
-            "--context-radius must be from 0 to 64",
+            bins.contains(&args.contexts),
+            format!("--contexts must be from 1 to {}", l3::MAX_BINS),
+        ),
+        (
+            args.patch_radius <= l3::MAX_PATCH_RADIUS,
+            format!("--patch-radius must be from 0 to {}", l3::MAX_PATCH_RADIUS),
+        ),
+        (
+            args.context_radius <= l3::MAX_CONTEXT_RADIUS,
+            format!(
+                "--context-radius must be from 0 to {}",
+                l3::MAX_CONTEXT_RADIUS
+            ),
         ),
     ];
     if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {

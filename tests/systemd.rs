@@ -1,6 +1,8 @@
 //! systemd integration: the unit passes `systemd-analyze verify`, and under a notify socket the
 //! daemon reports READY=1, sends watchdog keep-alives while frames flow, and STOPPING=1.
 
+mod common;
+
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,11 +54,7 @@ fn run_notifies_ready_keeps_the_watchdog_fed_and_says_stopping() {
     socket
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
-    let port = |l: std::net::TcpListener| l.local_addr().unwrap().port();
-    let (rtsp, metrics) = (
-        port(std::net::TcpListener::bind("127.0.0.1:0").unwrap()),
-        port(std::net::TcpListener::bind("127.0.0.1:0").unwrap()),
-    );
+    let (rtsp, metrics) = (common::free_port(), common::free_port());
     let config = dir.path().join("p.toml");
     std::fs::write(
         &config,

@@ -112,3 +112,12 @@ pub fn probe(file: &Path) -> (u64, u32, u32) {
         _ => (0, 0, 0),
     }
 }
+
+/// A loopback TCP port that was free a moment ago (the tests' servers bind it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
