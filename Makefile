@@ -1,12 +1,14 @@
-# make run   set up, build, colorize the bundled samples and print where the result page is
+# make run   set up, build, run the daemon on the bundled demo clip (pipelines/demo.toml):
+#            colour video at rtsp://127.0.0.1:8554/demo, recordings in recordings/demo/
+# make report colorize the bundled sample pairs and write an HTML page beside the ground truth
 # make test  set up (with the Python reference environment) and run the whole test suite
-# make bench the guided filter against OpenCV, printed
+# make bench the guided filter against OpenCV and the default model's frame time, printed
 SHELL := /bin/bash
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 BIN := target/release/nircolor
 
-.PHONY: setup test-setup build run test bench lint fmt
+.PHONY: setup test-setup build run report test bench lint fmt
 
 setup:
 	@scripts/setup
@@ -18,7 +20,12 @@ build: setup
 	$(CARGO) build --release --locked
 
 run: build
-	$(BIN) eval --model l3 --post guided --data samples --report out/demo --json out/demo/results.json
+	@echo "Starting the demo: watch it with  ffplay rtsp://127.0.0.1:8554/demo  (or vlc/mpv);"
+	@echo "recordings go to recordings/demo/, metrics to http://127.0.0.1:9464/metrics. Ctrl-C stops."
+	$(BIN) run --config pipelines/demo.toml
+
+report: build
+	$(BIN) eval --model default --data samples --report out/demo --json out/demo/results.json
 	@echo
 	@echo "Open out/demo/index.html to see NIR | colour | ground truth side by side."
 
@@ -27,6 +34,7 @@ test: test-setup
 
 bench: test-setup build
 	$(BIN) bench filter
+	$(BIN) bench model --model default --size 640x480
 
 lint:
 	$(CARGO) fmt --check

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use serde::Serialize;
+
 use crate::detail::{resize_area, GuidedFilter};
 
 /// What the filter benchmark runs.
@@ -273,4 +275,59 @@ pub fn filter_table(rows: &[FilterBenchRow], opts: &FilterBenchOptions) -> Strin
         s += "\nOpenCV was not run (no Python with cv2): `scripts/setup --venv` installs it into .venv.\n";
     }
     s
+}
+
+/// Per-frame times of one model at one size.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelTiming {
+    pub model: String,
+    pub width: usize,
+    pub height: usize,
+    /// The size the network itself ran at.
+    pub inference: (usize, usize),
+    pub frames: usize,
+    pub median_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// The `q` quantile (0..1) of `v`, nearest rank.
+pub fn quantile(v: &[f64], q: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
+}
+
+/// Times `colorizer` (its whole path: shrink, network, detail) on `frames` copies of `nir`,
+/// after three warm-up frames.
+pub fn time_model(
+    colorizer: &dyn crate::colorizer::Colorizer,
+    nir: &crate::planes::Gray,
+    frames: usize,
+    inference: (usize, usize),
+    mut tick: impl FnMut(),
+) -> ModelTiming {
+    for _ in 0..3 {
+        colorizer.colorize(nir);
+    }
+    let times: Vec<f64> = (0..frames.max(1))
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(colorizer.colorize(nir));
+            tick();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    ModelTiming {
+        model: colorizer.name(),
+        width: nir.width,
+        height: nir.height,
+        inference,
+        frames: times.len(),
+        median_ms: median(&times),
+        p99_ms: quantile(&times, 0.99),
+    }
 }

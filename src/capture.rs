@@ -423,9 +423,19 @@ fn run_once(
                 .build(),
         );
     }
-    let result = watch(&pipeline, spec, &camera, stop);
+    let result = watch(&pipeline, spec, &camera, stop, status);
     let _ = pipeline.set_state(gst::State::Null);
     result
+}
+
+/// How long a started pipeline may take to deliver its first frame (RTSP connection and
+/// decoder negotiation included).
+pub const FIRST_FRAME_WITHIN: Duration = Duration::from_secs(10);
+
+/// How long a source that has delivered frames may stay silent: ten frame periods, at least
+/// 3 s, before it counts as stalled.
+pub fn stall_after(fps: u32) -> Duration {
+    (Duration::from_secs(10) / fps.max(1)).max(Duration::from_secs(3))
 }
 
 /// Plays `pipeline` and waits for the end: a stop request, the end of a non-looped file, or an
@@ -435,6 +445,7 @@ fn watch(
     spec: &CameraSpec,
     camera: &str,
     stop: &AtomicBool,
+    status: &CameraStatus,
 ) -> Result<Ended, CaptureError> {
     let stream = |why: String| CaptureError::Stream {
         camera: camera.to_string(),
@@ -458,9 +469,25 @@ fn watch(
             .unwrap_or_else(|| "the pipeline refused to start".into());
         stream(why)
     })?;
+    // A source can go silent without an error (an RTSP camera that stops sending, a wedged
+    // driver): no frame for a while counts as a failure, so the supervisor restarts it.
+    let (mut seen, mut since) = (status.frames.load(Ordering::Relaxed), Instant::now());
+    let mut first = true;
+    let patience = stall_after(spec.fps);
     loop {
         if stop.load(Ordering::SeqCst) {
             return Ok(Ended::Stopped);
+        }
+        let now_seen = status.frames.load(Ordering::Relaxed);
+        if now_seen != seen {
+            (seen, since, first) = (now_seen, Instant::now(), false);
+        }
+        let limit = if first { FIRST_FRAME_WITHIN } else { patience };
+        if since.elapsed() > limit {
+            return Err(stream(format!(
+                "no frame for {:.1} s although the source reported no error; restarting it",
+                since.elapsed().as_secs_f64()
+            )));
         }
         let Some(msg) = bus.timed_pop_filtered(
             gst::ClockTime::from_mseconds(50),

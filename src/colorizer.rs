@@ -4,6 +4,8 @@
 use std::path::Path;
 
 use crate::detail::{resize_area, GuidedFilter};
+use crate::net::colorize::NetColorizer;
+use crate::net::{Model, NetArch, NetConfig};
 use crate::planes::{Gray, Rgb};
 use crate::weights::{Weights, WeightsError};
 use crate::{l3::L3, linear::Linear};
@@ -62,7 +64,28 @@ impl Colorizer for Guided {
 /// The NIR at the inference size: `scale` times the frame (at least 1x1), area-averaged.
 pub fn shrink(nir: &Gray, scale: f32) -> Gray {
     let side = |n: usize| ((n as f32 * scale).round() as usize).clamp(1, n.max(1));
-    let (lw, lh) = (side(nir.width), side(nir.height));
+    shrink_to(nir, side(nir.width), side(nir.height))
+}
+
+/// The size a `width` x `height` frame is colorized at: `scale` times it, shrunk further to at
+/// most `max_pixels` pixels when that is not 0; never below 1x1.
+pub fn inference_size(
+    width: usize,
+    height: usize,
+    scale: f64,
+    max_pixels: usize,
+) -> (usize, usize) {
+    let mut f = scale;
+    let area = (width * height) as f64 * f * f;
+    if max_pixels > 0 && area > max_pixels as f64 {
+        f *= (max_pixels as f64 / area).sqrt();
+    }
+    let side = |n: usize| ((n as f64 * f).round() as usize).clamp(1, n.max(1));
+    (side(width), side(height))
+}
+
+/// The NIR area-averaged to `lw` x `lh`.
+pub fn shrink_to(nir: &Gray, lw: usize, lh: usize) -> Gray {
     Gray::new(
         lw,
         lh,
@@ -131,39 +154,92 @@ pub enum ColorizerError {
     Weights(#[from] WeightsError),
 }
 
-/// Names accepted by [`load`] without a file; `linear` and `l3` use the weights shipped in
-/// `models/`, compiled into the binary so it runs from anywhere.
-pub const BUILTIN: [&str; 3] = ["identity", "linear", "l3"];
+/// Names accepted by [`load`] without a file; `default` (the real-time network), `linear` and
+/// `l3` use the weights shipped in `models/`, compiled into the binary so it runs from anywhere.
+pub const BUILTIN: [&str; 4] = ["default", "identity", "linear", "l3"];
 
 const SHIPPED_LINEAR: &[u8] = include_bytes!("../models/linear.safetensors");
 const SHIPPED_L3: &[u8] = include_bytes!("../models/l3.safetensors");
+const SHIPPED_DEFAULT: &[u8] = include_bytes!("../models/default.safetensors");
+
+fn shipped(spec: &str) -> Option<Result<Weights, WeightsError>> {
+    let (bytes, origin) = match spec {
+        "linear" => (SHIPPED_LINEAR, "built-in models/linear.safetensors"),
+        "l3" => (SHIPPED_L3, "built-in models/l3.safetensors"),
+        "default" => (SHIPPED_DEFAULT, "built-in models/default.safetensors"),
+        _ => return None,
+    };
+    Some(Weights::from_bytes(bytes, origin))
+}
 
 /// Loads a built-in colorizer by name, or a weights file by path.
 pub fn load(spec: &str) -> Result<Box<dyn Colorizer>, ColorizerError> {
     match spec {
         "identity" => Ok(Box::new(Identity)),
-        "linear" => from_weights(&Weights::from_bytes(
-            SHIPPED_LINEAR,
-            "built-in models/linear.safetensors",
-        )?),
-        "l3" => from_weights(&Weights::from_bytes(
-            SHIPPED_L3,
-            "built-in models/l3.safetensors",
-        )?),
+        name if shipped(name).is_some() => {
+            from_weights(&shipped(name).expect("checked just above")?)
+        }
         path if Path::new(path).is_file() => from_weights(&Weights::load(Path::new(path))?),
         other => Err(ColorizerError::Unknown(other.to_string())),
     }
 }
 
-/// Builds the colorizer a weights file describes, dispatching on its architecture.
+/// Builds the colorizer a weights file describes, dispatching on its architecture. Networks
+/// come with the whole path they were trained for (shrink, network, detail transfer).
 pub fn from_weights(w: &Weights) -> Result<Box<dyn Colorizer>, ColorizerError> {
+    build(w, true)
+}
+
+/// Like [`load`], but a network comes bare: it colorizes at the size it is handed, for the
+/// daemon's inference stage, which shrinks and restores frames itself. Also returns the
+/// network's configuration (its inference scale and detail filter), when it is one.
+pub fn load_bare(
+    spec: &str,
+    device: tch::Device,
+) -> Result<(Box<dyn Colorizer>, Option<NetConfig>), ColorizerError> {
+    let file = Path::new(spec).is_file() && !BUILTIN.contains(&spec);
+    if file || shipped(spec).is_some() {
+        let w = match shipped(spec) {
+            Some(w) => w?,
+            None => Weights::load(Path::new(spec))?,
+        };
+        if NetArch::from_name(&w.arch).is_some() {
+            let model = Model::from_weights(&w.without_prefix("adam."), device)?;
+            let cfg = model.cfg.clone();
+            let name = format!("{}({})", w.arch, file_name(&w.origin));
+            return Ok((Box::new(NetColorizer::bare(model, name)), Some(cfg)));
+        }
+        return Ok((build(&w, false)?, None));
+    }
+    Ok((load(spec)?, None))
+}
+
+fn file_name(origin: &str) -> String {
+    Path::new(origin)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn build(w: &Weights, full_path: bool) -> Result<Box<dyn Colorizer>, ColorizerError> {
     match w.arch.as_str() {
         "linear" => Ok(Box::new(Linear::from_weights(w)?)),
         "l3" => Ok(Box::new(L3::from_weights(w)?)),
+        arch if NetArch::from_name(arch).is_some() => {
+            let device = crate::net::pick_device("auto").unwrap_or(tch::Device::Cpu);
+            // A training checkpoint also holds the optimiser's moments; the network is the rest.
+            let model = Model::from_weights(&w.without_prefix("adam."), device)?;
+            let name = format!("{arch}({})", file_name(&w.origin));
+            Ok(Box::new(if full_path {
+                NetColorizer::full(model, name)
+            } else {
+                NetColorizer::bare(model, name)
+            }))
+        }
         arch => Err(WeightsError::UnknownArch {
             file: w.origin.clone(),
             arch: arch.into(),
-            known: "linear, l3".into(),
+            known: format!("linear, l3, {}", NetArch::ALL.map(NetArch::name).join(", ")),
         }
         .into()),
     }

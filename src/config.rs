@@ -51,8 +51,7 @@ struct RawModel {
     weights: Spanned<String>,
     #[serde(default)]
     device: Device,
-    #[serde(default = "default_scale")]
-    scale: Spanned<f32>,
+    scale: Option<Spanned<f32>>,
     #[serde(default = "default_max_batch")]
     max_batch: Spanned<usize>,
     #[serde(default = "default_max_wait_ms")]
@@ -168,9 +167,6 @@ enum ContainerName {
     Mp4,
 }
 
-fn default_scale() -> Spanned<f32> {
-    Spanned::new(0..0, 0.5)
-}
 fn default_max_batch() -> Spanned<usize> {
     Spanned::new(0..0, 4)
 }
@@ -229,7 +225,9 @@ pub struct ModelConfig {
     /// A built-in colorizer name or a weights file (resolved against the config's folder).
     pub weights: String,
     pub device: Device,
-    pub scale: f32,
+    /// Inference size as a factor of the frame; None: the model's own (a network's card, 0.5
+    /// for the classical colorizers).
+    pub scale: Option<f32>,
     pub max_batch: usize,
     pub max_wait: Duration,
     pub radius: usize,
@@ -365,14 +363,17 @@ impl Config {
                 ),
             ));
         }
-        let scale = *m.scale.get_ref();
-        if !(scale > 0.0 && scale <= 1.0) {
-            return Err(c.err(
-                &m.scale.span(),
-                "model.scale",
-                format!("{scale} is out of range; allowed: above 0, at most 1"),
-            ));
+        if let Some(s) = &m.scale {
+            let scale = *s.get_ref();
+            if !(scale > 0.0 && scale <= 1.0) {
+                return Err(c.err(
+                    &s.span(),
+                    "model.scale",
+                    format!("{scale} is out of range; allowed: above 0, at most 1"),
+                ));
+            }
         }
+        let scale = m.scale.as_ref().map(|s| *s.get_ref());
         let eps = *raw.detail.eps.get_ref();
         if !(eps > 0.0 && eps.is_finite()) {
             return Err(c.err(

@@ -29,6 +29,8 @@ pub enum DaemonError {
     Model(#[from] ColorizerError),
     #[error("{file}: {what} is not supported by this version of nircolor yet; remove it from the configuration")]
     Unsupported { file: String, what: String },
+    #[error("{file}: model.device: {why}")]
+    Device { file: String, why: String },
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
     #[error("cannot serve metrics on {addr}: {why}; pick a free address in [metrics] bind")]
@@ -62,11 +64,6 @@ impl Daemon {
             what: what.into(),
         };
         // Refused rather than ignored: a user who configured them expects them to work.
-        if config.model.device == Device::Cuda {
-            return Err(unsupported(
-                "model.device = \"cuda\" (the classical colorizers run on the CPU)",
-            ));
-        }
         for cam in &config.cameras {
             if cam.calibration.is_some() {
                 return Err(unsupported(&format!(
@@ -74,14 +71,30 @@ impl Daemon {
                     cam.spec.id
                 )));
             }
-            if cam.rtsp.credentials.is_some() {
-                return Err(unsupported(&format!(
-                    "camera '{}'.rtsp user/password",
-                    cam.spec.id
-                )));
-            }
         }
-        let model = colorizer::load(&config.model.weights)?;
+        let device = match config.model.device {
+            Device::Auto => crate::net::pick_device("auto"),
+            Device::Cpu => crate::net::pick_device("cpu"),
+            Device::Cuda => crate::net::pick_device("cuda"),
+        }
+        .map_err(|why| DaemonError::Device {
+            file: config.file.display().to_string(),
+            why,
+        })?;
+        let (model, net) = colorizer::load_bare(&config.model.weights, device)?;
+        if config.model.device == Device::Cuda && net.is_none() {
+            return Err(unsupported(
+                "model.device = \"cuda\" with a classical colorizer (identity, linear and l3 run on the CPU; use a network's weights)",
+            ));
+        }
+        tracing::info!(model = %model.name(), device = ?device, "model loaded");
+        // The configured scale wins; otherwise a network's own inference size (its card), or
+        // half size for the classical colorizers.
+        let (scale, max_pixels) = match (config.model.scale, &net) {
+            (Some(s), _) => (s, 0),
+            (None, Some(cfg)) => (cfg.scale as f32, cfg.max_pixels),
+            (None, None) => (0.5, 0),
+        };
         let server = RtspServer::start(&config.rtsp_bind, config.rtsp_port)?;
         let mut inputs = Vec::new();
         let mut outputs = HashMap::new();
@@ -115,7 +128,12 @@ impl Daemon {
         let mut encoders = Vec::new();
         for (i, rx) in colour_rx {
             let cam = &config.cameras[i];
-            let feed = server.mount(&cam.rtsp.mount)?;
+            let credentials = cam
+                .rtsp
+                .credentials
+                .as_ref()
+                .map(|(u, p)| (u.as_str(), p.as_str()));
+            let feed = server.mount_with(&cam.rtsp.mount, credentials)?;
             let spec = EncoderSpec {
                 camera: cam.spec.id.clone(),
                 width: cam.spec.width as usize,
@@ -145,7 +163,8 @@ impl Daemon {
             inputs,
             outputs,
             InferConfig {
-                scale: config.model.scale,
+                scale,
+                max_pixels,
                 max_batch: config.model.max_batch,
                 max_wait: config.model.max_wait,
                 detail: GuidedFilter {
@@ -173,6 +192,15 @@ impl Daemon {
             telemetry,
             urls,
         })
+    }
+
+    /// Whether every camera's source has ended for good (non-looped files): a batch job is done
+    /// once they have and the stages have drained.
+    pub fn all_finished(&self) -> bool {
+        self.telemetry
+            .cameras
+            .iter()
+            .all(|c| c.status.finished.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// The RTSP URL of every camera, in configuration order.
@@ -227,6 +255,9 @@ impl Daemon {
 
 /// Encodes one camera's colour frames until stopped, then finishes its recording. Frame times are
 /// capture times relative to the first frame, so gaps stay gaps.
+/// How long without a frame before a mount shows the "no signal" card.
+const NO_SIGNAL_AFTER: Duration = Duration::from_secs(1);
+
 fn encode_loop(
     mut encoder: Encoder,
     rx: &Consumer<ColourFrame>,
@@ -236,9 +267,12 @@ fn encode_loop(
 ) -> Result<u64, EncodeError> {
     let mut first: Option<Instant> = None;
     let mut last_prune = Instant::now();
+    let mut last_frame = Instant::now();
+    let mut card: Option<crate::planes::Rgb> = None;
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(frame) => {
+                last_frame = Instant::now();
                 let t0 = *first.get_or_insert(frame.captured_at);
                 if let Err(e) =
                     encoder.push(&frame.rgb, frame.captured_at.saturating_duration_since(t0))
@@ -253,7 +287,24 @@ fn encode_loop(
             }
             // Inference has stopped and everything it sent is encoded.
             Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                // No frame for a while (camera away, reconnecting, or stalled): show the
+                // "no signal" card, about 10 times a second, so RTSP viewers stay
+                // connected and recordings show the gap.
+                if last_frame.elapsed() > NO_SIGNAL_AFTER {
+                    let card = card.get_or_insert_with(|| {
+                        encode::no_signal_frame(camera, encoder.width(), encoder.height())
+                    });
+                    let t0 = *first.get_or_insert_with(Instant::now);
+                    if let Err(e) = encoder.push(card, t0.elapsed()) {
+                        tracing::error!(camera, error = %e, "encoding failed");
+                        return Err(e);
+                    }
+                    stats
+                        .no_signal
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
         }
         if let Some(r) = record {
             if (r.max_age.is_some() || r.max_total_bytes.is_some())

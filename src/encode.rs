@@ -112,6 +112,9 @@ pub struct RtspServer {
     pub port: u16,
 }
 
+/// The role of clients that gave no credentials.
+const ANONYMOUS: &str = "anonymous";
+
 impl RtspServer {
     /// Listens on `address:port` (port 0 picks a free port, reported in `port`).
     pub fn start(address: &str, port: u16) -> Result<RtspServer, EncodeError> {
@@ -122,6 +125,14 @@ impl RtspServer {
             why,
         };
         let server = rtsp::RTSPServer::new();
+        // Authentication is always on, with an anonymous default token: mounts without
+        // credentials admit the anonymous role, mounts with them only their own user.
+        let auth = rtsp::RTSPAuth::new();
+        let mut anonymous = rtsp::RTSPToken::builder()
+            .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, ANONYMOUS)
+            .build();
+        auth.set_default_token(Some(&mut anonymous));
+        server.set_auth(Some(&auth));
         server.set_address(address);
         server.set_service(&port.to_string());
         let context = glib::MainContext::new();
@@ -153,8 +164,19 @@ impl RtspServer {
         })
     }
 
-    /// Serves `mount` (e.g. "/front") from the returned feed, which an [`Encoder`] fills.
+    /// Serves `mount` (e.g. "/front") to anyone from the returned feed, which an [`Encoder`]
+    /// fills.
     pub fn mount(&self, mount: &str) -> Result<RtspFeed, EncodeError> {
+        self.mount_with(mount, None)
+    }
+
+    /// Like [`RtspServer::mount`]; with `credentials` (user, password) only clients that give
+    /// them (HTTP Basic, e.g. rtsp://user:password@host/mount) may play it.
+    pub fn mount_with(
+        &self,
+        mount: &str,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<RtspFeed, EncodeError> {
         if !valid_mount(mount) {
             return Err(EncodeError::BadMount(mount.into()));
         }
@@ -168,6 +190,40 @@ impl RtspServer {
              ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
         );
         factory.set_shared(true);
+        let role = match credentials {
+            None => ANONYMOUS.to_string(),
+            Some((user, password)) => {
+                let basic = rtsp::RTSPAuth::make_basic(user, password);
+                // One role per credential pair, so mounts sharing a login share a role.
+                // Roles are GstStructure names (letters, digits, "-_.:/"): hex, not base64.
+                let hex: String = basic.bytes().map(|b| format!("{b:02x}")).collect();
+                let role = format!("user-{hex}");
+                let token = rtsp::RTSPToken::builder()
+                    .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, role.as_str())
+                    .build();
+                if let Some(auth) = self.server.auth() {
+                    auth.add_basic(basic.as_str(), &token);
+                }
+                role
+            }
+        };
+        factory.add_role_from_structure(
+            &gst::Structure::builder(role.as_str())
+                .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                .build(),
+        );
+        if role != ANONYMOUS {
+            // Anonymous clients may see the mount but not play it: gst-rtsp-server answers a
+            // denied construct with 401 and a Basic challenge, so clients retry with their
+            // login (a denied access would be a bare 404 that clients do not retry).
+            factory.add_role_from_structure(
+                &gst::Structure::builder(ANONYMOUS)
+                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, false)
+                    .build(),
+            );
+        }
         {
             let feed = feed.clone();
             factory.connect_media_configure(move |_, media| {
@@ -234,6 +290,7 @@ pub struct Encoder {
     encoder: gst::Element,
     feed: Option<RtspFeed>,
     frames: u64,
+    last_pts: Option<Duration>,
 }
 
 /// Segment files are named `<camera>-<unix seconds at start>-<index>.<ext>`, so restarts never
@@ -377,7 +434,16 @@ impl Encoder {
             encoder,
             feed,
             frames: 0,
+            last_pts: None,
         })
+    }
+
+    pub fn width(&self) -> usize {
+        self.spec.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.spec.height
     }
 
     /// Encodes one frame shown at `pts` (time since the camera started).
@@ -407,6 +473,12 @@ impl Encoder {
                 }
             }
         }
+        // Timestamps must rise: a "no signal" card stamped now may precede a late camera frame.
+        let pts = match self.last_pts {
+            Some(last) if pts <= last => last + Duration::from_micros(1),
+            _ => pts,
+        };
+        self.last_pts = Some(pts);
         let mut buffer = gst::Buffer::from_mut_slice(rgb.to_rgb8().into_raw());
         {
             let b = buffer.get_mut().expect("a new buffer is writable");
@@ -505,6 +577,30 @@ pub fn prune_recordings(
         deleted.push(path);
     }
     Ok(deleted)
+}
+
+/// The frame an RTSP mount shows while its camera is away: dark grey with "NO SIGNAL" and the
+/// camera's id, so viewers stay connected and see why the picture stopped.
+pub fn no_signal_frame(camera: &str, width: usize, height: usize) -> Rgb {
+    let mut img =
+        image::RgbImage::from_pixel(width as u32, height as u32, image::Rgb([32, 32, 32]));
+    let title = "NO SIGNAL";
+    let px = ((width as u32) / (crate::font::width(title, 1) * 2).max(1)).clamp(1, 12);
+    let x = (width as u32).saturating_sub(crate::font::width(title, px)) / 2;
+    let y = (height as u32 / 2).saturating_sub(5 * px);
+    crate::font::text_scaled(&mut img, x, y, px, title, image::Rgb([235, 235, 235]));
+    let small = (px / 3).max(1);
+    let label = format!("camera {camera}: reconnecting");
+    let lx = (width as u32).saturating_sub(crate::font::width(&label, small)) / 2;
+    crate::font::text_scaled(
+        &mut img,
+        lx,
+        y + 7 * px,
+        small,
+        &label,
+        image::Rgb([170, 170, 170]),
+    );
+    Rgb::from_rgb8(&img)
 }
 
 #[cfg(test)]

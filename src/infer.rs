@@ -12,7 +12,7 @@ use crossbeam_channel::{Select, TryRecvError};
 use rayon::prelude::*;
 
 use crate::capture::Frame;
-use crate::colorizer::{restore, shrink, Colorizer};
+use crate::colorizer::{inference_size, restore, shrink_to, Colorizer};
 use crate::detail::GuidedFilter;
 use crate::planes::Rgb;
 use crate::queue::{Consumer, NewestWins};
@@ -23,6 +23,8 @@ use crate::worker::Worker;
 pub struct InferConfig {
     /// The colorizer sees frames shrunk by this factor, in (0, 1].
     pub scale: f32,
+    /// ... and to at most this many pixels (0: no cap), as a network's card asks.
+    pub max_pixels: usize,
     pub max_batch: usize,
     pub max_wait: Duration,
     /// The detail transfer; its radius is in full-resolution pixels.
@@ -181,14 +183,28 @@ fn process(
     let size = batch.len();
     let lows: Vec<_> = batch
         .par_iter()
-        .map(|f| shrink(&f.luma, config.scale))
+        .map(|f| {
+            let (w, h) = inference_size(
+                f.luma.width,
+                f.luma.height,
+                f64::from(config.scale),
+                config.max_pixels,
+            );
+            shrink_to(&f.luma, w, h)
+        })
         .collect();
     let colours = colorizer.colorize_batch(&lows);
     let results: Vec<ColourFrame> = batch
         .into_par_iter()
         .zip(lows.par_iter().zip(colours.par_iter()))
         .map(|(frame, (low, colour))| ColourFrame {
-            rgb: restore(config.detail, config.scale, &frame.luma, low, colour),
+            rgb: restore(
+                config.detail,
+                low.width as f32 / frame.luma.width.max(1) as f32,
+                &frame.luma,
+                low,
+                colour,
+            ),
             camera: frame.camera,
             seq: frame.seq,
             pts: frame.pts,

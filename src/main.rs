@@ -12,8 +12,10 @@ use nircolor::data::{self, Dataset};
 use nircolor::detail::GuidedFilter;
 use nircolor::eval;
 use nircolor::l3::L3Config;
+use nircolor::net::NetArch;
 use nircolor::report::Report;
 use nircolor::train::{self, Arch, ClassicalOptions};
+use nircolor::train_net::TrainOptions;
 
 #[derive(Parser)]
 #[command(
@@ -64,8 +66,9 @@ enum PostArg {
 
 #[derive(Args)]
 struct ModelArgs {
-    /// A weights file, or a built-in colorizer: identity, linear, l3.
-    #[arg(long, default_value = "l3")]
+    /// A weights file, or a built-in colorizer: default (the real-time network), identity,
+    /// linear, l3.
+    #[arg(long, default_value = "default")]
     model: String,
     /// Post-processing after the colorizer.
     #[arg(long, value_enum, default_value_t = PostArg::None)]
@@ -160,10 +163,116 @@ struct ColorizeArgs {
     model: ModelArgs,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum TrainArch {
+    /// Classical: a per-pixel polynomial of the NIR (least squares).
     Linear,
+    /// Classical: local, linear, learned filters per pixel class (least squares).
     L3,
+    /// Network, the real-time default: reduced inference size + fast guided filter.
+    Fast,
+    /// Network: the plain U-Net baseline, full resolution.
+    Unet,
+    /// Network: grayscale-assisted two-stage (NIR -> gray -> RGB) with frequency learning.
+    Ring,
+    /// Network: shared encoder, gray and RGB decoders, gradient and cross-branch losses.
+    Twobranch,
+    /// Network: residual asymmetric encoder, global + local fusion, bilinear decoder.
+    Colornet,
+}
+
+impl TrainArch {
+    fn net(self) -> Option<NetArch> {
+        match self {
+            TrainArch::Linear | TrainArch::L3 => None,
+            TrainArch::Fast => Some(NetArch::Fast),
+            TrainArch::Unet => Some(NetArch::Unet),
+            TrainArch::Ring => Some(NetArch::Ring),
+            TrainArch::Twobranch => Some(NetArch::Twobranch),
+            TrainArch::Colornet => Some(NetArch::Colornet),
+        }
+    }
+}
+
+/// Options of the networks (ignored by linear and l3).
+#[derive(Args)]
+struct NetTrainArgs {
+    /// Where the networks run: auto picks CUDA when a device is usable.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda"])]
+    device: String,
+    /// Train for this many epochs.
+    #[arg(long, conflicts_with = "minutes")]
+    epochs: Option<usize>,
+    /// Train for about this many minutes instead (the epoch count is fixed after the first).
+    #[arg(long)]
+    minutes: Option<f64>,
+    /// Continue the run saved in this checkpoint (written beside --out every epoch).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Start from these weights (fine-tuning, e.g. models/default.safetensors).
+    #[arg(long)]
+    init: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// CPU threads for libtorch (default: all cores).
+    #[arg(long)]
+    threads: Option<i32>,
+    #[arg(long, default_value_t = TrainOptions::default().batch)]
+    batch: usize,
+    /// Side of the square training crops.
+    #[arg(long, default_value_t = TrainOptions::default().crop)]
+    crop: usize,
+    /// Smallest zoom of the multi-scale crops, in (0, 1].
+    #[arg(long, default_value_t = TrainOptions::default().min_zoom)]
+    min_zoom: f64,
+    #[arg(long, default_value_t = TrainOptions::default().lr)]
+    lr: f64,
+    /// Channels of the first level (the network's width).
+    #[arg(long)]
+    width: Option<i64>,
+    /// Inference size as a factor of the frame (fast: 0.5 by default).
+    #[arg(long)]
+    scale: Option<f64>,
+    /// Restore full size by bilinear upsampling instead of the fast guided filter (ablation).
+    #[arg(long)]
+    no_guided: bool,
+    /// fast: predict RGB directly instead of luminance + chroma (ablation).
+    #[arg(long)]
+    direct: bool,
+    /// fast: batch normalisation after each convolution.
+    #[arg(long)]
+    norm: bool,
+    /// Guided filter radius (full-resolution pixels) and eps the network trains through.
+    #[arg(long, default_value_t = 8)]
+    detail_radius: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    detail_eps: f64,
+    /// Loss weights.
+    #[arg(long, default_value_t = TrainOptions::default().w_l1)]
+    w_l1: f64,
+    #[arg(long, default_value_t = TrainOptions::default().w_ssim)]
+    w_ssim: f64,
+    /// Frequency (FFT amplitude and phase) loss; 0 turns it off.
+    #[arg(long, default_value_t = TrainOptions::default().w_freq)]
+    w_freq: f64,
+    /// Gray (luminance) branch loss.
+    #[arg(long, default_value_t = TrainOptions::default().w_gray)]
+    w_gray: f64,
+    /// twobranch: gradient loss with the learned NIR-to-gray scale map.
+    #[arg(long, default_value_t = TrainOptions::default().w_grad)]
+    w_grad: f64,
+    /// twobranch: SSIM cross-branch loss.
+    #[arg(long, default_value_t = TrainOptions::default().w_cross)]
+    w_cross: f64,
+    /// NIR exposure jitter: gain in [1-G, 1+G] (cameras differ in exposure).
+    #[arg(long, default_value_t = TrainOptions::default().jitter_gain)]
+    jitter_gain: f64,
+    /// NIR gamma jitter: gamma in [1/(1+Y), 1+Y].
+    #[arg(long, default_value_t = TrainOptions::default().jitter_gamma)]
+    jitter_gamma: f64,
+    /// NIR noise: Gaussian sigma up to N (on [0,1]).
+    #[arg(long, default_value_t = TrainOptions::default().jitter_noise)]
+    jitter_noise: f64,
 }
 
 #[derive(Args)]
@@ -193,6 +302,8 @@ struct TrainArgs {
     /// Local-contrast classes (l3).
     #[arg(long, default_value_t = L3Config::default().contrasts)]
     contrasts: usize,
+    #[command(flatten)]
+    net: Box<NetTrainArgs>,
     /// Context classes (l3).
     #[arg(long, default_value_t = L3Config::default().contexts)]
     contexts: usize,
@@ -208,6 +319,27 @@ struct TrainArgs {
 enum BenchCommand {
     /// The guided filter (full and fast) beside OpenCV's cv2.ximgproc.guidedFilter, as Mpixel/s.
     Filter(FilterBenchArgs),
+    /// A model's whole path (shrink, network, detail) per frame, beside the unet arch.
+    Model(ModelBenchArgs),
+}
+
+#[derive(Args)]
+struct ModelBenchArgs {
+    /// A weights file or built-in colorizer.
+    #[arg(long, default_value = "default")]
+    model: String,
+    /// Frame size, WIDTHxHEIGHT.
+    #[arg(long, default_value = "640x480")]
+    size: String,
+    /// Timed frames of the model.
+    #[arg(long, default_value_t = 200)]
+    frames: usize,
+    /// Timed frames of the full-resolution unet baseline (slow on a CPU); 0 skips it.
+    #[arg(long, default_value_t = 20)]
+    baseline_frames: usize,
+    /// CPU threads for libtorch (default: all cores).
+    #[arg(long)]
+    threads: Option<i32>,
 }
 
 #[derive(Args)]
@@ -347,6 +479,9 @@ fn run_colorize(args: &ColorizeArgs) -> Result<()> {
 }
 
 fn run_train(args: &TrainArgs) -> Result<()> {
+    if let Some(arch) = args.arch.net() {
+        return run_train_net(args, arch);
+    }
     // The bounds the weights loaders enforce, checked before minutes of fitting.
     use nircolor::{l3, linear};
     let bins = 1..=l3::MAX_BINS;
@@ -406,6 +541,7 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     let arch = match args.arch {
         TrainArch::Linear => Arch::Linear,
         TrainArch::L3 => Arch::L3,
+        _ => unreachable!("networks are trained by run_train_net"),
     };
     let bar = progress(total, "fitting");
     let mut weights = train::fit_classical(arch, &pairs, &datasets, &opts, || bar.inc(1));
@@ -441,10 +577,11 @@ fn run_check(file: &Path) -> Result<()> {
     let m = &c.model;
     println!("{} is valid:", file.display());
     println!(
-        "  model {} (device {}) at {}x size, batches of up to {} within {} ms; detail radius {}, eps {:e}",
+        "  model {} (device {}) at {} size, batches of up to {} within {} ms; detail radius {}, eps {:e}",
         m.weights,
         format!("{:?}", m.device).to_lowercase(),
-        m.scale,
+        m.scale
+            .map_or("the model's own inference".to_string(), |s| format!("{s}x")),
         m.max_batch,
         m.max_wait.as_millis(),
         m.radius,
@@ -510,6 +647,10 @@ fn run_daemon(file: &Path) -> Result<()> {
     let mut last_encoded = 0;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(std::time::Duration::from_millis(50));
+        if daemon.all_finished() {
+            println!("every source has ended; finishing the recordings");
+            break;
+        }
         if let Some(every) = watchdog {
             if last_ping.elapsed() >= every {
                 last_ping = std::time::Instant::now();
@@ -555,6 +696,7 @@ fn main() -> std::process::ExitCode {
         Command::Colorize(a) => run_colorize(a),
         Command::Train(a) => run_train(a),
         Command::Bench(BenchCommand::Filter(a)) => run_bench_filter(a),
+        Command::Bench(BenchCommand::Model(a)) => run_bench_model(a),
         Command::Check { config } => run_check(config),
         Command::Run { config } => run_daemon(config),
         Command::Devices => {
@@ -570,4 +712,310 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `nircolor train` for the networks: load, train with a progress bar, checkpoint, card.
+fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
+    use nircolor::train_net::{self as tn, Event, Finish, Trainer};
+    use nircolor::weights::Weights;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let n = &args.net;
+    if let Some(t) = n.threads {
+        if t < 1 {
+            bail!("--threads must be at least 1");
+        }
+        tch::set_num_threads(t);
+    }
+    let device = nircolor::net::pick_device(&n.device).map_err(anyhow::Error::msg)?;
+    let options = TrainOptions {
+        epochs: n.epochs.unwrap_or(TrainOptions::default().epochs),
+        minutes: n.minutes,
+        batch: n.batch,
+        crop: n.crop,
+        min_zoom: n.min_zoom,
+        lr: n.lr,
+        seed: n.seed,
+        w_l1: n.w_l1,
+        w_ssim: n.w_ssim,
+        w_freq: n.w_freq,
+        w_gray: n.w_gray,
+        w_grad: n.w_grad,
+        w_cross: n.w_cross,
+        jitter_gain: n.jitter_gain,
+        jitter_gamma: n.jitter_gamma,
+        jitter_noise: n.jitter_noise,
+    };
+    let checks = [
+        (options.batch >= 1, "--batch must be at least 1"),
+        (options.crop >= 16, "--crop must be at least 16"),
+        (
+            options.min_zoom > 0.0 && options.min_zoom <= 1.0,
+            "--min-zoom must be in (0, 1]",
+        ),
+        (
+            options.lr > 0.0 && options.lr.is_finite(),
+            "--lr must be a positive number",
+        ),
+        (options.epochs >= 1, "--epochs must be at least 1"),
+        (
+            (0.0..1.0).contains(&options.jitter_gain)
+                && (0.0..=4.0).contains(&options.jitter_gamma)
+                && (0.0..=0.5).contains(&options.jitter_noise),
+            "--jitter-gain must be in [0, 1), --jitter-gamma in [0, 4], --jitter-noise in [0, 0.5]",
+        ),
+        (
+            options.minutes.is_none_or(|m| m > 0.0 && m.is_finite()),
+            "--minutes must be a positive number",
+        ),
+    ];
+    if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
+        bail!("{msg}");
+    }
+    let init = n
+        .init
+        .as_ref()
+        .map(|p| Weights::load(p).with_context(|| format!("loading --init {}", p.display())))
+        .transpose()?;
+    let mut cfg = match &init {
+        // Fine-tuning keeps the network's shape; its card says what that is.
+        Some(w) => nircolor::net::Model::from_weights(w, tch::Device::Cpu)?.cfg,
+        None => arch.default_config(),
+    };
+    if init.as_ref().is_some_and(|_| cfg.arch != arch) {
+        bail!(
+            "--init holds a '{}' network but --arch is '{}'",
+            cfg.arch.name(),
+            arch.name()
+        );
+    }
+    if init.is_none() {
+        if let Some(w) = n.width {
+            cfg.width = w;
+        }
+        if let Some(s) = n.scale {
+            cfg.scale = s;
+        }
+        cfg.guided = !n.no_guided;
+        cfg.decoupled = !n.direct;
+        cfg.norm = n.norm;
+        cfg.detail_radius = n.detail_radius;
+        cfg.detail_eps = n.detail_eps;
+    }
+    cfg.check()
+        .map_err(|e| anyhow::anyhow!("invalid network options: {e}"))?;
+
+    let datasets = args
+        .data
+        .iter()
+        .map(|d| args.select.open(d))
+        .collect::<Result<Vec<_>>>()?;
+    let total: usize = datasets.iter().map(Dataset::len).sum();
+    let bar = progress(total, "loading pairs");
+    let pairs = train::load_pairs(&datasets, || bar.inc(1))?;
+    bar.finish_and_clear();
+    let val = match &args.val {
+        Some(v) => {
+            let ds = Dataset::open(v)?;
+            train::load_pairs(&[ds], || {})?
+        }
+        None => Vec::new(),
+    };
+
+    let ckpt = tn::checkpoint_path(&args.out);
+    let mut trainer = match &n.resume {
+        Some(file) => {
+            let mut t = Trainer::resume(file, &pairs, device)
+                .with_context(|| format!("resuming from {}", file.display()))?;
+            // --epochs on a resumed run re-plans it (to extend or shorten the schedule).
+            if let Some(e) = n.epochs {
+                t.set_epochs(e);
+            }
+            t
+        }
+        None => Trainer::new(cfg, options, &pairs, device, init.as_ref())?,
+    };
+    let argv: Vec<String> = std::iter::once("nircolor".to_string())
+        .chain(std::env::args().skip(1))
+        .collect();
+    trainer.command = argv.join(" ");
+    trainer.data_card = serde_json::json!(datasets
+        .iter()
+        .map(|d| serde_json::json!({"folder": d.root.display().to_string(), "pairs": d.len()}))
+        .collect::<Vec<_>>());
+    let m = &trainer.model;
+    println!(
+        "training {} ({} parameters, {:.3} GFLOPs per 640x480 frame) on {} pairs, {}; checkpoint {}",
+        m.cfg.arch.name(),
+        m.parameters(),
+        m.gflops(640, 480),
+        pairs.len(),
+        nircolor::cuda::describe(),
+        ckpt.display()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} {msg} {elapsed_precise} (eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let mut last_val = String::from("-");
+    let mut smooth: Option<f64> = None;
+    let finish = trainer.run(&val, &ckpt, &stop, |ev| match ev {
+        Event::Step {
+            epoch,
+            planned,
+            pos,
+            of,
+            loss,
+        } => {
+            let planned = planned.unwrap_or(0);
+            let steps = (planned.max(epoch)) as u64 * of as u64;
+            bar.set_length(steps);
+            bar.set_position((epoch as u64 - 1) * of as u64 + pos as u64);
+            bar.set_prefix(if planned > 0 {
+                format!("{epoch}/{planned}")
+            } else {
+                format!("{epoch}/?")
+            });
+            let s = smooth.map_or(loss, |s| 0.95 * s + 0.05 * loss);
+            smooth = Some(s);
+            bar.set_message(format!("loss {s:.4} val {last_val}"));
+        }
+        Event::Epoch(log) => {
+            if let Some(p) = log.val_psnr {
+                last_val = format!("{p:.2} dB");
+            }
+            let line = format!(
+                "epoch {}: loss {:.4}, val PSNR {}, {:.0} s",
+                log.epoch, log.loss, last_val, log.seconds
+            );
+            // Without a terminal (CI, journald, a log file) the bar is hidden; the epoch lines
+            // still belong in the log.
+            if bar.is_hidden() {
+                println!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
+    });
+    bar.finish_and_clear();
+    let history = trainer.history().to_vec();
+    if !history.is_empty() {
+        let curve = tn::curve_path(&args.out);
+        nircolor::curve::write(&history, &curve)
+            .with_context(|| format!("writing {}", curve.display()))?;
+    }
+    match finish? {
+        Finish::Interrupted => {
+            println!(
+                "interrupted: checkpoint saved to {}; continue with --resume {}",
+                ckpt.display(),
+                ckpt.display()
+            );
+            return Ok(());
+        }
+        Finish::Done => {}
+    }
+    let mut weights = trainer.weights();
+    if let Some(v) = &args.val {
+        let model = colorizer::from_weights(&weights)?;
+        let ds = Dataset::open(v)?;
+        let result = eval::evaluate(model.as_ref(), &ds, |_, _, _| {})?;
+        println!(
+            "validation on {}:\n{}",
+            v.display(),
+            eval::table(&result).lines().last().unwrap_or("")
+        );
+        weights.card["validation"] = serde_json::json!({"data": result.data, "mean": result.mean});
+    }
+    weights.save(&args.out)?;
+    println!(
+        "wrote {} ({} epochs; curve {})",
+        args.out.display(),
+        history.len(),
+        tn::curve_path(&args.out).display()
+    );
+    Ok(())
+}
+
+fn parse_size(s: &str) -> Result<(usize, usize)> {
+    let parsed = s
+        .split_once('x')
+        .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+    match parsed {
+        Some((w, h)) if w > 0 && h > 0 && w <= 8192 && h <= 8192 => Ok((w, h)),
+        _ => bail!("size '{s}' is not WIDTHxHEIGHT with sides from 1 to 8192, e.g. 640x480"),
+    }
+}
+
+fn run_bench_model(args: &ModelBenchArgs) -> Result<()> {
+    use nircolor::bench::{self, ModelTiming};
+    use nircolor::net::{colorize::NetColorizer, Model};
+    use nircolor::planes::Gray;
+
+    if let Some(t) = args.threads {
+        if t < 1 {
+            bail!("--threads must be at least 1");
+        }
+        tch::set_num_threads(t);
+    }
+    let (w, h) = parse_size(&args.size)?;
+    let nir = Gray::new(w, h, bench::test_images(w, h).0);
+    let model =
+        colorizer::load(&args.model).with_context(|| format!("loading model '{}'", args.model))?;
+    let inference = match colorizer::load_bare(&args.model, tch::Device::Cpu) {
+        Ok((_, Some(cfg))) => cfg.inference_size(w, h),
+        _ => (w, h),
+    };
+    println!("{} at {w}x{h}; {}", args.model, nircolor::cuda::describe());
+    let bar = progress(args.frames + args.baseline_frames, "timing");
+    let mut rows: Vec<ModelTiming> = vec![bench::time_model(
+        model.as_ref(),
+        &nir,
+        args.frames,
+        inference,
+        || bar.inc(1),
+    )];
+    if args.baseline_frames > 0 {
+        let device = nircolor::net::pick_device("auto").unwrap_or(tch::Device::Cpu);
+        let unet = Model::new(NetArch::Unet.default_config(), device, 1);
+        let unet = NetColorizer::full(unet, "unet (untrained, same shape)".into());
+        rows.push(bench::time_model(
+            &unet,
+            &nir,
+            args.baseline_frames,
+            (w, h),
+            || bar.inc(1),
+        ));
+    }
+    bar.finish_and_clear();
+    println!("| model | frame | network input | frames | median ms | p99 ms | vs unet |");
+    println!("|---|---|---|---|---|---|---|");
+    let base = rows.get(1).map(|r| r.median_ms);
+    for r in &rows {
+        let ratio = base.map_or("-".to_string(), |b| {
+            format!("{:.1}x faster", b / r.median_ms)
+        });
+        println!(
+            "| {} | {}x{} | {}x{} | {} | {:.2} | {:.2} | {} |",
+            r.model,
+            r.width,
+            r.height,
+            r.inference.0,
+            r.inference.1,
+            r.frames,
+            r.median_ms,
+            r.p99_ms,
+            ratio
+        );
+    }
+    Ok(())
 }

@@ -71,6 +71,8 @@ impl Histogram {
 #[derive(Debug, Default)]
 pub struct EncodeStats {
     pub frames: AtomicU64,
+    /// "No signal" cards shown while no frame arrived.
+    pub no_signal: AtomicU64,
     /// Capture to encoder hand-off, per frame.
     pub latency: Histogram,
 }
@@ -141,6 +143,13 @@ impl Telemetry {
             "counter",
             "Frames encoded",
             &|c| c.encode.frames.load(Ordering::Relaxed),
+        );
+        per_camera(
+            &mut s,
+            "nircolor_no_signal_frames_total",
+            "counter",
+            "\"No signal\" cards shown while the camera delivered nothing",
+            &|c| c.encode.no_signal.load(Ordering::Relaxed),
         );
         family(
             &mut s,

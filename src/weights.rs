@@ -124,6 +124,18 @@ impl Weights {
         Ok((found, data))
     }
 
+    /// A copy without the tensors whose names start with `prefix`.
+    pub fn without_prefix(&self, prefix: &str) -> Weights {
+        let mut w = self.clone();
+        w.tensors.retain(|k, _| !k.starts_with(prefix));
+        w
+    }
+
+    /// The names of every tensor held.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
     pub fn expect_arch(&self, arch: &str) -> Result<(), WeightsError> {
         if self.arch != arch {
             return Err(WeightsError::WrongArch {

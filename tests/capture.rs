@@ -303,3 +303,82 @@ fn an_unreachable_rtsp_camera_is_retried() {
         "{err}"
     );
 }
+
+#[test]
+fn a_source_that_goes_silent_is_restarted() {
+    use nircolor::encode::{Encoder, EncoderSpec, RtspServer};
+    use nircolor::planes::Rgb;
+    // A real RTSP stream that stops sending after a second, without an error or EOS: the
+    // connection stays open, the way a wedged IP camera behaves.
+    let server = RtspServer::start("127.0.0.1", 0).unwrap();
+    let feed = server.mount("/quiet").unwrap();
+    let url = server.url("/quiet");
+    let mut encoder = Encoder::start(
+        EncoderSpec {
+            camera: "quiet".into(),
+            width: 160,
+            height: 120,
+            fps: 15,
+            bitrate_kbps: 300,
+            record: None,
+        },
+        Some(feed),
+    )
+    .unwrap();
+    let (tx, rx) = newest_wins(64);
+    let camera = Camera::spawn(
+        CameraSpec {
+            fps: 15,
+            ..spec("quiet", Source::Rtsp { url }, PixelFormat::Gray8)
+        },
+        tx,
+        FAST_RETRY,
+    )
+    .unwrap();
+    let grey = Rgb::new(160, 120, vec![0.5; 3 * 160 * 120]);
+    let start = Instant::now();
+    let mut got = 0;
+    // Feed until the camera has delivered frames and at least a second has passed.
+    let mut i = 0u64;
+    while start.elapsed() < Duration::from_secs(15)
+        && (got < 5 || start.elapsed() < Duration::from_secs(1))
+    {
+        encoder.push(&grey, Duration::from_millis(i * 66)).unwrap();
+        i += 1;
+        std::thread::sleep(Duration::from_millis(66));
+        while rx.try_recv().is_ok() {
+            got += 1;
+        }
+    }
+    assert!(
+        got >= 5,
+        "the stream delivered {got} frames before going quiet"
+    );
+    let silent_at = Instant::now();
+    // Now nothing more is sent. The stall must be noticed within ~3 s (plus polling).
+    let restarted = loop {
+        let restarts = camera
+            .status()
+            .restarts
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if restarts >= 1 {
+            break true;
+        }
+        if silent_at.elapsed() > Duration::from_secs(8) {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(restarted, "a silent source was never restarted");
+    let err = camera.status().last_error().unwrap();
+    assert!(
+        err.contains("no frame for") && err.contains("quiet"),
+        "{err}"
+    );
+    assert!(
+        silent_at.elapsed() >= Duration::from_secs(2),
+        "restarted too early: {err}"
+    );
+    camera.stop();
+    drop(encoder);
+}

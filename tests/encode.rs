@@ -223,3 +223,52 @@ fn recordings_survive_kill_9() {
         );
     }
 }
+
+#[test]
+fn a_mount_with_credentials_admits_only_its_user() {
+    let server = RtspServer::start("127.0.0.1", 0).unwrap();
+    let locked = server
+        .mount_with("/locked", Some(("viewer", "s3cret")))
+        .unwrap();
+    let open = server.mount("/open").unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let pushers: Vec<_> = [("locked", locked), ("open", open)]
+        .into_iter()
+        .map(|(name, feed)| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut enc = Encoder::start(spec(name, None), Some(feed)).unwrap();
+                let start = Instant::now();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst)
+                    && start.elapsed() < Duration::from_secs(30)
+                {
+                    enc.push(&frame(i), pts(i)).unwrap();
+                    i += 1;
+                    std::thread::sleep(pts(i).saturating_sub(start.elapsed()));
+                }
+                enc.finish(Duration::from_secs(5)).unwrap();
+            })
+        })
+        .collect();
+    let port = server.port;
+    let anonymous = common::read_rtsp_rgb(&format!("rtsp://127.0.0.1:{port}/locked"), 5);
+    let wrong = common::read_rtsp_rgb(&format!("rtsp://viewer:guess@127.0.0.1:{port}/locked"), 5);
+    let right = common::read_rtsp_rgb(&format!("rtsp://viewer:s3cret@127.0.0.1:{port}/locked"), 5);
+    let public = common::read_rtsp_rgb(&format!("rtsp://127.0.0.1:{port}/open"), 5);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for p in pushers {
+        p.join().unwrap();
+    }
+    let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!anonymous.status.success(), "no credentials were admitted");
+    assert!(err(&anonymous).contains("401"), "{}", err(&anonymous));
+    assert!(!wrong.status.success(), "a wrong password was admitted");
+    assert!(right.status.success(), "{}", err(&right));
+    assert_eq!(right.stdout.len(), 5 * W * H * 3);
+    assert!(
+        public.status.success(),
+        "the open mount needs no login: {}",
+        err(&public)
+    );
+}

@@ -46,6 +46,7 @@ fn frame(camera: &str, seq: u64) -> Frame {
 fn config(max_batch: usize, max_wait_ms: u64) -> InferConfig {
     InferConfig {
         scale: 0.5,
+        max_pixels: 0,
         max_batch,
         max_wait: Duration::from_millis(max_wait_ms),
         detail: GuidedFilter {

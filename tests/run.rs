@@ -163,3 +163,68 @@ fn run_refuses_what_it_cannot_do_yet() {
         common::stderr(&out)
     );
 }
+
+#[test]
+fn a_missing_camera_mount_shows_no_signal_instead_of_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("away.toml");
+    let (port, metrics_port) = (common::free_port(), common::free_port());
+    std::fs::write(
+        &config,
+        format!(
+            r#"[model]
+weights = "l3"
+
+[rtsp]
+port = {port}
+
+[metrics]
+bind = "127.0.0.1:{metrics_port}"
+
+[[camera]]
+id = "away"
+source = {{ kind = "v4l2", device = "/dev/video-nircolor-missing" }}
+format = "GRAY8"
+width = 160
+height = 120
+fps = 15
+"#
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nircolor"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("rtsp://127.0.0.1:{port}/away");
+    // The mount exists from the start; give the card a moment to begin.
+    std::thread::sleep(Duration::from_secs(2));
+    let out = common::read_rtsp_rgb(&url, 5);
+    let (_, metrics) = http_get(metrics_port, "/metrics");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let frame = &out.stdout[out.stdout.len() - 160 * 120 * 3..];
+    let dark = frame.iter().filter(|&&v| v < 60).count();
+    let bright = frame.iter().filter(|&&v| v > 180).count();
+    assert!(
+        dark > frame.len() / 2 && bright > 100,
+        "a dark card with light lettering: {dark} dark, {bright} bright values"
+    );
+    let cards = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("nircolor_no_signal_frames_total{camera=\"away\"} "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(cards > 0, "{metrics}");
+    assert!(
+        metrics.contains("nircolor_camera_up{camera=\"away\"} 0"),
+        "{metrics}"
+    );
+}

@@ -42,6 +42,7 @@ fn test_source_to_colour_recording() {
         HashMap::from([(Arc::from("demo"), colour_tx)]),
         InferConfig {
             scale: 0.5,
+            max_pixels: 0,
             max_batch: 4,
             max_wait: Duration::from_millis(5),
             detail: GuidedFilter {
