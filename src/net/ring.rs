@@ -52,7 +52,8 @@ impl SmallUnet {
             let ri = fb.forward(&fa.forward(&ri).relu());
             let c = s[1];
             let f = Tensor::complex(&ri.narrow(1, 0, c), &ri.narrow(1, c, c));
-            b += f.fft_irfft2([s[2], s[3]].as_slice(), [-2i64, -1].as_slice(), "ortho");
+            // Out of place: the FFT's backward needs `b` as it was.
+            b = &b + f.fft_irfft2([s[2], s[3]].as_slice(), [-2i64, -1].as_slice(), "ortho");
         }
         let u1 = self.u[0].forward(&up_cat(&b, &s1));
         let u0 = self.u[1].forward(&up_cat(&u1, &s0));
