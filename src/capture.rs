@@ -2,7 +2,7 @@
 //! newest-wins channel. A supervisor thread per camera restarts the pipeline with backoff (capped)
 //! when the camera is missing at start or goes away, for as long as the camera runs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,6 +28,9 @@ pub enum Source {
     Rtsp { url: String },
     /// GStreamer's `videotestsrc` with one of its patterns (`smpte`, `ball`, `snow`, `white`, ...).
     Test { pattern: String },
+    /// A folder of NIR stills (PNG, JPEG, TIFF; 8 or 16 bit), played in name order at the
+    /// camera's frame rate; `looped` starts over after the last.
+    Images { folder: PathBuf, looped: bool },
 }
 
 impl Source {
@@ -38,6 +41,7 @@ impl Source {
             Source::File { path, .. } => format!("file {}", path.display()),
             Source::Rtsp { url } => format!("RTSP stream {}", redact_password(url)),
             Source::Test { pattern } => format!("test pattern {pattern}"),
+            Source::Images { folder, .. } => format!("image folder {}", folder.display()),
         }
     }
 }
@@ -168,6 +172,8 @@ pub fn pipeline_description(spec: &CameraSpec) -> Result<String, CaptureError> {
         // A file plays at its own rate (sync=true), as a camera would deliver it.
         Source::File { .. } => format!("filesrc name=src ! {decoded} ! {sink} sync=true"),
         Source::Rtsp { .. } => format!("rtspsrc name=src latency=100 ! {decoded} ! {sink} sync=false"),
+        // Read by nircolor itself (see `run_images`): no GStreamer pipeline.
+        Source::Images { .. } => String::new(),
     })
 }
 
@@ -357,6 +363,9 @@ fn run_once(
     seq: &Arc<AtomicU64>,
 ) -> Result<Ended, CaptureError> {
     let camera = id.to_string();
+    if let Source::Images { folder, looped } = &spec.source {
+        return run_images(spec, folder, *looped, id, out, status, stop, seq);
+    }
     match &spec.source {
         Source::V4l2 { device } if !device.exists() => {
             return Err(CaptureError::NoDevice {
@@ -388,7 +397,7 @@ fn run_once(
         Source::V4l2 { device } => src.set_property("device", device.to_string_lossy().as_ref()),
         Source::File { path, .. } => src.set_property("location", path.to_string_lossy().as_ref()),
         Source::Rtsp { url } => src.set_property("location", url.as_str()),
-        Source::Test { .. } => {}
+        Source::Test { .. } | Source::Images { .. } => {}
     }
     let sink = pipeline
         .by_name("sink")
@@ -426,6 +435,81 @@ fn run_once(
     let result = watch(&pipeline, spec, &camera, stop, status);
     let _ = pipeline.set_state(gst::State::Null);
     result
+}
+
+/// Plays a folder of stills at the camera's rate, scaled to its size. An unreadable image is
+/// skipped with a warning (one bad file should not stop a batch); a missing or empty folder is
+/// an error, retried like a missing camera.
+#[allow(clippy::too_many_arguments)]
+fn run_images(
+    spec: &CameraSpec,
+    folder: &Path,
+    looped: bool,
+    id: &Arc<str>,
+    out: &NewestWins<Frame>,
+    status: &CameraStatus,
+    stop: &AtomicBool,
+    seq: &Arc<AtomicU64>,
+) -> Result<Ended, CaptureError> {
+    let stream = |why: String| CaptureError::Stream {
+        camera: id.to_string(),
+        source_name: spec.source.describe(),
+        why,
+    };
+    let files: Vec<PathBuf> = crate::data::list_images(folder)
+        .map_err(|e| stream(e.to_string()))?
+        .into_values()
+        .collect();
+    if files.is_empty() {
+        return Err(stream(
+            "the folder holds no PNG, JPEG or TIFF images".into(),
+        ));
+    }
+    let period = Duration::from_secs(1) / spec.fps.max(1);
+    let (w, h) = (spec.width as usize, spec.height as usize);
+    let start = Instant::now();
+    let mut shown = 0u32;
+    loop {
+        for file in &files {
+            if stop.load(Ordering::SeqCst) {
+                return Ok(Ended::Stopped);
+            }
+            let nir = match crate::data::read_nir(file) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(camera = %id, error = %e, "skipping an unreadable image");
+                    continue;
+                }
+            };
+            let luma = if (nir.width, nir.height) == (w, h) {
+                nir
+            } else {
+                crate::planes::Gray::new(
+                    w,
+                    h,
+                    crate::detail::resize_bilinear(&nir.data, nir.width, nir.height, 1, w, h),
+                )
+            };
+            // Paced like a camera: frame n is due at n periods after the start.
+            let due = start + period * shown;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            out.push(Frame {
+                camera: id.clone(),
+                seq: seq.fetch_add(1, Ordering::SeqCst),
+                pts: Some(period * shown),
+                captured_at: Instant::now(),
+                luma,
+            });
+            status.came_up();
+            status.frames.fetch_add(1, Ordering::Relaxed);
+            shown += 1;
+        }
+        if !looped {
+            return Ok(Ended::Finished);
+        }
+    }
 }
 
 /// How long a started pipeline may take to deliver its first frame (RTSP connection and

@@ -115,6 +115,11 @@ enum RawSource {
         #[serde(default = "default_pattern")]
         pattern: String,
     },
+    Images {
+        folder: String,
+        #[serde(default, rename = "loop")]
+        looped: bool,
+    },
 }
 
 #[derive(Deserialize, Debug, Clone, Copy)]
@@ -529,6 +534,10 @@ impl Config {
                 RawSource::Rtsp { url } => Source::Rtsp { url: url.clone() },
                 RawSource::Test { pattern } => Source::Test {
                     pattern: pattern.clone(),
+                },
+                RawSource::Images { folder, looped } => Source::Images {
+                    folder: c.path(folder),
+                    looped: *looped,
                 },
             };
             let format = match cam.format {

@@ -382,3 +382,69 @@ fn a_source_that_goes_silent_is_restarted() {
     camera.stop();
     drop(encoder);
 }
+
+#[test]
+fn an_image_folder_plays_once_or_loops_scaled_to_the_camera() {
+    let dir = tempfile::tempdir().unwrap();
+    // Three stills of different sizes and brightness; names give the order.
+    for (i, (w, h, v)) in [(160u32, 120u32, 40u8), (320, 240, 120), (80, 60, 200)]
+        .into_iter()
+        .enumerate()
+    {
+        image::GrayImage::from_pixel(w, h, image::Luma([v]))
+            .save(dir.path().join(format!("{i:03}.png")))
+            .unwrap();
+    }
+    std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();
+    let source = |looped| Source::Images {
+        folder: dir.path().to_path_buf(),
+        looped,
+    };
+    let (frames, camera) = collect(
+        spec("stills", source(false), PixelFormat::Gray8),
+        10,
+        Duration::from_secs(2),
+    );
+    assert_eq!(frames.len(), 3, "each still once");
+    assert!(frames
+        .iter()
+        .all(|f| (f.luma.width, f.luma.height) == (160, 120)));
+    let means: Vec<f32> = frames.iter().map(mean).collect();
+    assert!(
+        means[0] < means[1] && means[1] < means[2],
+        "name order: {means:?}"
+    );
+    assert!(camera
+        .status()
+        .finished
+        .load(std::sync::atomic::Ordering::SeqCst));
+    camera.stop();
+
+    let (frames, camera) = collect(
+        spec("stills", source(true), PixelFormat::Gray8),
+        7,
+        Duration::from_secs(3),
+    );
+    assert_eq!(frames.len(), 7, "looped past the last still");
+    camera.stop();
+
+    let empty = tempfile::tempdir().unwrap();
+    let (frames, camera) = collect(
+        spec(
+            "none",
+            Source::Images {
+                folder: empty.path().to_path_buf(),
+                looped: false,
+            },
+            PixelFormat::Gray8,
+        ),
+        1,
+        Duration::from_millis(500),
+    );
+    assert!(frames.is_empty());
+    let err = camera.status().last_error().unwrap();
+    assert!(
+        err.contains("no PNG, JPEG or TIFF") && err.contains("none"),
+        "{err}"
+    );
+}

@@ -218,3 +218,15 @@ fn a_config_without_cameras_or_model_is_rejected() {
             && stderr(&out).contains("cannot read")
     );
 }
+
+#[test]
+fn an_image_folder_source_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = VALID.replace(
+        r#"source = { kind = "test", pattern = "ball" }"#,
+        r#"source = { kind = "images", folder = "stills", loop = true }"#,
+    );
+    let (ok, out) = check(dir.path(), &text);
+    assert!(ok, "{out}");
+    assert!(out.contains("image folder"), "{out}");
+}
