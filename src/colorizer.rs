@@ -187,7 +187,8 @@ pub fn load(spec: &str) -> Result<Box<dyn Colorizer>, ColorizerError> {
 /// Builds the colorizer a weights file describes, dispatching on its architecture. Networks
 /// come with the whole path they were trained for (shrink, network, detail transfer).
 pub fn from_weights(w: &Weights) -> Result<Box<dyn Colorizer>, ColorizerError> {
-    build(w, true)
+    let device = crate::net::pick_device("auto").unwrap_or(tch::Device::Cpu);
+    Ok(build(w, true, device)?.0)
 }
 
 /// Like [`load`], but a network comes bare: it colorizes at the size it is handed, for the
@@ -198,20 +199,14 @@ pub fn load_bare(
     device: tch::Device,
 ) -> Result<(Box<dyn Colorizer>, Option<NetConfig>), ColorizerError> {
     let file = Path::new(spec).is_file() && !BUILTIN.contains(&spec);
-    if file || shipped(spec).is_some() {
-        let w = match shipped(spec) {
-            Some(w) => w?,
-            None => Weights::load(Path::new(spec))?,
-        };
-        if NetArch::from_name(&w.arch).is_some() {
-            let model = Model::from_weights(&w.without_prefix("adam."), device)?;
-            let cfg = model.cfg.clone();
-            let name = format!("{}({})", w.arch, file_name(&w.origin));
-            return Ok((Box::new(NetColorizer::bare(model, name)), Some(cfg)));
-        }
-        return Ok((build(&w, false)?, None));
+    if !file && shipped(spec).is_none() {
+        return Ok((load(spec)?, None));
     }
-    Ok((load(spec)?, None))
+    let w = match shipped(spec) {
+        Some(w) => w?,
+        None => Weights::load(Path::new(spec))?,
+    };
+    build(&w, false, device)
 }
 
 fn file_name(origin: &str) -> String {
@@ -221,20 +216,27 @@ fn file_name(origin: &str) -> String {
         .unwrap_or_default()
 }
 
-fn build(w: &Weights, full_path: bool) -> Result<Box<dyn Colorizer>, ColorizerError> {
+/// The colorizer `w` describes, and a network's configuration; networks run on `device`, bare
+/// or with their whole path (`full_path`).
+fn build(
+    w: &Weights,
+    full_path: bool,
+    device: tch::Device,
+) -> Result<(Box<dyn Colorizer>, Option<NetConfig>), ColorizerError> {
     match w.arch.as_str() {
-        "linear" => Ok(Box::new(Linear::from_weights(w)?)),
-        "l3" => Ok(Box::new(L3::from_weights(w)?)),
+        "linear" => Ok((Box::new(Linear::from_weights(w)?), None)),
+        "l3" => Ok((Box::new(L3::from_weights(w)?), None)),
         arch if NetArch::from_name(arch).is_some() => {
-            let device = crate::net::pick_device("auto").unwrap_or(tch::Device::Cpu);
             // A training checkpoint also holds the optimiser's moments; the network is the rest.
             let model = Model::from_weights(&w.without_prefix("adam."), device)?;
+            let cfg = model.cfg.clone();
             let name = format!("{arch}({})", file_name(&w.origin));
-            Ok(Box::new(if full_path {
+            let net = if full_path {
                 NetColorizer::full(model, name)
             } else {
                 NetColorizer::bare(model, name)
-            }))
+            };
+            Ok((Box::new(net), Some(cfg)))
         }
         arch => Err(WeightsError::UnknownArch {
             file: w.origin.clone(),
