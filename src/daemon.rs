@@ -194,6 +194,11 @@ impl Daemon {
         })
     }
 
+    /// The counters every stage keeps.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
     /// Whether every camera's source has ended for good (non-looped files): a batch job is done
     /// once they have and the stages have drained.
     pub fn all_finished(&self) -> bool {
@@ -263,20 +268,33 @@ fn encode_loop(
     rx: &Consumer<ColourFrame>,
     record: Option<&crate::config::Recording>,
     camera: &str,
-    stats: &EncodeStats,
+    stats: &Arc<EncodeStats>,
 ) -> Result<u64, EncodeError> {
     let mut first: Option<Instant> = None;
     let mut last_prune = Instant::now();
     let mut last_frame = Instant::now();
+    {
+        let stats = stats.clone();
+        encoder.on_encoded(Arc::new(move |d| {
+            stats.encoded_latency.observe(d);
+            if stats
+                .keep_samples
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                if let Ok(mut v) = stats.encoded_samples.lock() {
+                    v.push(d.as_secs_f32() * 1e3);
+                }
+            }
+        }));
+    }
     let mut card: Option<crate::planes::Rgb> = None;
     loop {
         match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(frame) => {
                 last_frame = Instant::now();
                 let t0 = *first.get_or_insert(frame.captured_at);
-                if let Err(e) =
-                    encoder.push(&frame.rgb, frame.captured_at.saturating_duration_since(t0))
-                {
+                let pts = frame.captured_at.saturating_duration_since(t0);
+                if let Err(e) = encoder.push_captured(&frame.rgb, pts, frame.captured_at) {
                     tracing::error!(camera, error = %e, "encoding failed");
                     return Err(e);
                 }

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use gstreamer as gst;
 use gstreamer::glib;
@@ -291,7 +291,15 @@ pub struct Encoder {
     feed: Option<RtspFeed>,
     frames: u64,
     last_pts: Option<Duration>,
+    /// Frames handed to the encoder and not yet out of it: (pts in ns, capture time).
+    pending: Arc<Mutex<std::collections::VecDeque<(u64, Instant)>>>,
 }
+
+/// The offset x264enc adds to timestamps: 1000 hours.
+const X264_PTS_OFFSET_NS: u64 = 1000 * 3600 * 1_000_000_000;
+
+/// Told how long each frame took from capture to leaving the H.264 encoder.
+pub type EncodedHook = Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// Segment files are named `<camera>-<unix seconds at start>-<index>.<ext>`, so restarts never
 /// overwrite earlier recordings and names sort by time.
@@ -351,6 +359,7 @@ impl Encoder {
         let encoder = pipeline
             .by_name("enc")
             .ok_or_else(|| build("no encoder".into()))?;
+        let pending: Arc<Mutex<std::collections::VecDeque<(u64, Instant)>>> = Arc::default();
         if let Some(record) = &spec.record {
             std::fs::create_dir_all(&record.folder).map_err(|e| EncodeError::Folder {
                 camera: spec.camera.clone(),
@@ -435,7 +444,38 @@ impl Encoder {
             feed,
             frames: 0,
             last_pts: None,
+            pending,
         })
+    }
+
+    /// Calls `hook` with each frame's capture-to-encoded latency (measured where the H.264
+    /// leaves x264), for the metrics and `nircolor bench pipeline`.
+    pub fn on_encoded(&self, hook: EncodedHook) {
+        let Some(pad) = self.encoder.static_pad("src") else {
+            return;
+        };
+        let pending = self.pending.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            // x264enc shifts every timestamp by 1000 hours (room for negative DTS); undo it.
+            let pts = info
+                .buffer()
+                .and_then(|b| b.pts())
+                .map(|t| t.nseconds())
+                .map(|p| p.checked_sub(X264_PTS_OFFSET_NS).unwrap_or(p));
+            if let (Some(pts), Ok(mut queue)) = (pts, pending.lock()) {
+                // Entries before this pts were merged or dropped by the encoder.
+                while let Some(&(p, captured)) = queue.front() {
+                    if p > pts {
+                        break;
+                    }
+                    queue.pop_front();
+                    if p == pts {
+                        hook(captured.elapsed());
+                    }
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
     }
 
     pub fn width(&self) -> usize {
@@ -448,6 +488,16 @@ impl Encoder {
 
     /// Encodes one frame shown at `pts` (time since the camera started).
     pub fn push(&mut self, rgb: &Rgb, pts: Duration) -> Result<(), EncodeError> {
+        self.push_captured(rgb, pts, Instant::now())
+    }
+
+    /// [`Encoder::push`] for a frame captured at `captured` (for the encoded-latency hook).
+    pub fn push_captured(
+        &mut self,
+        rgb: &Rgb,
+        pts: Duration,
+        captured: Instant,
+    ) -> Result<(), EncodeError> {
         let spec = &self.spec;
         if (rgb.width, rgb.height) != (spec.width, spec.height) {
             return Err(EncodeError::FrameSize {
@@ -479,6 +529,13 @@ impl Encoder {
             _ => pts,
         };
         self.last_pts = Some(pts);
+        if let Ok(mut queue) = self.pending.lock() {
+            // Bounded: without a hook nothing drains it but this.
+            if queue.len() >= 256 {
+                queue.pop_front();
+            }
+            queue.push_back((pts.as_nanos() as u64, captured));
+        }
         let mut buffer = gst::Buffer::from_mut_slice(rgb.to_rgb8().into_raw());
         {
             let b = buffer.get_mut().expect("a new buffer is writable");

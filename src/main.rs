@@ -321,6 +321,23 @@ enum BenchCommand {
     Filter(FilterBenchArgs),
     /// A model's whole path (shrink, network, detail) per frame, beside the unet arch.
     Model(ModelBenchArgs),
+    /// The whole daemon on live test cameras: frames out, drops, capture-to-encoded latency.
+    Pipeline(PipelineBenchArgs),
+}
+
+#[derive(Args)]
+struct PipelineBenchArgs {
+    /// Seconds each case runs (after a 3 s warm-up that is not counted).
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Cases as WIDTHxHEIGHTxCAMERAS, comma-separated.
+    #[arg(long, default_value = "640x480x1,1280x720x1,640x480x2,640x480x4")]
+    cases: String,
+    /// A weights file or built-in colorizer.
+    #[arg(long, default_value = "default")]
+    model: String,
+    #[arg(long, default_value_t = 30)]
+    fps: u32,
 }
 
 #[derive(Args)]
@@ -697,6 +714,7 @@ fn main() -> std::process::ExitCode {
         Command::Train(a) => run_train(a),
         Command::Bench(BenchCommand::Filter(a)) => run_bench_filter(a),
         Command::Bench(BenchCommand::Model(a)) => run_bench_model(a),
+        Command::Bench(BenchCommand::Pipeline(a)) => run_bench_pipeline(a),
         Command::Check { config } => run_check(config),
         Command::Run { config } => run_daemon(config),
         Command::Devices => {
@@ -1018,4 +1036,118 @@ fn run_bench_model(args: &ModelBenchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A free TCP port on loopback (bound, read, released).
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let cases: Vec<(u32, u32, usize)> = args
+        .cases
+        .split(',')
+        .map(|c| {
+            let parse = |c: &str| -> Option<(u32, u32, usize)> {
+                let mut it = c.trim().split('x');
+                let v = (
+                    it.next()?.parse().ok()?,
+                    it.next()?.parse().ok()?,
+                    it.next()?.parse().ok()?,
+                );
+                it.next().is_none().then_some(v)
+            };
+            parse(c)
+                .filter(|&(w, h, n)| {
+                    (16..=8192).contains(&w) && (16..=8192).contains(&h) && (1..=16).contains(&n)
+                })
+                .ok_or_else(|| {
+                    anyhow::anyhow!("case '{c}' is not WIDTHxHEIGHTxCAMERAS, e.g. 640x480x2")
+                })
+        })
+        .collect::<Result<_>>()?;
+    if args.seconds == 0 {
+        bail!("--seconds must be at least 1");
+    }
+    println!(
+        "live test cameras at {} fps (videotestsrc ball, GRAY8) -> {} -> RTSP + Matroska recording, {} s per case; {}",
+        args.fps, args.model, args.seconds, nircolor::cuda::describe()
+    );
+    println!("| frame | cameras | fps out per camera (min) | dropped | capture-to-encoded p50 / p99 / max ms |");
+    println!("|---|---|---|---|---|");
+    for (w, h, n) in cases {
+        let dir = tempfile_dir()?;
+        let mut toml = format!(
+            "[model]\nweights = \"{}\"\nmax_batch = {n}\nmax_wait_ms = 5\n[rtsp]\nport = {}\n[metrics]\nbind = \"127.0.0.1:{}\"\n",
+            args.model,
+            free_port()?,
+            free_port()?
+        );
+        for i in 0..n {
+            toml += &format!(
+                "[[camera]]\nid = \"cam{i}\"\nsource = {{ kind = \"test\", pattern = \"ball\" }}\nformat = \"GRAY8\"\nwidth = {w}\nheight = {h}\nfps = {}\nrecord = {{ folder = \"rec{i}\", segment_seconds = 60, container = \"mkv\" }}\n",
+                args.fps
+            );
+        }
+        let file = dir.join("bench.toml");
+        std::fs::write(&file, toml)?;
+        let config = nircolor::config::Config::load(&file)?;
+        let daemon = nircolor::daemon::Daemon::start(&config)?;
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let t = daemon.telemetry().clone();
+        let start: Vec<(u64, u64)> = t
+            .cameras
+            .iter()
+            .map(|c| {
+                (
+                    c.encode.frames.load(Ordering::Relaxed),
+                    (c.capture_drops)() + (c.colour_drops)(),
+                )
+            })
+            .collect();
+        for c in &t.cameras {
+            c.encode.keep_samples.store(true, Ordering::Relaxed);
+        }
+        let began = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_secs(args.seconds));
+        let secs = began.elapsed().as_secs_f64();
+        let mut fps_min = f64::INFINITY;
+        let mut dropped = 0;
+        let mut samples: Vec<f64> = Vec::new();
+        for (c, (f0, d0)) in t.cameras.iter().zip(&start) {
+            c.encode.keep_samples.store(false, Ordering::Relaxed);
+            let frames = c.encode.frames.load(Ordering::Relaxed) - f0;
+            fps_min = fps_min.min(frames as f64 / secs);
+            dropped += (c.capture_drops)() + (c.colour_drops)() - d0;
+            if let Ok(v) = c.encode.encoded_samples.lock() {
+                samples.extend(v.iter().map(|&x| f64::from(x)));
+            }
+        }
+        let _ = daemon.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+        let q = |p: f64| nircolor::bench::quantile(&samples, p);
+        println!(
+            "| {w}x{h} | {n} | {fps_min:.1} | {dropped} | {:.1} / {:.1} / {:.1} |",
+            q(0.5),
+            q(0.99),
+            q(1.0)
+        );
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "nircolor-bench-pipeline-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

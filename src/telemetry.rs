@@ -73,6 +73,12 @@ pub struct EncodeStats {
     pub frames: AtomicU64,
     /// "No signal" cards shown while no frame arrived.
     pub no_signal: AtomicU64,
+    /// Capture to leaving the H.264 encoder, per frame.
+    pub encoded_latency: Histogram,
+    /// While set, every encoded latency is also kept (ms) in `encoded_samples`, for exact
+    /// quantiles in `nircolor bench pipeline`.
+    pub keep_samples: std::sync::atomic::AtomicBool,
+    pub encoded_samples: std::sync::Mutex<Vec<f32>>,
     /// Capture to encoder hand-off, per frame.
     pub latency: Histogram,
 }
@@ -168,6 +174,19 @@ impl Telemetry {
                 s,
                 "nircolor_frames_dropped_total{{camera=\"{id}\",stage=\"encode\"}} {}",
                 (c.colour_drops)()
+            );
+        }
+        family(
+            &mut s,
+            "nircolor_encoded_latency_seconds",
+            "histogram",
+            "Capture to leaving the H.264 encoder",
+        );
+        for c in &self.cameras {
+            c.encode.encoded_latency.render(
+                "nircolor_encoded_latency_seconds",
+                &format!("camera=\"{}\"", escape(&c.id)),
+                &mut s,
             );
         }
         family(

@@ -228,3 +228,33 @@ fps = 15
         "{metrics}"
     );
 }
+
+#[test]
+fn bench_pipeline_reports_rate_drops_and_encoded_latency() {
+    let out = common::nircolor(&[
+        "bench",
+        "pipeline",
+        "--seconds",
+        "2",
+        "--cases",
+        "160x120x1",
+        "--model",
+        "l3",
+    ]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let text = common::stdout(&out);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("| 160x120 | 1 |"))
+        .unwrap_or_else(|| panic!("no result row: {text}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    let fps: f64 = cells[3].parse().unwrap();
+    assert!(fps > 20.0, "{row}");
+    let p50: f64 = cells[5].split('/').next().unwrap().trim().parse().unwrap();
+    assert!(
+        p50 > 0.0 && p50 < 1000.0,
+        "a measured capture-to-encoded latency: {row}"
+    );
+    let bad = common::nircolor(&["bench", "pipeline", "--cases", "640x480"]);
+    assert!(!bad.status.success() && common::stderr(&bad).contains("WIDTHxHEIGHTxCAMERAS"));
+}
