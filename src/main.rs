@@ -564,21 +564,9 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     let mut weights = train::fit_classical(arch, &pairs, &datasets, &opts, || bar.inc(1));
     bar.finish_and_clear();
     if let Some(val) = &args.val {
-        let model = colorizer::from_weights(&weights)?;
-        let ds = Dataset::open(val)?;
-        let result = eval::evaluate(model.as_ref(), &ds, |_, _, _| {})?;
-        println!(
-            "validation on {}:\n{}",
-            val.display(),
-            eval::table(&result).lines().last().unwrap_or("")
-        );
-        weights.card["validation"] = serde_json::json!({"data": result.data, "mean": result.mean});
+        validate_into_card(&mut weights, val)?;
     }
-    // The exact command, so the card says how to reproduce the file.
-    let argv: Vec<String> = std::iter::once("nircolor".to_string())
-        .chain(std::env::args().skip(1))
-        .collect();
-    weights.card["command"] = serde_json::json!(argv.join(" "));
+    weights.card["command"] = serde_json::json!(command_line());
     weights.save(&args.out)?;
     println!(
         "wrote {} ({} model fitted on {} pairs)",
@@ -586,6 +574,40 @@ fn run_train(args: &TrainArgs) -> Result<()> {
         arch.name(),
         total
     );
+    Ok(())
+}
+
+/// The exact command line, so a model card says how to reproduce its file.
+fn command_line() -> String {
+    std::iter::once("nircolor".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Scores `weights` on the paired folder `val`, prints the mean row, and records the scores in
+/// the model card.
+fn validate_into_card(weights: &mut nircolor::weights::Weights, val: &Path) -> Result<()> {
+    let model = colorizer::from_weights(weights)?;
+    let ds = Dataset::open(val)?;
+    let result = eval::evaluate(model.as_ref(), &ds, |_, _, _| {})?;
+    println!(
+        "validation on {}:\n{}",
+        val.display(),
+        eval::table(&result).lines().last().unwrap_or("")
+    );
+    weights.card["validation"] = serde_json::json!({"data": result.data, "mean": result.mean});
+    Ok(())
+}
+
+/// Applies `--threads` to libtorch.
+fn set_threads(threads: Option<i32>) -> Result<()> {
+    if let Some(t) = threads {
+        if t < 1 {
+            bail!("--threads must be at least 1");
+        }
+        tch::set_num_threads(t);
+    }
     Ok(())
 }
 
@@ -740,12 +762,7 @@ fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
     use std::sync::Arc;
 
     let n = &args.net;
-    if let Some(t) = n.threads {
-        if t < 1 {
-            bail!("--threads must be at least 1");
-        }
-        tch::set_num_threads(t);
-    }
+    set_threads(n.threads)?;
     let device = nircolor::net::pick_device(&n.device).map_err(anyhow::Error::msg)?;
     let options = TrainOptions {
         epochs: n.epochs.unwrap_or(TrainOptions::default().epochs),
@@ -854,14 +871,8 @@ fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         }
         None => Trainer::new(cfg, options, &pairs, device, init.as_ref())?,
     };
-    let argv: Vec<String> = std::iter::once("nircolor".to_string())
-        .chain(std::env::args().skip(1))
-        .collect();
-    trainer.command = argv.join(" ");
-    trainer.data_card = serde_json::json!(datasets
-        .iter()
-        .map(|d| serde_json::json!({"folder": d.root.display().to_string(), "pairs": d.len()}))
-        .collect::<Vec<_>>());
+    trainer.command = command_line();
+    trainer.data_card = train::data_card(&datasets);
     let m = &trainer.model;
     println!(
         "training {} ({} parameters, {:.3} GFLOPs per 640x480 frame) on {} pairs, {}; checkpoint {}",
@@ -943,16 +954,8 @@ fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         Finish::Done => {}
     }
     let mut weights = trainer.weights();
-    if let Some(v) = &args.val {
-        let model = colorizer::from_weights(&weights)?;
-        let ds = Dataset::open(v)?;
-        let result = eval::evaluate(model.as_ref(), &ds, |_, _, _| {})?;
-        println!(
-            "validation on {}:\n{}",
-            v.display(),
-            eval::table(&result).lines().last().unwrap_or("")
-        );
-        weights.card["validation"] = serde_json::json!({"data": result.data, "mean": result.mean});
+    if let Some(val) = &args.val {
+        validate_into_card(&mut weights, val)?;
     }
     weights.save(&args.out)?;
     println!(
@@ -979,12 +982,7 @@ fn run_bench_model(args: &ModelBenchArgs) -> Result<()> {
     use nircolor::net::{colorize::NetColorizer, Model};
     use nircolor::planes::Gray;
 
-    if let Some(t) = args.threads {
-        if t < 1 {
-            bail!("--threads must be at least 1");
-        }
-        tch::set_num_threads(t);
-    }
+    set_threads(args.threads)?;
     let (w, h) = parse_size(&args.size)?;
     let nir = Gray::new(w, h, bench::test_images(w, h).0);
     let model =

@@ -60,6 +60,14 @@ pub fn load_pairs(datasets: &[Dataset], tick: impl Fn() + Sync) -> Result<Vec<Pa
         .collect()
 }
 
+/// The training data as a model card records it: each folder and its pair count.
+pub fn data_card(datasets: &[Dataset]) -> serde_json::Value {
+    datasets
+        .iter()
+        .map(|d| json!({"folder": d.root.display().to_string(), "pairs": d.len()}))
+        .collect()
+}
+
 /// Fits `arch` on `pairs`; `tick` is called as pairs are processed. `datasets` is recorded in
 /// the model card.
 pub fn fit_classical(
@@ -69,10 +77,7 @@ pub fn fit_classical(
     opts: &ClassicalOptions,
     tick: impl Fn() + Sync + Send,
 ) -> Weights {
-    let data: Vec<_> = datasets
-        .iter()
-        .map(|d| json!({"folder": d.root.display().to_string(), "pairs": d.len()}))
-        .collect();
+    let data = data_card(datasets);
     let mut card = json!({
         "arch": arch.name(),
         "nircolor_version": env!("CARGO_PKG_VERSION"),

@@ -8,6 +8,16 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A plain HTTP/1.0 GET on loopback: (status line, body).
+/// `nircolor run --config CONFIG` in the background, stdout and stderr piped.
+fn spawn_run(config: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_nircolor"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn http_get(port: u16, path: &str) -> (String, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -54,12 +64,7 @@ record = {{ folder = "rec", segment_seconds = 60, container = "mkv" }}
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nircolor"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&config);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let url = lines
         .by_ref()
@@ -192,12 +197,7 @@ fps = 15
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nircolor"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_run(&config);
     let url = format!("rtsp://127.0.0.1:{port}/away");
     // The mount exists from the start; give the card a moment to begin.
     std::thread::sleep(Duration::from_secs(2));
