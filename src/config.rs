@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::calibrate::Calibration;
 use crate::capture::{CameraSpec, PixelFormat, Source};
 use crate::colorizer::BUILTIN;
 use crate::encode::Container;
@@ -260,7 +261,7 @@ pub struct Recording {
 #[derive(Clone, Debug, PartialEq)]
 pub struct CameraConfig {
     pub spec: CameraSpec,
-    pub calibration: Option<PathBuf>,
+    pub calibration: Option<Calibration>,
     pub rtsp: RtspOutput,
     pub record: Option<Recording>,
 }
@@ -276,20 +277,26 @@ pub struct Config {
     pub cameras: Vec<CameraConfig>,
 }
 
-struct Checker<'a> {
-    file: &'a Path,
-    text: &'a str,
+/// Turns spans into `file:line: key: message` errors; shared with the calibration files.
+pub(crate) struct Checker<'a> {
+    pub(crate) file: &'a Path,
+    pub(crate) text: &'a str,
 }
 
 impl Checker<'_> {
-    fn line(&self, span: &Range<usize>) -> usize {
+    pub(crate) fn line(&self, span: &Range<usize>) -> usize {
         self.text[..span.start.min(self.text.len())]
             .matches('\n')
             .count()
             + 1
     }
 
-    fn err(&self, span: &Range<usize>, key: &str, message: impl Into<String>) -> ConfigError {
+    pub(crate) fn err(
+        &self,
+        span: &Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
         ConfigError {
             file: self.file.to_path_buf(),
             line: self.line(span),
@@ -298,7 +305,7 @@ impl Checker<'_> {
         }
     }
 
-    fn range<T: PartialOrd + std::fmt::Display + Copy>(
+    pub(crate) fn range<T: PartialOrd + std::fmt::Display + Copy>(
         &self,
         v: &Spanned<T>,
         key: &str,
@@ -316,8 +323,25 @@ impl Checker<'_> {
         Ok(x)
     }
 
+    /// The text as `T`; a TOML or type mistake becomes an error at its line.
+    pub(crate) fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        toml::from_str(self.text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            // toml names unknown and missing keys itself; for a bad value the key is the one
+            // assigned on that line.
+            let line = self.text.lines().nth(self.line(&span) - 1).unwrap_or("");
+            let key = match line.split_once('=') {
+                Some((k, _)) if !e.message().contains("field `") => {
+                    k.trim().trim_start_matches('[').to_string()
+                }
+                _ => String::new(),
+            };
+            self.err(&span, &key, e.message().to_string())
+        })
+    }
+
     /// A path relative to the config file's folder.
-    fn path(&self, p: &str) -> PathBuf {
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
         let p = Path::new(p);
         if p.is_absolute() {
             p.to_path_buf()
@@ -342,19 +366,7 @@ impl Config {
     /// Checks `text` as if read from `file` (relative paths resolve against its folder).
     pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
         let c = Checker { file, text };
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let span = e.span().unwrap_or(0..0);
-            // toml names unknown and missing keys itself; for a bad value the key is the one
-            // assigned on that line.
-            let line = text.lines().nth(c.line(&span) - 1).unwrap_or("");
-            let key = match line.split_once('=') {
-                Some((k, _)) if !e.message().contains("field `") => {
-                    k.trim().trim_start_matches('[').to_string()
-                }
-                _ => String::new(),
-            };
-            c.err(&span, &key, e.message().to_string())
-        })?;
+        let raw: RawConfig = c.parse()?;
 
         let m = &raw.model;
         let weights = m.weights.get_ref().clone();
@@ -457,7 +469,10 @@ impl Config {
                             format!("calibration file {} does not exist", path.display()),
                         ));
                     }
-                    Some(path)
+                    // Checked now, at its own lines, so `check` catches a bad calibration too.
+                    let cal = Calibration::load(&path)?;
+                    cal.prepare(width as usize, height as usize)?;
+                    Some(cal)
                 }
                 None => None,
             };

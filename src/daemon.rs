@@ -27,6 +27,8 @@ pub enum DaemonError {
     Encode(#[from] EncodeError),
     #[error(transparent)]
     Model(#[from] ColorizerError),
+    #[error(transparent)]
+    Calibration(#[from] crate::config::ConfigError),
     #[error("{file}: {what} is not supported by this version of nircolor yet; remove it from the configuration")]
     Unsupported { file: String, what: String },
     #[error("{file}: model.device: {why}")]
@@ -63,13 +65,12 @@ impl Daemon {
             file: config.file.display().to_string(),
             what: what.into(),
         };
-        // Refused rather than ignored: a user who configured them expects them to work.
+        let mut calibrations = HashMap::new();
         for cam in &config.cameras {
-            if cam.calibration.is_some() {
-                return Err(unsupported(&format!(
-                    "camera '{}'.calibration",
-                    cam.spec.id
-                )));
+            if let Some(cal) = &cam.calibration {
+                let corrector = cal.prepare(cam.spec.width as usize, cam.spec.height as usize)?;
+                tracing::info!(camera = %cam.spec.id, file = %cal.file.display(), "calibration loaded");
+                calibrations.insert(Arc::<str>::from(cam.spec.id.as_str()), corrector);
             }
         }
         let device = match config.model.device {
@@ -158,7 +159,7 @@ impl Daemon {
                     .spawn(move || encode_loop(encoder, &rx, record.as_ref(), &id, &stats))?,
             );
         }
-        let infer = InferStage::spawn(
+        let infer = InferStage::spawn_calibrated(
             model,
             inputs,
             outputs,
@@ -172,6 +173,7 @@ impl Daemon {
                     eps: config.model.eps,
                 },
             },
+            calibrations,
         )?;
         let telemetry = Arc::new(Telemetry {
             cameras: telemetry,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Select, TryRecvError};
 use rayon::prelude::*;
 
+use crate::calibrate::Corrector;
 use crate::capture::Frame;
 use crate::colorizer::{inference_size, restore, shrink_to, Colorizer};
 use crate::detail::GuidedFilter;
@@ -67,17 +68,29 @@ impl InferStage {
         outputs: HashMap<Arc<str>, NewestWins<ColourFrame>>,
         config: InferConfig,
     ) -> std::io::Result<InferStage> {
+        Self::spawn_calibrated(colorizer, inputs, outputs, config, HashMap::new())
+    }
+
+    /// [`spawn`](Self::spawn), with the calibration of each camera that has one: its NIR is
+    /// corrected before the colorizer, its colour after the detail, with its own filter.
+    pub fn spawn_calibrated(
+        colorizer: Box<dyn Colorizer>,
+        inputs: Vec<Consumer<Frame>>,
+        outputs: HashMap<Arc<str>, NewestWins<ColourFrame>>,
+        config: InferConfig,
+        calibrations: HashMap<Arc<str>, Corrector>,
+    ) -> std::io::Result<InferStage> {
         let stats = Arc::new(InferStats::default());
         let thread_stats = stats.clone();
         let worker = Worker::spawn("infer".into(), move |stop| {
-            run(
-                colorizer.as_ref(),
-                &inputs,
-                &outputs,
+            let stage = Stage {
+                colorizer: colorizer.as_ref(),
+                outputs: &outputs,
+                calibrations: &calibrations,
                 config,
-                stop,
-                &thread_stats,
-            )
+                stats: &thread_stats,
+            };
+            run(&stage, &inputs, stop)
         })?;
         Ok(InferStage { stats, worker })
     }
@@ -122,14 +135,17 @@ fn next_frame(inputs: &[Consumer<Frame>], live: &mut [bool], timeout: Duration) 
     }
 }
 
-fn run(
-    colorizer: &dyn Colorizer,
-    inputs: &[Consumer<Frame>],
-    outputs: &HashMap<Arc<str>, NewestWins<ColourFrame>>,
+/// What the model thread works with.
+struct Stage<'a> {
+    colorizer: &'a dyn Colorizer,
+    outputs: &'a HashMap<Arc<str>, NewestWins<ColourFrame>>,
+    calibrations: &'a HashMap<Arc<str>, Corrector>,
     config: InferConfig,
-    stop: &AtomicBool,
-    stats: &InferStats,
-) {
+    stats: &'a InferStats,
+}
+
+fn run(stage: &Stage, inputs: &[Consumer<Frame>], stop: &AtomicBool) {
+    let config = stage.config;
     let mut live = vec![true; inputs.len()];
     let max_batch = config.max_batch.max(1);
     while !stop.load(Ordering::SeqCst) {
@@ -169,18 +185,22 @@ fn run(
                 None => break,
             }
         }
-        process(colorizer, batch, outputs, config, stats);
+        process(stage, batch);
     }
 }
 
-fn process(
-    colorizer: &dyn Colorizer,
-    batch: Vec<Frame>,
-    outputs: &HashMap<Arc<str>, NewestWins<ColourFrame>>,
-    config: InferConfig,
-    stats: &InferStats,
-) {
+fn process(stage: &Stage, batch: Vec<Frame>) {
+    let config = stage.config;
     let size = batch.len();
+    let batch: Vec<Frame> = batch
+        .into_par_iter()
+        .map(|mut f| {
+            if let Some(c) = stage.calibrations.get(&f.camera) {
+                c.nir(&mut f.luma);
+            }
+            f
+        })
+        .collect();
     let lows: Vec<_> = batch
         .par_iter()
         .map(|f| {
@@ -193,34 +213,42 @@ fn process(
             shrink_to(&f.luma, w, h)
         })
         .collect();
-    let colours = colorizer.colorize_batch(&lows);
+    let colours = stage.colorizer.colorize_batch(&lows);
     let results: Vec<ColourFrame> = batch
         .into_par_iter()
         .zip(lows.par_iter().zip(colours.par_iter()))
-        .map(|(frame, (low, colour))| ColourFrame {
-            rgb: restore(
-                config.detail,
+        .map(|(frame, (low, colour))| {
+            let calibration = stage.calibrations.get(&frame.camera);
+            let filter = calibration.map_or(config.detail, |c| c.filter(config.detail));
+            let mut rgb = restore(
+                filter,
                 low.width as f32 / frame.luma.width.max(1) as f32,
                 &frame.luma,
                 low,
                 colour,
-            ),
-            camera: frame.camera,
-            seq: frame.seq,
-            pts: frame.pts,
-            captured_at: frame.captured_at,
-            batch_size: size,
+            );
+            if let Some(c) = calibration {
+                c.colour(&mut rgb);
+            }
+            ColourFrame {
+                rgb,
+                camera: frame.camera,
+                seq: frame.seq,
+                pts: frame.pts,
+                captured_at: frame.captured_at,
+                batch_size: size,
+            }
         })
         .collect();
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    stats.frames.fetch_add(size as u64, Ordering::Relaxed);
+    stage.stats.batches.fetch_add(1, Ordering::Relaxed);
+    stage.stats.frames.fetch_add(size as u64, Ordering::Relaxed);
     for frame in results {
-        match outputs.get(&frame.camera) {
+        match stage.outputs.get(&frame.camera) {
             Some(out) => {
                 out.push(frame);
             }
             None => {
-                stats.unrouted.fetch_add(1, Ordering::Relaxed);
+                stage.stats.unrouted.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

@@ -230,3 +230,32 @@ fn an_image_folder_source_is_accepted() {
     assert!(ok, "{out}");
     assert!(out.contains("image folder"), "{out}");
 }
+
+#[test]
+fn a_broken_calibration_file_is_reported_at_its_own_line() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path().join("calibration")).unwrap();
+    fs::write(
+        dir.path().join("calibration/front.toml"),
+        "black_level = 0.02\n\n[color]\ngains = [1.1, 0.9]\n",
+    )
+    .unwrap();
+    let text = VALID.replace(
+        "fps = 30",
+        "fps = 30\ncalibration = \"calibration/front.toml\"",
+    );
+    let (ok, out) = check(dir.path(), &text);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("calibration/front.toml:4: color.gains: 2 values given; give 3"),
+        "{out}"
+    );
+    fs::write(
+        dir.path().join("calibration/front.toml"),
+        "black_level = 0.02\n[color]\ngains = [1.1, 1.0, 0.9]\n",
+    )
+    .unwrap();
+    let (ok, out) = check(dir.path(), &text);
+    assert!(ok, "{out}");
+    assert!(out.contains("calibration/front.toml, recorded"), "{out}");
+}

@@ -151,22 +151,64 @@ record = {{ folder = "rec", segment_seconds = 60, container = "mkv" }}
 }
 
 #[test]
-fn run_refuses_what_it_cannot_do_yet() {
+fn a_camera_calibration_corrects_its_nir_and_its_colour() {
+    // A white test pattern (NIR 1.0) halved by the calibration's gain, colorized by `identity`
+    // (gray out = NIR in) and tinted blue by its colour gains: (0.1, 0.1, 0.5) on the wire.
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("cal.toml");
-    std::fs::write(dir.path().join("front.toml"), "").unwrap();
     std::fs::write(
-        &config,
-        "[model]\nweights = \"l3\"\n[[camera]]\nid = \"f\"\nsource = { kind = \"test\" }\nformat = \"GRAY8\"\nwidth = 64\nheight = 48\nfps = 5\ncalibration = \"front.toml\"\n",
+        dir.path().join("cam.toml"),
+        "gain = 0.5
+[color]
+gains = [0.2, 0.2, 1.0]
+[detail]
+radius = 2
+",
     )
     .unwrap();
-    let out = common::nircolor(&["run", "--config", config.to_str().unwrap()]);
-    assert!(!out.status.success());
+    let config = dir.path().join("cal.toml");
+    let port = common::free_port();
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\nweights = \"identity\"\n[rtsp]\nport = {port}\n[metrics]\nbind = \"127.0.0.1:{}\"\n[[camera]]\nid = \"cal\"\nsource = {{ kind = \"test\", pattern = \"white\" }}\nformat = \"GRAY8\"\nwidth = 160\nheight = 120\nfps = 15\ncalibration = \"cam.toml\"\n",
+            common::free_port()
+        ),
+    )
+    .unwrap();
+    let mut child = spawn_run(&config);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("watch ").nth(1).map(str::to_string))
+        .expect("run prints where to watch");
+    let out = common::read_rtsp_rgb(&url, 5);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
     assert!(
-        common::stderr(&out).contains("calibration is not supported"),
-        "{}",
-        common::stderr(&out)
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    assert!(status.success(), "{status:?}");
+    let n = out.stdout.len() / 3;
+    let mean = |c: usize| {
+        out.stdout
+            .iter()
+            .skip(c)
+            .step_by(3)
+            .map(|&v| f64::from(v))
+            .sum::<f64>()
+            / n as f64
+    };
+    let (r, g, b) = (mean(0), mean(1), mean(2));
+    // videotestsrc's white is 235 of 255 in GRAY8 (video range): 0.46 blue after the gain.
+    assert!((105.0..140.0).contains(&b), "blue {b} (want about 118)");
+    for (name, v) in [("red", r), ("green", g)] {
+        assert!((v / b - 0.2).abs() < 0.05, "{name} {v} is not 0.2 of blue {b}");
+    }
 }
 
 #[test]
