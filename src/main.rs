@@ -951,25 +951,24 @@ fn run_daemon(file: &Path) -> Result<()> {
         .context("telling systemd the daemon is ready")?;
     // Keep-alives at half the watchdog interval, and only while frames flow (or no camera is
     // up to send any): a stalled pipeline stops them and systemd restarts the service.
-    let watchdog = nircolor::notify::watchdog_interval().map(|i| i / 2);
-    let mut last_ping = std::time::Instant::now();
-    let mut last_encoded = 0;
+    let mut watchdog = nircolor::notify::watchdog_interval()
+        .map(|i| nircolor::notify::Watchdog::new(i / 2, std::time::Instant::now()));
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(std::time::Duration::from_millis(50));
         if daemon.all_finished() {
             println!("every source has ended; finishing the recordings");
             break;
         }
-        if let Some(every) = watchdog {
-            if last_ping.elapsed() >= every {
-                last_ping = std::time::Instant::now();
-                let (encoded, any_up) = daemon.progress();
-                if encoded > last_encoded || !any_up {
+        if let Some(w) = watchdog.as_mut() {
+            let (encoded, any_up) = daemon.progress();
+            match w.tick(std::time::Instant::now(), encoded, any_up) {
+                Some(true) => {
                     let _ = nircolor::notify::notify("WATCHDOG=1");
-                } else {
-                    tracing::warn!("no frame encoded for {every:?} while a camera is up; withholding the watchdog keep-alive");
                 }
-                last_encoded = encoded;
+                Some(false) => tracing::warn!(
+                    "no frame encoded since the last keep-alive while a camera is up; withholding the watchdog keep-alive"
+                ),
+                None => {}
             }
         }
     }

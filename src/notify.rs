@@ -36,3 +36,59 @@ pub fn watchdog_interval() -> Option<Duration> {
     }
     (usec > 0).then(|| Duration::from_micros(usec))
 }
+
+/// When to send watchdog keep-alives: one is due every `every`, and is sent only if the stages
+/// made progress since the last one was due, or when nothing is expected to flow (no camera up,
+/// the capture supervisors retrying). A stalled stage thus stops them and systemd restarts us.
+#[derive(Debug)]
+pub struct Watchdog {
+    every: Duration,
+    due: std::time::Instant,
+    progress: u64,
+}
+
+impl Watchdog {
+    pub fn new(every: Duration, now: std::time::Instant) -> Watchdog {
+        Watchdog {
+            every,
+            due: now + every,
+            progress: 0,
+        }
+    }
+
+    /// `None` when no keep-alive is due at `now`; `Some(true)` to send one, `Some(false)` to
+    /// withhold it. `progress` is a counter that grows while frames flow.
+    pub fn tick(&mut self, now: std::time::Instant, progress: u64, expected: bool) -> Option<bool> {
+        if now < self.due {
+            return None;
+        }
+        self.due = now + self.every;
+        let moved = progress > self.progress;
+        self.progress = progress;
+        Some(moved || !expected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn keep_alives_follow_progress() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut w = Watchdog::new(ms(100), t0);
+        assert_eq!(w.tick(t0 + ms(50), 5, true), None, "not due yet");
+        assert_eq!(w.tick(t0 + ms(100), 5, true), Some(true), "frames flowed");
+        assert_eq!(w.tick(t0 + ms(150), 9, true), None);
+        assert_eq!(w.tick(t0 + ms(200), 9, true), Some(true));
+        // A stalled stage: the counter stands still while a camera is up.
+        assert_eq!(w.tick(t0 + ms(300), 9, true), Some(false));
+        assert_eq!(w.tick(t0 + ms(400), 9, true), Some(false));
+        // Every camera away: nothing can flow, and retrying is progress enough.
+        assert_eq!(w.tick(t0 + ms(500), 9, false), Some(true));
+        // Frames again.
+        assert_eq!(w.tick(t0 + ms(600), 10, true), Some(true));
+    }
+}

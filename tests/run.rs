@@ -207,7 +207,10 @@ radius = 2
     // videotestsrc's white is 235 of 255 in GRAY8 (video range): 0.46 blue after the gain.
     assert!((105.0..140.0).contains(&b), "blue {b} (want about 118)");
     for (name, v) in [("red", r), ("green", g)] {
-        assert!((v / b - 0.2).abs() < 0.05, "{name} {v} is not 0.2 of blue {b}");
+        assert!(
+            (v / b - 0.2).abs() < 0.05,
+            "{name} {v} is not 0.2 of blue {b}"
+        );
     }
 }
 

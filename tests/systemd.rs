@@ -110,3 +110,74 @@ fn run_notifies_ready_keeps_the_watchdog_fed_and_says_stopping() {
         "{messages:?}"
     );
 }
+
+/// The keep-alives `run` sends over `seconds` with a watchdog of `watchdog_ms`, for one test
+/// camera at `fps`.
+fn keep_alives(fps: u32, watchdog_ms: u64, seconds: u64) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let (rtsp, metrics) = (common::free_port(), common::free_port());
+    let config = dir.path().join("p.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\nweights = \"identity\"\n[rtsp]\nport = {rtsp}\n[metrics]\nbind = \"127.0.0.1:{metrics}\"\n\
+             [[camera]]\nid = \"c\"\nsource = {{ kind = \"test\" }}\nformat = \"GRAY8\"\nwidth = 64\nheight = 48\nfps = {fps}\n"
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_nircolor"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", (watchdog_ms * 1000).to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 512];
+    // Counted from the first encoded frame on: READY=1 comes before the camera is up.
+    let mut counting_since: Option<Instant> = None;
+    let mut pings = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(seconds + 15) {
+        if let Ok(n) = socket.recv(&mut buf) {
+            if &buf[..n] == b"WATCHDOG=1" {
+                match counting_since {
+                    None => counting_since = Some(Instant::now()),
+                    Some(_) => pings += 1,
+                }
+            }
+        }
+        if counting_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(seconds)) {
+            break;
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    assert!(counting_since.is_some(), "no keep-alive at all");
+    pings
+}
+
+#[test]
+fn keep_alives_stop_while_no_frame_makes_it_through() {
+    // With a 0.4 s watchdog a keep-alive is due every 0.2 s. A camera at 30 fps feeds every one;
+    // a camera at 1 fps leaves the stages idle between its frames while it is up, which is
+    // what a stalled inference or encoder stage looks like to the watchdog: those keep-alives
+    // are withheld, about four of every five.
+    let flowing = keep_alives(30, 400, 4);
+    let starved = keep_alives(1, 400, 4);
+    assert!(
+        flowing >= 12,
+        "30 fps: {flowing} keep-alives in 4 s (due: 16 to 20)"
+    );
+    assert!(
+        (2..=7).contains(&starved),
+        "1 fps: {starved} keep-alives in 4 s (one per frame expected)"
+    );
+}
