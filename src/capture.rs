@@ -22,18 +22,38 @@ use crate::worker::Worker;
 pub enum Source {
     /// A V4L2 device node or a /dev/v4l/by-id link.
     V4l2 { device: PathBuf },
-    /// A video file, decoded; `looped` starts it over at its end.
-    File { path: PathBuf, looped: bool },
+    /// A video file, decoded; `looped` starts it over at its end. `realtime` plays it at its
+    /// own rate, as a camera would deliver it (a slow pipeline drops frames); otherwise every
+    /// frame is processed as fast as the slowest stage allows (a batch job: none dropped).
+    File {
+        path: PathBuf,
+        looped: bool,
+        realtime: bool,
+    },
     /// An RTSP stream.
     Rtsp { url: String },
     /// GStreamer's `videotestsrc` with one of its patterns (`smpte`, `ball`, `snow`, `white`, ...).
     Test { pattern: String },
     /// A folder of NIR stills (PNG, JPEG, TIFF; 8 or 16 bit), played in name order at the
-    /// camera's frame rate; `looped` starts over after the last.
-    Images { folder: PathBuf, looped: bool },
+    /// camera's frame rate (or, without `realtime`, as fast as the stages take them, none
+    /// dropped); `looped` starts over after the last.
+    Images {
+        folder: PathBuf,
+        looped: bool,
+        realtime: bool,
+    },
 }
 
 impl Source {
+    /// Whether frames come at their own pace (live sources, and files and folders played in
+    /// real time); if not, nothing may be dropped and the stages set the pace.
+    pub fn realtime(&self) -> bool {
+        match self {
+            Source::File { realtime, .. } | Source::Images { realtime, .. } => *realtime,
+            _ => true,
+        }
+    }
+
     /// Names the source for messages; an RTSP URL's password is left out.
     pub fn describe(&self) -> String {
         match self {
@@ -169,8 +189,13 @@ pub fn pipeline_description(spec: &CameraSpec) -> Result<String, CaptureError> {
             "v4l2src name=src ! video/x-raw,format={},width={w},height={h},framerate={fps}/1 ! videoconvert ! video/x-raw,format={luma} ! {sink} sync=false",
             spec.format.caps_format()
         ),
-        // A file plays at its own rate (sync=true), as a camera would deliver it.
-        Source::File { .. } => format!("filesrc name=src ! {decoded} ! {sink} sync=true"),
+        // A file in real time plays at its own rate (sync=true), as a camera would deliver it.
+        Source::File { realtime: true, .. } => format!("filesrc name=src ! {decoded} ! {sink} sync=true"),
+        // A batch file goes as fast as its consumer takes frames, each frame once with its own
+        // time: no videorate, which would duplicate or drop frames to make the camera's rate.
+        Source::File { realtime: false, .. } => format!(
+            "filesrc name=src ! decodebin ! videoconvert ! videoscale ! video/x-raw,format={luma},width={w},height={h} ! {sink} sync=false"
+        ),
         Source::Rtsp { .. } => format!("rtspsrc name=src latency=100 ! {decoded} ! {sink} sync=false"),
         // Read by nircolor itself (see `run_images`): no GStreamer pipeline.
         Source::Images { .. } => String::new(),
@@ -211,6 +236,8 @@ pub struct CameraStatus {
     /// A non-looped file reached its end: the camera is done, not failed.
     pub finished: AtomicBool,
     pub frames: AtomicU64,
+    /// A frame is waiting for room downstream (lossless queues only).
+    pub waiting: AtomicBool,
     pub restarts: AtomicU64,
     pub last_error: Mutex<Option<String>>,
     /// Since when no frame has arrived (start, or the last failure); `None` while streaming.
@@ -363,7 +390,7 @@ fn run_once(
     seq: &Arc<AtomicU64>,
 ) -> Result<Ended, CaptureError> {
     let camera = id.to_string();
-    if let Source::Images { folder, looped } = &spec.source {
+    if let Source::Images { folder, looped, .. } = &spec.source {
         return run_images(spec, folder, *looped, id, out, status, stop, seq);
     }
     match &spec.source {
@@ -426,7 +453,9 @@ fn run_once(
                     };
                     status.came_up();
                     status.frames.fetch_add(1, Ordering::Relaxed);
+                    status.waiting.store(true, Ordering::SeqCst);
                     out.push(frame);
+                    status.waiting.store(false, Ordering::SeqCst);
                     Ok(gst::FlowSuccess::Ok)
                 })
                 .build(),
@@ -491,9 +520,11 @@ fn run_images(
                 )
             };
             // Paced like a camera: frame n is due at n periods after the start.
-            let due = start + period * shown;
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
+            if spec.source.realtime() {
+                let due = start + period * shown;
+                if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(wait);
+                }
             }
             out.push(Frame {
                 camera: id.clone(),
@@ -563,7 +594,8 @@ fn watch(
             return Ok(Ended::Stopped);
         }
         let now_seen = status.frames.load(Ordering::Relaxed);
-        if now_seen != seen {
+        // A frame held back by a busy downstream (a batch job's lossless queue) is not a stall.
+        if now_seen != seen || status.waiting.load(Ordering::SeqCst) {
             (seen, since, first) = (now_seen, Instant::now(), false);
         }
         let limit = if first { FIRST_FRAME_WITHIN } else { patience };
@@ -667,6 +699,8 @@ mod tests {
         let d = pipeline_description(&spec(Source::File {
             path: "a b.mkv".into(),
             looped: true,
+
+            realtime: true,
         }))
         .unwrap();
         assert!(!d.contains("a b.mkv") && d.contains("sync=true"));

@@ -108,6 +108,8 @@ enum RawSource {
         path: String,
         #[serde(default, rename = "loop")]
         looped: bool,
+        #[serde(default = "default_true")]
+        realtime: bool,
     },
     Rtsp {
         url: String,
@@ -120,6 +122,8 @@ enum RawSource {
         folder: String,
         #[serde(default, rename = "loop")]
         looped: bool,
+        #[serde(default = "default_true")]
+        realtime: bool,
     },
 }
 
@@ -193,6 +197,9 @@ fn default_rtsp_port() -> Spanned<u16> {
 }
 fn default_metrics() -> Spanned<String> {
     Spanned::new(0..0, "127.0.0.1:9464".into())
+}
+fn default_true() -> bool {
+    true
 }
 fn default_pattern() -> String {
     "smpte".into()
@@ -340,14 +347,32 @@ impl Checker<'_> {
         })
     }
 
-    /// A path relative to the config file's folder.
+    /// A path relative to the config file's folder, with `dir/..` folded away so messages
+    /// show `recordings/demo` rather than `pipelines/../recordings/demo`.
     pub(crate) fn path(&self, p: &str) -> PathBuf {
+        use std::path::Component;
         let p = Path::new(p);
-        if p.is_absolute() {
+        let joined = if p.is_absolute() {
             p.to_path_buf()
         } else {
             self.file.parent().unwrap_or(Path::new(".")).join(p)
+        };
+        let mut out = PathBuf::new();
+        for c in joined.components() {
+            match c {
+                Component::ParentDir
+                    if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+                {
+                    out.pop();
+                }
+                Component::CurDir => {}
+                other => out.push(other),
+            }
         }
+        if out.as_os_str().is_empty() {
+            out.push(".");
+        }
+        out
     }
 }
 
@@ -542,19 +567,47 @@ impl Config {
                 RawSource::V4l2 { device } => Source::V4l2 {
                     device: device.into(),
                 },
-                RawSource::File { path, looped } => Source::File {
+                RawSource::File {
+                    path,
+                    looped,
+                    realtime,
+                } => Source::File {
                     path: c.path(path),
                     looped: *looped,
+                    realtime: *realtime,
                 },
                 RawSource::Rtsp { url } => Source::Rtsp { url: url.clone() },
                 RawSource::Test { pattern } => Source::Test {
                     pattern: pattern.clone(),
                 },
-                RawSource::Images { folder, looped } => Source::Images {
+                RawSource::Images {
+                    folder,
+                    looped,
+                    realtime,
+                } => Source::Images {
                     folder: c.path(folder),
                     looped: *looped,
+                    realtime: *realtime,
                 },
             };
+            if matches!(
+                cam.source.get_ref(),
+                RawSource::File {
+                    looped: true,
+                    realtime: false,
+                    ..
+                } | RawSource::Images {
+                    looped: true,
+                    realtime: false,
+                    ..
+                }
+            ) {
+                return Err(c.err(
+                    &cam.source.span(),
+                    &key("source"),
+                    "loop = true with realtime = false would process the same frames as fast as possible forever; realtime = false is for batch jobs (loop = false)",
+                ));
+            }
             let format = match cam.format {
                 PixelFormatName::Gray8 => PixelFormat::Gray8,
                 PixelFormatName::Gray16Le => PixelFormat::Gray16Le,

@@ -15,7 +15,7 @@ use crate::config::{Config, Device};
 use crate::detail::GuidedFilter;
 use crate::encode::{self, EncodeError, Encoder, EncoderSpec, RecordSpec, RtspServer};
 use crate::infer::{ColourFrame, InferConfig, InferStage};
-use crate::queue::{newest_wins, Consumer};
+use crate::queue::{lossless, newest_wins, Consumer, NewestWins};
 use crate::telemetry::{self, CameraTelemetry, EncodeStats, Telemetry};
 use crate::worker::Worker;
 
@@ -104,11 +104,13 @@ impl Daemon {
         let mut urls = Vec::new();
         let mut telemetry = Vec::new();
         for (i, cam) in config.cameras.iter().enumerate() {
-            let (tx, rx) = newest_wins(2);
+            // A batch source (realtime = false) loses no frame: its queues wait instead.
+            let realtime = cam.spec.source.realtime();
+            let (tx, rx) = queue(2, realtime);
             let capture_drops = tx.drop_counter();
             let camera = Camera::spawn(cam.spec.clone(), tx, Backoff::default())?;
             inputs.push(rx);
-            let (tx, rx) = newest_wins(4);
+            let (tx, rx) = queue(4, realtime);
             let colour_drops = tx.drop_counter();
             outputs.insert(Arc::from(cam.spec.id.as_str()), tx);
             colour_rx.push((i, rx));
@@ -153,10 +155,13 @@ impl Daemon {
                 cam.spec.id.clone(),
                 telemetry[i].encode.clone(),
             );
+            let realtime = cam.spec.source.realtime();
             encoders.push(
                 std::thread::Builder::new()
                     .name(format!("encode-{id}"))
-                    .spawn(move || encode_loop(encoder, &rx, record.as_ref(), &id, &stats))?,
+                    .spawn(move || {
+                        encode_loop(encoder, &rx, record.as_ref(), &id, &stats, realtime)
+                    })?,
             );
         }
         let infer = InferStage::spawn_calibrated(
@@ -260,18 +265,31 @@ impl Daemon {
     }
 }
 
-/// Encodes one camera's colour frames until stopped, then finishes its recording. Frame times are
-/// capture times relative to the first frame, so gaps stay gaps.
+/// A queue between stages: newest wins for a realtime source, lossless for a batch one.
+fn queue<T>(capacity: usize, realtime: bool) -> (NewestWins<T>, Consumer<T>) {
+    if realtime {
+        newest_wins(capacity)
+    } else {
+        lossless(capacity)
+    }
+}
+
 /// How long without a frame before a mount shows the "no signal" card.
 const NO_SIGNAL_AFTER: Duration = Duration::from_secs(1);
 
+/// Encodes one camera's colour frames until stopped, then finishes its recording. For a
+/// `realtime` source frame times are capture times relative to the first frame, so gaps stay
+/// gaps and a silent camera gets the "no signal" card; a batch source keeps its own times (it
+/// is processed faster or slower than it plays) and never gets the card.
 fn encode_loop(
     mut encoder: Encoder,
     rx: &Consumer<ColourFrame>,
     record: Option<&crate::config::Recording>,
     camera: &str,
     stats: &Arc<EncodeStats>,
+    realtime: bool,
 ) -> Result<u64, EncodeError> {
+    let mut first_pts: Option<Duration> = None;
     let mut first: Option<Instant> = None;
     let mut last_prune = Instant::now();
     let mut last_frame = Instant::now();
@@ -295,7 +313,10 @@ fn encode_loop(
             Ok(frame) => {
                 last_frame = Instant::now();
                 let t0 = *first.get_or_insert(frame.captured_at);
-                let pts = frame.captured_at.saturating_duration_since(t0);
+                let pts = match (realtime, frame.pts) {
+                    (false, Some(pts)) => pts.saturating_sub(*first_pts.get_or_insert(pts)),
+                    _ => frame.captured_at.saturating_duration_since(t0),
+                };
                 if let Err(e) = encoder.push_captured(&frame.rgb, pts, frame.captured_at) {
                     tracing::error!(camera, error = %e, "encoding failed");
                     return Err(e);
@@ -311,7 +332,7 @@ fn encode_loop(
                 // No frame for a while (camera away, reconnecting, or stalled): show the
                 // "no signal" card, about 10 times a second, so RTSP viewers stay
                 // connected and recordings show the gap.
-                if last_frame.elapsed() > NO_SIGNAL_AFTER {
+                if realtime && last_frame.elapsed() > NO_SIGNAL_AFTER {
                     let card = card.get_or_insert_with(|| {
                         encode::no_signal_frame(camera, encoder.width(), encoder.height())
                     });

@@ -187,6 +187,19 @@ fn run(stage: &Stage, inputs: &[Consumer<Frame>], stop: &AtomicBool) {
         }
         process(stage, batch);
     }
+    // Capture stops first: what it queued before is still colorized, so a batch job loses no
+    // frame at its end and a stopped daemon's recordings end with the last frame captured.
+    loop {
+        let batch: Vec<Frame> = inputs
+            .iter()
+            .flat_map(|rx| rx.try_iter())
+            .take(max_batch)
+            .collect();
+        if batch.is_empty() {
+            break;
+        }
+        process(stage, batch);
+    }
 }
 
 fn process(stage: &Stage, batch: Vec<Frame>) {

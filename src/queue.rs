@@ -1,12 +1,15 @@
 //! The hand-off between stages: a bounded crossbeam channel where the newest item wins. A slow
 //! consumer makes the producer drop the oldest queued item (counted), so memory and latency stay
-//! bounded and the consumer always sees the freshest frame.
+//! bounded and the consumer always sees the freshest frame. Batch jobs use the same channel in
+//! its [`lossless`] form, where the producer waits for room instead.
 
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 
 /// The producing end. Cloneable; all clones share one drop counter.
 #[derive(Clone)]
@@ -17,6 +20,7 @@ pub struct NewestWins<T> {
     evict: Receiver<T>,
     consumers: Weak<()>,
     dropped: Arc<AtomicU64>,
+    lossless: bool,
 }
 
 /// The consuming end: a crossbeam `Receiver` (use it through `Deref`: `recv`, `try_iter`,
@@ -53,15 +57,44 @@ pub fn newest_wins<T>(capacity: usize) -> (NewestWins<T>, Consumer<T>) {
         evict: rx.clone(),
         consumers: Arc::downgrade(&alive),
         dropped: Arc::new(AtomicU64::new(0)),
+        lossless: false,
     };
     (producer, Consumer { rx, _alive: alive })
 }
 
+/// The same channel, but a push into a full channel waits for room (or for the consumers to
+/// go): nothing is dropped, and the slowest stage sets the pace.
+pub fn lossless<T>(capacity: usize) -> (NewestWins<T>, Consumer<T>) {
+    let (mut tx, rx) = newest_wins(capacity);
+    tx.lossless = true;
+    (tx, rx)
+}
+
+/// How often a waiting lossless push checks whether its consumers are gone.
+const WAIT_STEP: Duration = Duration::from_millis(50);
+
 impl<T> NewestWins<T> {
-    /// Queues `item`, dropping the oldest queued item if the channel is full. Never blocks.
+    /// Queues `item`, dropping the oldest queued item if the channel is full; never blocks.
+    /// A [`lossless`] channel waits for room instead.
     pub fn push(&self, mut item: T) -> Pushed {
         if self.is_disconnected() {
             return Pushed::Disconnected;
+        }
+        if self.lossless {
+            loop {
+                match self.tx.send_timeout(item, WAIT_STEP) {
+                    Ok(()) => return Pushed::Queued,
+                    Err(SendTimeoutError::Timeout(back)) => {
+                        if self.is_disconnected() {
+                            return Pushed::Disconnected;
+                        }
+                        item = back;
+                    }
+                    Err(SendTimeoutError::Disconnected(_)) => {
+                        unreachable!("the eviction receiver keeps the channel open")
+                    }
+                }
+            }
         }
         let mut replaced = false;
         loop {
@@ -109,6 +142,32 @@ impl<T> NewestWins<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lossless_channel_waits_for_room_and_drops_nothing() {
+        let (tx, rx) = lossless(2);
+        let producer = std::thread::spawn(move || (0..50).map(|i| tx.push(i)).collect::<Vec<_>>());
+        let mut got = Vec::new();
+        while got.len() < 50 {
+            std::thread::sleep(Duration::from_millis(1));
+            got.extend(rx.try_iter());
+        }
+        let pushed = producer.join().unwrap();
+        assert!(pushed.iter().all(|p| *p == Pushed::Queued));
+        assert_eq!(got, (0..50).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_waiting_lossless_push_gives_up_when_the_consumer_goes() {
+        let (tx, rx) = lossless(1);
+        assert_eq!(tx.push(1), Pushed::Queued);
+        let dropper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(rx);
+        });
+        assert_eq!(tx.push(2), Pushed::Disconnected);
+        dropper.join().unwrap();
+    }
 
     #[test]
     fn keeps_the_newest_and_counts_drops() {

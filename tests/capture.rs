@@ -179,6 +179,8 @@ fn files_play_once_or_loop() {
             Source::File {
                 path: clip.clone(),
                 looped: false,
+
+                realtime: true,
             },
             PixelFormat::Gray8,
         ),
@@ -214,6 +216,8 @@ fn files_play_once_or_loop() {
             Source::File {
                 path: clip,
                 looped: true,
+
+                realtime: true,
             },
             PixelFormat::Gray8,
         ),
@@ -242,6 +246,8 @@ fn missing_cameras_are_retried_with_a_clear_message() {
             Source::File {
                 path: "/no/such/clip.mkv".into(),
                 looped: true,
+
+                realtime: true,
             },
             "/no/such/clip.mkv",
             "does not exist",
@@ -399,6 +405,8 @@ fn an_image_folder_plays_once_or_loops_scaled_to_the_camera() {
     let source = |looped| Source::Images {
         folder: dir.path().to_path_buf(),
         looped,
+
+        realtime: true,
     };
     let (frames, camera) = collect(
         spec("stills", source(false), PixelFormat::Gray8),
@@ -435,6 +443,8 @@ fn an_image_folder_plays_once_or_loops_scaled_to_the_camera() {
             Source::Images {
                 folder: empty.path().to_path_buf(),
                 looped: false,
+
+                realtime: true,
             },
             PixelFormat::Gray8,
         ),

@@ -144,6 +144,12 @@ fn every_mistake_names_file_line_and_key() {
             "does not exist",
         ),
         (
+            "kind = \"test\", pattern = \"ball\"",
+            "kind = \"file\", path = \"clip.mp4\", loop = true, realtime = false",
+            ":12: camera 'front'.source:",
+            "realtime = false is for batch jobs",
+        ),
+        (
             "kind = \"test\"",
             "kind = \"webcam\"",
             ":12:",

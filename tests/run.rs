@@ -303,3 +303,63 @@ fn bench_pipeline_reports_rate_drops_and_encoded_latency() {
     let bad = common::nircolor(&["bench", "pipeline", "--cases", "640x480"]);
     assert!(!bad.status.success() && common::stderr(&bad).contains("WIDTHxHEIGHTxCAMERAS"));
 }
+
+#[test]
+fn a_batch_file_source_loses_no_frame_however_slow_the_model() {
+    // 40 frames at 30 fps through the default network at full size (scale 1: several times
+    // slower than the clip plays here), with realtime = false: every frame is colorized and
+    // recorded with the file's own timing, and the run ends by itself.
+    let dir = tempfile::tempdir().unwrap();
+    let clip = dir.path().join("clip.mp4");
+    let made = Command::new("ffmpeg")
+        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc=size=640x480:rate=30"])
+        .args(["-frames:v", "40", "-pix_fmt", "yuv420p"])
+        .arg(&clip)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let config = dir.path().join("batch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\nweights = \"default\"\nscale = 1.0\n[rtsp]\nport = {}\n[metrics]\nbind = \"127.0.0.1:{}\"\n\
+             [[camera]]\nid = \"clip\"\nsource = {{ kind = \"file\", path = \"clip.mp4\", realtime = false }}\n\
+             format = \"GRAY8\"\nwidth = 640\nheight = 480\nfps = 30\n\
+             record = {{ folder = \"out\", segment_seconds = 600, container = \"mkv\" }}\n",
+            common::free_port(),
+            common::free_port()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_nircolor"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = common::stdout(&out);
+    assert!(out.status.success(), "{text}{}", common::stderr(&out));
+    assert!(text.contains("camera 'clip': 40 frames encoded"), "{text}");
+    let file = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    assert_eq!(common::probe(&file), (40, 640, 480));
+    let duration: f64 = String::from_utf8_lossy(
+        &Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+            .arg(&file)
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    assert!(
+        (duration - 40.0 / 30.0).abs() < 0.1,
+        "the recording lasts {duration} s, the clip 1.33 s (run took {:?})",
+        started.elapsed()
+    );
+}
