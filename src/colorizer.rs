@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use crate::bfwls::Bfwls;
 use crate::detail::{resize_area, GuidedFilter};
 use crate::net::colorize::NetColorizer;
 use crate::net::{Model, NetArch, NetConfig};
@@ -58,6 +59,22 @@ impl Colorizer for Guided {
             .filter
             .filter(&nir.data, nir.width, nir.height, &rgb.data, 3);
         Rgb::new(nir.width, nir.height, data)
+    }
+}
+
+/// A colorizer followed by ColorNet's BFWLS fusion ([`Bfwls`]): the NIR's detail on the WLS
+/// base of the output's luma, chroma kept.
+pub struct WithBfwls {
+    pub inner: Box<dyn Colorizer>,
+    pub fusion: Bfwls,
+}
+
+impl Colorizer for WithBfwls {
+    fn name(&self) -> String {
+        format!("{}+bfwls", self.inner.name())
+    }
+    fn colorize(&self, nir: &Gray) -> Rgb {
+        self.fusion.apply(nir, &self.inner.colorize(nir))
     }
 }
 
@@ -258,6 +275,8 @@ pub enum Post {
         filter: GuidedFilter,
         scale: f32,
     },
+    /// ColorNet's bilateral + WLS detail fusion at full resolution.
+    Bfwls(Bfwls),
 }
 
 /// Wraps `inner` in its post-processing.
@@ -270,6 +289,7 @@ pub fn with_post(inner: Box<dyn Colorizer>, post: Post) -> Box<dyn Colorizer> {
             scale,
             filter,
         }),
+        Post::Bfwls(fusion) => Box::new(WithBfwls { inner, fusion }),
     }
 }
 
@@ -296,6 +316,32 @@ mod tests {
     fn unknown_model_names_the_builtins() {
         let err = load("no-such-model").err().unwrap().to_string();
         assert!(err.contains("no-such-model") && err.contains("l3"), "{err}");
+    }
+
+    #[test]
+    fn bfwls_post_puts_the_nir_detail_into_any_colorizer() {
+        // A linear colorizer's flat output gains the NIR's stripes through the fusion.
+        let nir = Gray::new(
+            32,
+            16,
+            (0..512)
+                .map(|i| if (i % 32) % 4 < 2 { 0.3 } else { 0.7 })
+                .collect(),
+        );
+        struct Flat;
+        impl Colorizer for Flat {
+            fn name(&self) -> String {
+                "flat".into()
+            }
+            fn colorize(&self, nir: &Gray) -> Rgb {
+                Rgb::new(nir.width, nir.height, vec![0.5; 3 * nir.width * nir.height])
+            }
+        }
+        let c = with_post(Box::new(Flat), Post::Bfwls(Bfwls::default()));
+        assert_eq!(c.name(), "flat+bfwls");
+        let rgb = c.colorize(&nir);
+        let (a, b) = (rgb.data[16 * 8], rgb.data[16 * 8 + 2]);
+        assert!(b - a > 0.08, "stripes {a} {b}");
     }
 
     #[test]

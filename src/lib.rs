@@ -7,6 +7,7 @@
 //! [`eval`] to measure, [`report`] to look, [`train`] to fit.
 
 pub mod bench;
+pub mod bfwls;
 pub mod calibrate;
 pub mod capture;
 pub mod colorizer;

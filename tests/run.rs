@@ -312,7 +312,14 @@ fn a_batch_file_source_loses_no_frame_however_slow_the_model() {
     let dir = tempfile::tempdir().unwrap();
     let clip = dir.path().join("clip.mp4");
     let made = Command::new("ffmpeg")
-        .args(["-v", "error", "-f", "lavfi", "-i", "testsrc=size=640x480:rate=30"])
+        .args([
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=640x480:rate=30",
+        ])
         .args(["-frames:v", "40", "-pix_fmt", "yuv420p"])
         .arg(&clip)
         .status()
@@ -348,7 +355,14 @@ fn a_batch_file_source_loses_no_frame_however_slow_the_model() {
     assert_eq!(common::probe(&file), (40, 640, 480));
     let duration: f64 = String::from_utf8_lossy(
         &Command::new("ffprobe")
-            .args(["-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0"])
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration",
+                "-of",
+                "csv=p=0",
+            ])
             .arg(&file)
             .output()
             .unwrap()
