@@ -148,42 +148,55 @@ fn run(stage: &Stage, inputs: &[Consumer<Frame>], stop: &AtomicBool) {
     let config = stage.config;
     let mut live = vec![true; inputs.len()];
     let max_batch = config.max_batch.max(1);
+    let n = inputs.len();
+    // Round robin: the camera whose waiting frame joins the next batch first. With more
+    // cameras than batch slots a fixed order would serve the first cameras every time and
+    // starve the rest.
+    let mut next_in_line = 0;
     while !stop.load(Ordering::SeqCst) {
-        // Short waits so a stop request is seen promptly even with no frames coming.
-        let Some(first) = next_frame(inputs, &mut live, Duration::from_millis(50)) else {
+        let mut batch = Vec::with_capacity(max_batch);
+        let mut closes: Option<Instant> = None;
+        while batch.len() < max_batch {
+            // Frames already waiting join at once, one per camera per round.
+            let mut joined = false;
+            for k in 0..n {
+                let i = (next_in_line + k) % n;
+                if !live[i] || batch.len() >= max_batch {
+                    continue;
+                }
+                match inputs[i].try_recv() {
+                    Ok(f) => {
+                        batch.push(f);
+                        joined = true;
+                        next_in_line = (i + 1) % n;
+                    }
+                    Err(TryRecvError::Disconnected) => live[i] = false,
+                    Err(TryRecvError::Empty) => {}
+                }
+            }
+            if joined {
+                closes.get_or_insert_with(|| Instant::now() + config.max_wait);
+                continue;
+            }
+            // Nothing waiting: wait for a frame, briefly while the batch is empty so a stop
+            // request is seen promptly, else until the batch closes.
+            let timeout = match closes {
+                Some(at) => at.saturating_duration_since(Instant::now()),
+                None => Duration::from_millis(50),
+            };
+            match next_frame(inputs, &mut live, timeout) {
+                Some(f) => {
+                    closes.get_or_insert_with(|| Instant::now() + config.max_wait);
+                    batch.push(f);
+                }
+                None => break,
+            }
+        }
+        if batch.is_empty() {
             if live.iter().all(|l| !l) {
                 std::thread::sleep(Duration::from_millis(50));
             }
             continue;
-        };
-        let closes = Instant::now() + config.max_wait;
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
-            // Frames already waiting join at once; then wait for more until the batch closes.
-            let waiting =
-                inputs
-                    .iter()
-                    .zip(live.iter_mut())
-                    .find_map(|(rx, alive)| match rx.try_recv() {
-                        Ok(f) => Some(f),
-                        Err(TryRecvError::Disconnected) => {
-                            *alive = false;
-                            None
-                        }
-                        Err(TryRecvError::Empty) => None,
-                    });
-            let frame = match waiting {
-                Some(f) => Some(f),
-                None => next_frame(
-                    inputs,
-                    &mut live,
-                    closes.saturating_duration_since(Instant::now()),
-                ),
-            };
-            match frame {
-                Some(f) => batch.push(f),
-                None => break,
-            }
         }
         process(stage, batch);
     }

@@ -179,3 +179,60 @@ fn a_camera_that_goes_away_does_not_stop_the_others_and_strays_are_counted() {
     stage.stop();
     assert!(started.elapsed() < Duration::from_secs(1));
 }
+
+/// Identity colour, recording the mean level of every frame of every batch.
+struct Levels(Arc<Mutex<Vec<Vec<f32>>>>);
+
+impl Colorizer for Levels {
+    fn name(&self) -> String {
+        "levels".into()
+    }
+    fn colorize(&self, nir: &Gray) -> Rgb {
+        Identity.colorize(nir)
+    }
+    fn colorize_batch(&self, nirs: &[Gray]) -> Vec<Rgb> {
+        let means = nirs
+            .iter()
+            .map(|n| n.data.iter().sum::<f32>() / n.data.len() as f32)
+            .collect();
+        self.0.lock().unwrap().push(means);
+        nirs.iter().map(|n| self.colorize(n)).collect()
+    }
+}
+
+#[test]
+fn more_cameras_than_batch_slots_are_served_in_turn() {
+    // Four cameras with frames waiting, batches of two: the first two batches serve all four
+    // (a fixed order would serve camera a in every batch).
+    let names = ["a", "b", "c", "d"];
+    let (ins, in_rx, outs, _out_rx) = wire(&names);
+    for (i, (tx, name)) in ins.iter().zip(names).enumerate() {
+        for seq in 0..6 {
+            let mut f = frame(name, seq);
+            f.luma
+                .data
+                .iter_mut()
+                .for_each(|v| *v = 0.1 * (i + 1) as f32);
+            tx.push(f);
+        }
+    }
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let stage =
+        InferStage::spawn(Box::new(Levels(batches.clone())), in_rx, outs, config(2, 0)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while batches.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stage.stop();
+    let batches = batches.lock().unwrap();
+    let mut served = [false; 4];
+    for level in batches.iter().take(2).flatten() {
+        served[((level / 0.1).round() as usize).clamp(1, 4) - 1] = true;
+    }
+    assert_eq!(
+        served,
+        [true; 4],
+        "first batches: {:?}",
+        &batches[..2.min(batches.len())]
+    );
+}
