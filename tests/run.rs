@@ -377,3 +377,75 @@ fn a_batch_file_source_loses_no_frame_however_slow_the_model() {
         started.elapsed()
     );
 }
+
+/// Mean chroma (max - min channel) of packed 8-bit RGB.
+fn mean_chroma(rgb: &[u8]) -> f64 {
+    let px = rgb.len() / 3;
+    rgb.chunks_exact(3)
+        .map(|p| f64::from(p.iter().max().unwrap() - p.iter().min().unwrap()))
+        .sum::<f64>()
+        / px as f64
+}
+
+#[test]
+fn the_default_model_streams_real_colour_to_an_rtsp_client() {
+    // A real NIR still of a coloured scene, played as a camera through the default network:
+    // ffmpeg reads the expected frames over RTSP, and their colour is what the model gives
+    // offline (H.264's 4:2:0 chroma keeps most of it), far from the gray of the NIR itself.
+    let dir = tempfile::tempdir().unwrap();
+    let stills = dir.path().join("stills");
+    std::fs::create_dir_all(&stills).unwrap();
+    let nir = common::root().join("samples/nir/oldbuilding_0000.png");
+    std::fs::copy(&nir, stills.join("a.png")).unwrap();
+    let offline = dir.path().join("offline.png");
+    let o = common::nircolor(&[
+        "colorize",
+        nir.to_str().unwrap(),
+        "--output",
+        offline.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let offline_chroma = mean_chroma(image::open(&offline).unwrap().to_rgb8().as_raw());
+
+    let config = dir.path().join("colour.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\nweights = \"default\"\n[rtsp]\nport = {}\n[metrics]\nbind = \"127.0.0.1:{}\"\n\
+             [[camera]]\nid = \"scene\"\nsource = {{ kind = \"images\", folder = \"stills\", loop = true }}\n\
+             format = \"GRAY8\"\nwidth = 256\nheight = 256\nfps = 10\n",
+            common::free_port(),
+            common::free_port()
+        ),
+    )
+    .unwrap();
+    let mut child = spawn_run(&config);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("watch ").nth(1).map(str::to_string))
+        .expect("run prints where to watch");
+    let frames = 10;
+    let out = common::read_rtsp_rgb(&url, frames);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    assert!(
+        out.status.success(),
+        "ffmpeg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout.len(), frames * 256 * 256 * 3, "expected frame count");
+    let streamed = mean_chroma(&out.stdout);
+    eprintln!("mean chroma: offline {offline_chroma:.1}, over RTSP {streamed:.1}");
+    assert!(
+        offline_chroma > 6.0,
+        "the default model's colour on this scene: mean chroma {offline_chroma:.1} of 255"
+    );
+    assert!(
+        streamed > 0.6 * offline_chroma,
+        "RTSP mean chroma {streamed:.1}, offline {offline_chroma:.1}"
+    );
+}
