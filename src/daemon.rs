@@ -295,8 +295,9 @@ fn encode_loop(
     let mut last_frame = Instant::now();
     {
         let stats = stats.clone();
-        encoder.on_encoded(Arc::new(move |d| {
+        encoder.on_encoded(Arc::new(move |d, in_encoder| {
             stats.encoded_latency.observe(d);
+            stats.encode_time.observe(in_encoder);
             if stats
                 .keep_samples
                 .load(std::sync::atomic::Ordering::Relaxed)

@@ -292,14 +292,16 @@ pub struct Encoder {
     frames: u64,
     last_pts: Option<Duration>,
     /// Frames handed to the encoder and not yet out of it: (pts in ns, capture time).
-    pending: Arc<Mutex<std::collections::VecDeque<(u64, Instant)>>>,
+    pending: Arc<Mutex<std::collections::VecDeque<(u64, Instant, Instant)>>>,
 }
 
 /// The offset x264enc adds to timestamps: 1000 hours.
 const X264_PTS_OFFSET_NS: u64 = 1000 * 3600 * 1_000_000_000;
 
 /// Told how long each frame took from capture to leaving the H.264 encoder.
-pub type EncodedHook = Arc<dyn Fn(Duration) + Send + Sync>;
+/// Called for each frame leaving the H.264 encoder with (time since its capture, time since it
+/// was pushed to the encoder).
+pub type EncodedHook = Arc<dyn Fn(Duration, Duration) + Send + Sync>;
 
 /// Segment files are named `<camera>-<unix seconds at start>-<index>.<ext>`, so restarts never
 /// overwrite earlier recordings and names sort by time.
@@ -359,7 +361,8 @@ impl Encoder {
         let encoder = pipeline
             .by_name("enc")
             .ok_or_else(|| build("no encoder".into()))?;
-        let pending: Arc<Mutex<std::collections::VecDeque<(u64, Instant)>>> = Arc::default();
+        let pending: Arc<Mutex<std::collections::VecDeque<(u64, Instant, Instant)>>> =
+            Arc::default();
         if let Some(record) = &spec.record {
             std::fs::create_dir_all(&record.folder).map_err(|e| EncodeError::Folder {
                 camera: spec.camera.clone(),
@@ -464,13 +467,13 @@ impl Encoder {
                 .map(|p| p.checked_sub(X264_PTS_OFFSET_NS).unwrap_or(p));
             if let (Some(pts), Ok(mut queue)) = (pts, pending.lock()) {
                 // Entries before this pts were merged or dropped by the encoder.
-                while let Some(&(p, captured)) = queue.front() {
+                while let Some(&(p, captured, pushed)) = queue.front() {
                     if p > pts {
                         break;
                     }
                     queue.pop_front();
                     if p == pts {
-                        hook(captured.elapsed());
+                        hook(captured.elapsed(), pushed.elapsed());
                     }
                 }
             }
@@ -534,7 +537,7 @@ impl Encoder {
             if queue.len() >= 256 {
                 queue.pop_front();
             }
-            queue.push_back((pts.as_nanos() as u64, captured));
+            queue.push_back((pts.as_nanos() as u64, captured, Instant::now()));
         }
         let mut buffer = gst::Buffer::from_mut_slice(rgb.to_rgb8().into_raw());
         {

@@ -17,6 +17,7 @@ use crate::colorizer::{inference_size, restore, shrink_to, Colorizer};
 use crate::detail::GuidedFilter;
 use crate::planes::Rgb;
 use crate::queue::{Consumer, NewestWins};
+use crate::telemetry::Histogram;
 use crate::worker::Worker;
 
 /// How frames are batched and colorized.
@@ -51,6 +52,17 @@ pub struct InferStats {
     pub frames: AtomicU64,
     /// Frames from a camera with no output (dropped).
     pub unrouted: AtomicU64,
+    /// Per camera with an output: how long its frames waited and were worked on.
+    pub cameras: HashMap<Arc<str>, FrameTimes>,
+}
+
+/// Time one camera's frames spend in the stage.
+#[derive(Debug, Default)]
+pub struct FrameTimes {
+    /// Capture to the start of the frame's batch.
+    pub queued: Histogram,
+    /// The whole batch the frame was in: calibration, model, detail.
+    pub processed: Histogram,
 }
 
 /// The running stage.
@@ -80,7 +92,13 @@ impl InferStage {
         config: InferConfig,
         calibrations: HashMap<Arc<str>, Corrector>,
     ) -> std::io::Result<InferStage> {
-        let stats = Arc::new(InferStats::default());
+        let stats = Arc::new(InferStats {
+            cameras: outputs
+                .keys()
+                .map(|id| (id.clone(), FrameTimes::default()))
+                .collect(),
+            ..InferStats::default()
+        });
         let thread_stats = stats.clone();
         let worker = Worker::spawn("infer".into(), move |stop| {
             let stage = Stage {
@@ -217,6 +235,16 @@ fn run(stage: &Stage, inputs: &[Consumer<Frame>], stop: &AtomicBool) {
 
 fn process(stage: &Stage, batch: Vec<Frame>) {
     let config = stage.config;
+    let started = Instant::now();
+    let waited: Vec<(Arc<str>, Duration)> = batch
+        .iter()
+        .map(|f| {
+            (
+                f.camera.clone(),
+                started.saturating_duration_since(f.captured_at),
+            )
+        })
+        .collect();
     let size = batch.len();
     let batch: Vec<Frame> = batch
         .into_par_iter()
@@ -266,6 +294,13 @@ fn process(stage: &Stage, batch: Vec<Frame>) {
             }
         })
         .collect();
+    let took = started.elapsed();
+    for (camera, waited) in waited {
+        if let Some(t) = stage.stats.cameras.get(&camera) {
+            t.queued.observe(waited);
+            t.processed.observe(took);
+        }
+    }
     stage.stats.batches.fetch_add(1, Ordering::Relaxed);
     stage.stats.frames.fetch_add(size as u64, Ordering::Relaxed);
     for frame in results {

@@ -81,6 +81,8 @@ pub struct EncodeStats {
     pub encoded_samples: std::sync::Mutex<Vec<f32>>,
     /// Capture to encoder hand-off, per frame.
     pub latency: Histogram,
+    /// Hand-off to leaving the H.264 encoder, per frame: the encode stage's own time.
+    pub encode_time: Histogram,
 }
 
 /// One camera's counters, gathered from its stages.
@@ -199,6 +201,32 @@ impl Telemetry {
             c.encode.latency.render(
                 "nircolor_latency_seconds",
                 &format!("camera=\"{}\"", escape(&c.id)),
+                &mut s,
+            );
+        }
+        family(
+            &mut s,
+            "nircolor_stage_latency_seconds",
+            "histogram",
+            "Time a frame spends in each stage: queue (capture to its batch starting), infer (its batch: calibration, model, detail), encode (hand-off to leaving the H.264 encoder)",
+        );
+        for c in &self.cameras {
+            let id = escape(&c.id);
+            if let Some(t) = self.infer.cameras.get(c.id.as_str()) {
+                t.queued.render(
+                    "nircolor_stage_latency_seconds",
+                    &format!("camera=\"{id}\",stage=\"queue\""),
+                    &mut s,
+                );
+                t.processed.render(
+                    "nircolor_stage_latency_seconds",
+                    &format!("camera=\"{id}\",stage=\"infer\""),
+                    &mut s,
+                );
+            }
+            c.encode.encode_time.render(
+                "nircolor_stage_latency_seconds",
+                &format!("camera=\"{id}\",stage=\"encode\""),
                 &mut s,
             );
         }

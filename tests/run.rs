@@ -102,6 +102,18 @@ record = {{ folder = "rec", segment_seconds = 60, container = "mkv" }}
         "{metrics}"
     );
     assert!(metrics.contains("nircolor_latency_seconds_count{camera=\"live\"}"));
+    for stage in ["queue", "infer", "encode"] {
+        let count = metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    "nircolor_stage_latency_seconds_count{{camera=\"live\",stage=\"{stage}\"}} "
+                ))
+            })
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        assert!(count > 0, "no {stage} stage latency: {metrics}");
+    }
     let (status, health) = http_get(metrics_port, "/healthz");
     assert!(
         status.contains("200") && health.contains("\"streaming\""),
@@ -437,7 +449,11 @@ fn the_default_model_streams_real_colour_to_an_rtsp_client() {
         "ffmpeg: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(out.stdout.len(), frames * 256 * 256 * 3, "expected frame count");
+    assert_eq!(
+        out.stdout.len(),
+        frames * 256 * 256 * 3,
+        "expected frame count"
+    );
     let streamed = mean_chroma(&out.stdout);
     eprintln!("mean chroma: offline {offline_chroma:.1}, over RTSP {streamed:.1}");
     assert!(
