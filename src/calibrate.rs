@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::capture::{Backoff, Camera, CameraSpec, CaptureError};
-use crate::config::{Checker, ConfigError};
+use crate::config::{read_text, Checker, ConfigError};
 use crate::data::{self, DataError};
 use crate::detail::{box_mean, resize_bilinear, GuidedFilter};
 use crate::lstsq::{self, NormalEquations, Prior};
@@ -227,13 +227,7 @@ impl Calibration {
 
     /// Reads and checks `file` (a flat-field image is read too).
     pub fn load(file: &Path) -> Result<Calibration, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
-            file: file.to_path_buf(),
-            line: 0,
-            key: String::new(),
-            message: format!("cannot read the calibration file: {e}"),
-        })?;
-        Calibration::parse(file, &text)
+        Calibration::parse(file, &read_text(file, "the calibration file")?)
     }
 
     /// Checks `text` as if read from `file` (a flat image's path resolves against its folder).
@@ -853,12 +847,7 @@ pub fn update_file(
     edit: impl FnOnce(&mut toml::Table),
 ) -> Result<Calibration, CalibrateError> {
     let mut table: toml::Table = if path.exists() {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.to_path_buf(),
-            line: 0,
-            key: String::new(),
-            message: format!("cannot read the calibration file: {e}"),
-        })?;
+        let text = read_text(path, "the calibration file")?;
         // The file must be valid before it is changed: an edit must not bless a broken file.
         Calibration::parse(path, &text)?;
         Checker {

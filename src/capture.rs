@@ -699,7 +699,6 @@ mod tests {
         let d = pipeline_description(&spec(Source::File {
             path: "a b.mkv".into(),
             looped: true,
-
             realtime: true,
         }))
         .unwrap();

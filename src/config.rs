@@ -25,6 +25,16 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// The text of `file`, or an error saying `what` could not be read and why.
+pub(crate) fn read_text(file: &Path, what: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(file).map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        line: 0,
+        key: String::new(),
+        message: format!("cannot read {what}: {e}"),
+    })
+}
+
 fn line_part(line: usize) -> String {
     if line == 0 {
         String::new()
@@ -94,6 +104,8 @@ struct RawCamera {
     height: Spanned<u32>,
     fps: Spanned<u32>,
     calibration: Option<Spanned<String>>,
+    #[serde(default = "default_true")]
+    retry: bool,
     rtsp: Option<RawCameraRtsp>,
     record: Option<RawRecord>,
 }
@@ -269,6 +281,9 @@ pub struct Recording {
 pub struct CameraConfig {
     pub spec: CameraSpec,
     pub calibration: Option<Calibration>,
+    /// Retry the camera forever when it is missing or fails (the default); otherwise its first
+    /// failure stops the daemon with an error, for a supervisor to act on.
+    pub retry: bool,
     pub rtsp: RtspOutput,
     pub record: Option<Recording>,
 }
@@ -379,13 +394,7 @@ impl Checker<'_> {
 impl Config {
     /// Reads and checks `file`.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
-            file: file.to_path_buf(),
-            line: 0,
-            key: String::new(),
-            message: format!("cannot read the configuration: {e}"),
-        })?;
-        Config::parse(file, &text)
+        Config::parse(file, &read_text(file, "the configuration")?)
     }
 
     /// Checks `text` as if read from `file` (relative paths resolve against its folder).
@@ -629,6 +638,7 @@ impl Config {
             cameras.push(CameraConfig {
                 spec,
                 calibration,
+                retry: cam.retry,
                 rtsp: RtspOutput { mount, credentials },
                 record,
             });

@@ -56,6 +56,8 @@ pub struct Daemon {
     metrics: Option<Worker>,
     telemetry: Arc<Telemetry>,
     urls: Vec<String>,
+    /// Per camera: whether a failure is retried rather than fatal.
+    retry: Vec<bool>,
 }
 
 impl Daemon {
@@ -198,6 +200,7 @@ impl Daemon {
             metrics: Some(metrics),
             telemetry,
             urls,
+            retry: config.cameras.iter().map(|c| c.retry).collect(),
         })
     }
 
@@ -213,6 +216,23 @@ impl Daemon {
             .cameras
             .iter()
             .all(|c| c.status.finished.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// The first camera configured with `retry = false` that has failed: (its id, why).
+    pub fn failed_camera(&self) -> Option<(String, String)> {
+        self.telemetry
+            .cameras
+            .iter()
+            .zip(&self.retry)
+            .find(|(c, retry)| {
+                !**retry && c.status.restarts.load(std::sync::atomic::Ordering::SeqCst) > 0
+            })
+            .map(|(c, _)| {
+                (
+                    c.id.clone(),
+                    c.status.last_error().unwrap_or_else(|| "failed".into()),
+                )
+            })
     }
 
     /// The RTSP URL of every camera, in configuration order.

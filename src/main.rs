@@ -957,10 +957,15 @@ fn run_daemon(file: &Path) -> Result<()> {
     // up to send any): a stalled pipeline stops them and systemd restarts the service.
     let mut watchdog = nircolor::notify::watchdog_interval()
         .map(|i| nircolor::notify::Watchdog::new(i / 2, std::time::Instant::now()));
+    let mut fatal = None;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(std::time::Duration::from_millis(50));
         if daemon.all_finished() {
             println!("every source has ended; finishing the recordings");
+            break;
+        }
+        if let Some((id, why)) = daemon.failed_camera() {
+            fatal = Some(format!("camera '{id}' failed and has retry = false: {why}"));
             break;
         }
         if let Some(w) = watchdog.as_mut() {
@@ -986,6 +991,9 @@ fn run_daemon(file: &Path) -> Result<()> {
                 failed = true;
             }
         }
+    }
+    if let Some(why) = fatal {
+        bail!("{why}");
     }
     if failed {
         bail!("some cameras did not finish cleanly");

@@ -216,6 +216,27 @@ fn calibrate_flat_captures_from_a_configured_camera() {
     );
 }
 
+/// `nircolor calibrate color --nir NIR --reference REFERENCE --out OUT` plus `extra`.
+fn calibrate_color(
+    nir: &Path,
+    reference: &Path,
+    out: &Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        "calibrate",
+        "color",
+        "--nir",
+        nir.to_str().unwrap(),
+        "--reference",
+        reference.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    nircolor(&args)
+}
+
 #[test]
 fn calibrate_color_fits_a_matrix_toward_the_reference_photo() {
     let dir = tempfile::tempdir().unwrap();
@@ -236,16 +257,7 @@ fn calibrate_color_fits_a_matrix_toward_the_reference_photo() {
     warm.save(&reference).unwrap();
     let out = dir.path().join("cam.toml");
     std::fs::write(&out, "gamma = 1.0\n").unwrap();
-    let o = nircolor(&[
-        "calibrate",
-        "color",
-        "--nir",
-        nir.to_str().unwrap(),
-        "--reference",
-        reference.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = calibrate_color(&nir, &reference, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     let (before, after) = text
@@ -265,19 +277,7 @@ fn calibrate_color_fits_a_matrix_toward_the_reference_photo() {
     );
     assert_eq!(cal.gamma, 1.0, "the file's other keys are kept");
 
-    let o = nircolor(&[
-        "calibrate",
-        "color",
-        "--nir",
-        nir.to_str().unwrap(),
-        "--reference",
-        reference.to_str().unwrap(),
-        "--gains-only",
-        "--model",
-        "l3",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = calibrate_color(&nir, &reference, &out, &["--gains-only", "--model", "l3"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let m = Calibration::load(&out).unwrap().color.unwrap();
     assert!(m[0][0] > m[2][2] && m[0][1] == 0.0, "{m:?}");
@@ -285,28 +285,10 @@ fn calibrate_color_fits_a_matrix_toward_the_reference_photo() {
     // A reference of another shape, and a gray one, are refused.
     let wide = dir.path().join("wide.png");
     common::rgb(200, 50).save(&wide).unwrap();
-    let o = nircolor(&[
-        "calibrate",
-        "color",
-        "--nir",
-        nir.to_str().unwrap(),
-        "--reference",
-        wide.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = calibrate_color(&nir, &wide, &out, &[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("shapes differ"), "{}", stderr(&o));
-    let o = nircolor(&[
-        "calibrate",
-        "color",
-        "--nir",
-        nir.to_str().unwrap(),
-        "--reference",
-        nir.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = calibrate_color(&nir, &nir, &out, &[]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("gray"), "{}", stderr(&o));
 }

@@ -179,7 +179,6 @@ fn files_play_once_or_loop() {
             Source::File {
                 path: clip.clone(),
                 looped: false,
-
                 realtime: true,
             },
             PixelFormat::Gray8,
@@ -216,7 +215,6 @@ fn files_play_once_or_loop() {
             Source::File {
                 path: clip,
                 looped: true,
-
                 realtime: true,
             },
             PixelFormat::Gray8,
@@ -246,7 +244,6 @@ fn missing_cameras_are_retried_with_a_clear_message() {
             Source::File {
                 path: "/no/such/clip.mkv".into(),
                 looped: true,
-
                 realtime: true,
             },
             "/no/such/clip.mkv",
@@ -405,7 +402,6 @@ fn an_image_folder_plays_once_or_loops_scaled_to_the_camera() {
     let source = |looped| Source::Images {
         folder: dir.path().to_path_buf(),
         looped,
-
         realtime: true,
     };
     let (frames, camera) = collect(
@@ -443,7 +439,6 @@ fn an_image_folder_plays_once_or_loops_scaled_to_the_camera() {
             Source::Images {
                 folder: empty.path().to_path_buf(),
                 looped: false,
-
                 realtime: true,
             },
             PixelFormat::Gray8,

@@ -18,6 +18,28 @@ fn spawn_run(config: &std::path::Path) -> std::process::Child {
         .unwrap()
 }
 
+/// Runs CONFIG, reads `frames` frames of its first camera over RTSP once it says where to
+/// watch, then stops it with SIGTERM: (ffmpeg's output, whether run exited 0).
+fn run_and_watch(config: &std::path::Path, frames: usize) -> (std::process::Output, bool) {
+    let mut child = spawn_run(config);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.split("watch ")
+                .nth(1)
+                .map(|rest| rest.split(',').next().unwrap().to_string())
+        })
+        .expect("run prints where to watch");
+    let out = common::read_rtsp_rgb(&url, frames);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let ok = child.wait().unwrap().success();
+    (out, ok)
+}
+
 fn http_get(port: u16, path: &str) -> (String, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -187,24 +209,13 @@ radius = 2
         ),
     )
     .unwrap();
-    let mut child = spawn_run(&config);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.split("watch ").nth(1).map(str::to_string))
-        .expect("run prints where to watch");
-    let out = common::read_rtsp_rgb(&url, 5);
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
+    let (out, stopped) = run_and_watch(&config, 5);
     assert!(
         out.status.success(),
         "ffmpeg: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(status.success(), "{status:?}");
+    assert!(stopped, "run did not exit 0 on SIGTERM");
     let n = out.stdout.len() / 3;
     let mean = |c: usize| {
         out.stdout
@@ -431,19 +442,9 @@ fn the_default_model_streams_real_colour_to_an_rtsp_client() {
         ),
     )
     .unwrap();
-    let mut child = spawn_run(&config);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| l.split("watch ").nth(1).map(str::to_string))
-        .expect("run prints where to watch");
     let frames = 10;
-    let out = common::read_rtsp_rgb(&url, frames);
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(child.wait().unwrap().success());
+    let (out, stopped) = run_and_watch(&config, frames);
+    assert!(stopped, "run did not exit 0 on SIGTERM");
     assert!(
         out.status.success(),
         "ffmpeg: {}",
@@ -463,5 +464,39 @@ fn the_default_model_streams_real_colour_to_an_rtsp_client() {
     assert!(
         streamed > 0.6 * offline_chroma,
         "RTSP mean chroma {streamed:.1}, offline {offline_chroma:.1}"
+    );
+}
+
+#[test]
+fn a_camera_with_retry_false_stops_the_daemon_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("strict.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\nweights = \"identity\"\n[rtsp]\nport = {}\n[metrics]\nbind = \"127.0.0.1:{}\"\n\
+             [[camera]]\nid = \"cabin\"\nsource = {{ kind = \"v4l2\", device = \"/dev/v4l/by-id/nircolor-no-such-camera\" }}\n\
+             format = \"GRAY8\"\nwidth = 64\nheight = 48\nfps = 10\nretry = false\n",
+            common::free_port(),
+            common::free_port()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_nircolor"))
+        .args(["run", "--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("camera 'cabin' failed and has retry = false")
+            && err.contains("/dev/v4l/by-id/nircolor-no-such-camera does not exist"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
     );
 }

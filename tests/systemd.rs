@@ -46,32 +46,45 @@ fn the_unit_verifies() {
     }
 }
 
-#[test]
-fn run_notifies_ready_keeps_the_watchdog_fed_and_says_stopping() {
-    let dir = tempfile::tempdir().unwrap();
-    let socket_path = dir.path().join("notify.sock");
+/// `nircolor run` on one test camera (FPS, WIDTHxHEIGHT) under a notify socket and a watchdog of
+/// `watchdog_ms`: the socket (reads time out after `read_ms`) and the process.
+fn run_notified(
+    dir: &std::path::Path,
+    fps: u32,
+    (width, height): (u32, u32),
+    watchdog_ms: u64,
+    read_ms: u64,
+) -> (UnixDatagram, std::process::Child) {
+    let socket_path = dir.join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
+        .set_read_timeout(Some(Duration::from_millis(read_ms)))
         .unwrap();
     let (rtsp, metrics) = (common::free_port(), common::free_port());
-    let config = dir.path().join("p.toml");
+    let config = dir.join("p.toml");
     std::fs::write(
         &config,
         format!(
             "[model]\nweights = \"identity\"\n[rtsp]\nport = {rtsp}\n[metrics]\nbind = \"127.0.0.1:{metrics}\"\n\
-             [[camera]]\nid = \"c\"\nsource = {{ kind = \"test\" }}\nformat = \"GRAY8\"\nwidth = 160\nheight = 120\nfps = 30\n"
+             [[camera]]\nid = \"c\"\nsource = {{ kind = \"test\" }}\nformat = \"GRAY8\"\nwidth = {width}\nheight = {height}\nfps = {fps}\n"
         ),
     )
     .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nircolor"))
+    let child = Command::new(env!("CARGO_BIN_EXE_nircolor"))
         .args(["run", "--config", config.to_str().unwrap()])
         .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", "400000")
+        .env("WATCHDOG_USEC", (watchdog_ms * 1000).to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    (socket, child)
+}
+
+#[test]
+fn run_notifies_ready_keeps_the_watchdog_fed_and_says_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let (socket, mut child) = run_notified(dir.path(), 30, (160, 120), 400, 200);
     let mut messages = Vec::new();
     let mut buf = [0u8; 512];
     let started = Instant::now();
@@ -115,29 +128,7 @@ fn run_notifies_ready_keeps_the_watchdog_fed_and_says_stopping() {
 /// camera at `fps`.
 fn keep_alives(fps: u32, watchdog_ms: u64, seconds: u64) -> usize {
     let dir = tempfile::tempdir().unwrap();
-    let socket_path = dir.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let (rtsp, metrics) = (common::free_port(), common::free_port());
-    let config = dir.path().join("p.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[model]\nweights = \"identity\"\n[rtsp]\nport = {rtsp}\n[metrics]\nbind = \"127.0.0.1:{metrics}\"\n\
-             [[camera]]\nid = \"c\"\nsource = {{ kind = \"test\" }}\nformat = \"GRAY8\"\nwidth = 64\nheight = 48\nfps = {fps}\n"
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nircolor"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", (watchdog_ms * 1000).to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (socket, mut child) = run_notified(dir.path(), fps, (64, 48), watchdog_ms, 100);
     let mut buf = [0u8; 512];
     // Counted from the first encoded frame on: READY=1 comes before the camera is up.
     let mut counting_since: Option<Instant> = None;
