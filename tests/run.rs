@@ -500,3 +500,56 @@ fn a_camera_with_retry_false_stops_the_daemon_with_the_reason() {
         started.elapsed()
     );
 }
+
+#[test]
+fn kill_9_leaves_recordings_that_play_up_to_the_last_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("crash.toml");
+    let metrics_port = common::free_port();
+    let fps: u32 = 15;
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\nweights = \"identity\"\n[rtsp]\nport = {}\n[metrics]\nbind = \"127.0.0.1:{metrics_port}\"\n\
+             [[camera]]\nid = \"crash\"\nsource = {{ kind = \"test\", pattern = \"ball\" }}\n\
+             format = \"GRAY8\"\nwidth = 160\nheight = 120\nfps = {fps}\n\
+             record = {{ folder = \"rec\", segment_seconds = 2, container = \"mkv\" }}\n",
+            common::free_port()
+        ),
+    )
+    .unwrap();
+    let mut child = spawn_run(&config);
+    std::thread::sleep(Duration::from_secs(5));
+    let (_, metrics) = http_get(metrics_port, "/metrics");
+    let encoded: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("nircolor_frames_encoded_total{camera=\"crash\"} "))
+        .and_then(|v| v.parse().ok())
+        .expect("frames encoded so far");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let mut files: Vec<_> = std::fs::read_dir(dir.path().join("rec"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "{files:?}");
+    let mut decoded = 0;
+    for f in &files {
+        let (frames, w, h) = common::probe(f);
+        // Only the segment being written when the process died may be empty.
+        assert!(
+            frames > 0 || f == files.last().unwrap(),
+            "{f:?} does not play"
+        );
+        if frames > 0 {
+            assert_eq!((w, h), (160, 120));
+        }
+        decoded += frames;
+    }
+    assert!(
+        decoded + u64::from(fps) >= encoded,
+        "{decoded} frames play of {encoded} encoded before the kill: more than a second lost"
+    );
+}
