@@ -38,6 +38,11 @@ fn folder_of(dir: &Path, frames: u32, black: f32) {
     }
 }
 
+/// `nircolor calibrate flat ARGS`.
+fn calibrate_flat(args: &[&str]) -> std::process::Output {
+    nircolor(&[&["calibrate", "flat"], args].concat())
+}
+
 /// The spread (max - min) of a corrected frame, inside a margin of 1/8 of the frame.
 fn spread_after(cal: &Calibration, frame: &Gray) -> f32 {
     let mut f = frame.clone();
@@ -65,9 +70,7 @@ fn calibrate_flat_from_a_folder_flattens_the_fall_off() {
             .unwrap();
     }
     let out = dir.path().join("calibration/cam.toml");
-    let o = nircolor(&[
-        "calibrate",
-        "flat",
+    let o = calibrate_flat(&[
         "--folder",
         flat.to_str().unwrap(),
         "--dark",
@@ -92,9 +95,7 @@ fn calibrate_flat_from_a_folder_flattens_the_fall_off() {
     assert!(before > 0.08 && after < 0.035, "spread {before} -> {after}");
 
     // The image form, updating the same file: black level kept, polynomial replaced.
-    let o = nircolor(&[
-        "calibrate",
-        "flat",
+    let o = calibrate_flat(&[
         "--folder",
         flat.to_str().unwrap(),
         "--image",
@@ -117,9 +118,7 @@ fn calibrate_flat_refuses_bad_frames_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("cam.toml");
     let run = |folder: &Path| {
-        nircolor(&[
-            "calibrate",
-            "flat",
+        calibrate_flat(&[
             "--folder",
             folder.to_str().unwrap(),
             "--out",
@@ -178,9 +177,7 @@ fn calibrate_flat_captures_from_a_configured_camera() {
     )
     .unwrap();
     let out = dir.path().join("blue.toml");
-    let o = nircolor(&[
-        "calibrate",
-        "flat",
+    let o = calibrate_flat(&[
         "--config",
         config.to_str().unwrap(),
         "--camera",
@@ -198,9 +195,7 @@ fn calibrate_flat_captures_from_a_configured_camera() {
         "{}",
         stdout(&o)
     );
-    let o = nircolor(&[
-        "calibrate",
-        "flat",
+    let o = calibrate_flat(&[
         "--config",
         config.to_str().unwrap(),
         "--camera",

@@ -18,6 +18,16 @@ fn spawn_run(config: &std::path::Path) -> std::process::Child {
         .unwrap()
 }
 
+/// A pipeline configuration on free ports: `[model]` with `model`, one `[[camera]]` with
+/// `camera` (TOML lines).
+fn pipeline(model: &str, camera: &str) -> String {
+    format!(
+        "[model]\n{model}\n[rtsp]\nport = {}\n[metrics]\nbind = \"127.0.0.1:{}\"\n[[camera]]\n{camera}",
+        common::free_port(),
+        common::free_port()
+    )
+}
+
 /// Runs CONFIG, reads `frames` frames of its first camera over RTSP once it says where to
 /// watch, then stops it with SIGTERM: (ffmpeg's output, whether run exited 0).
 fn run_and_watch(config: &std::path::Path, frames: usize) -> (std::process::Output, bool) {
@@ -200,12 +210,11 @@ radius = 2
     )
     .unwrap();
     let config = dir.path().join("cal.toml");
-    let port = common::free_port();
     std::fs::write(
         &config,
-        format!(
-            "[model]\nweights = \"identity\"\n[rtsp]\nport = {port}\n[metrics]\nbind = \"127.0.0.1:{}\"\n[[camera]]\nid = \"cal\"\nsource = {{ kind = \"test\", pattern = \"white\" }}\nformat = \"GRAY8\"\nwidth = 160\nheight = 120\nfps = 15\ncalibration = \"cam.toml\"\n",
-            common::free_port()
+        pipeline(
+            "weights = \"identity\"",
+            "id = \"cal\"\nsource = { kind = \"test\", pattern = \"white\" }\nformat = \"GRAY8\"\nwidth = 160\nheight = 120\nfps = 15\ncalibration = \"cam.toml\"\n",
         ),
     )
     .unwrap();
@@ -351,13 +360,11 @@ fn a_batch_file_source_loses_no_frame_however_slow_the_model() {
     let config = dir.path().join("batch.toml");
     std::fs::write(
         &config,
-        format!(
-            "[model]\nweights = \"default\"\nscale = 1.0\n[rtsp]\nport = {}\n[metrics]\nbind = \"127.0.0.1:{}\"\n\
-             [[camera]]\nid = \"clip\"\nsource = {{ kind = \"file\", path = \"clip.mp4\", realtime = false }}\n\
+        pipeline(
+            "weights = \"default\"\nscale = 1.0",
+            "id = \"clip\"\nsource = { kind = \"file\", path = \"clip.mp4\", realtime = false }\n\
              format = \"GRAY8\"\nwidth = 640\nheight = 480\nfps = 30\n\
-             record = {{ folder = \"out\", segment_seconds = 600, container = \"mkv\" }}\n",
-            common::free_port(),
-            common::free_port()
+             record = { folder = \"out\", segment_seconds = 600, container = \"mkv\" }\n",
         ),
     )
     .unwrap();
@@ -433,12 +440,10 @@ fn the_default_model_streams_real_colour_to_an_rtsp_client() {
     let config = dir.path().join("colour.toml");
     std::fs::write(
         &config,
-        format!(
-            "[model]\nweights = \"default\"\n[rtsp]\nport = {}\n[metrics]\nbind = \"127.0.0.1:{}\"\n\
-             [[camera]]\nid = \"scene\"\nsource = {{ kind = \"images\", folder = \"stills\", loop = true }}\n\
+        pipeline(
+            "weights = \"default\"",
+            "id = \"scene\"\nsource = { kind = \"images\", folder = \"stills\", loop = true }\n\
              format = \"GRAY8\"\nwidth = 256\nheight = 256\nfps = 10\n",
-            common::free_port(),
-            common::free_port()
         ),
     )
     .unwrap();
@@ -473,12 +478,10 @@ fn a_camera_with_retry_false_stops_the_daemon_with_the_reason() {
     let config = dir.path().join("strict.toml");
     std::fs::write(
         &config,
-        format!(
-            "[model]\nweights = \"identity\"\n[rtsp]\nport = {}\n[metrics]\nbind = \"127.0.0.1:{}\"\n\
-             [[camera]]\nid = \"cabin\"\nsource = {{ kind = \"v4l2\", device = \"/dev/v4l/by-id/nircolor-no-such-camera\" }}\n\
+        pipeline(
+            "weights = \"identity\"",
+            "id = \"cabin\"\nsource = { kind = \"v4l2\", device = \"/dev/v4l/by-id/nircolor-no-such-camera\" }\n\
              format = \"GRAY8\"\nwidth = 64\nheight = 48\nfps = 10\nretry = false\n",
-            common::free_port(),
-            common::free_port()
         ),
     )
     .unwrap();
