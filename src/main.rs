@@ -563,6 +563,20 @@ fn run_colorize(args: &ColorizeArgs) -> Result<()> {
     Ok(())
 }
 
+/// The `--data` folders and every selected pair in them, loaded with a progress bar.
+fn load_training_pairs(args: &TrainArgs) -> Result<(Vec<Dataset>, Vec<data::Pair>)> {
+    let datasets = args
+        .data
+        .iter()
+        .map(|d| args.select.open(d))
+        .collect::<Result<Vec<_>>>()?;
+    let total: usize = datasets.iter().map(Dataset::len).sum();
+    let bar = progress(total, "loading pairs");
+    let pairs = train::load_pairs(&datasets, || bar.inc(1))?;
+    bar.finish_and_clear();
+    Ok((datasets, pairs))
+}
+
 fn run_train(args: &TrainArgs) -> Result<()> {
     if let Some(arch) = args.arch.net() {
         return run_train_net(args, arch);
@@ -603,15 +617,7 @@ fn run_train(args: &TrainArgs) -> Result<()> {
     if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
         bail!("{msg}");
     }
-    let datasets = args
-        .data
-        .iter()
-        .map(|d| args.select.open(d))
-        .collect::<Result<Vec<_>>>()?;
-    let total: usize = datasets.iter().map(Dataset::len).sum();
-    let bar = progress(total, "loading pairs");
-    let pairs = train::load_pairs(&datasets, || bar.inc(1))?;
-    bar.finish_and_clear();
+    let (datasets, pairs) = load_training_pairs(args)?;
     let opts = ClassicalOptions {
         degree: args.degree,
         stride: args.stride,
@@ -628,6 +634,7 @@ fn run_train(args: &TrainArgs) -> Result<()> {
         TrainArch::L3 => Arch::L3,
         _ => unreachable!("networks are trained by run_train_net"),
     };
+    let total = pairs.len();
     let bar = progress(total, "fitting");
     let mut weights = train::fit_classical(arch, &pairs, &datasets, &opts, || bar.inc(1));
     bar.finish_and_clear();
@@ -1124,15 +1131,7 @@ fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
     cfg.check()
         .map_err(|e| anyhow::anyhow!("invalid network options: {e}"))?;
 
-    let datasets = args
-        .data
-        .iter()
-        .map(|d| args.select.open(d))
-        .collect::<Result<Vec<_>>>()?;
-    let total: usize = datasets.iter().map(Dataset::len).sum();
-    let bar = progress(total, "loading pairs");
-    let pairs = train::load_pairs(&datasets, || bar.inc(1))?;
-    bar.finish_and_clear();
+    let (datasets, pairs) = load_training_pairs(args)?;
     let val = match &args.val {
         Some(v) => {
             let ds = Dataset::open(v)?;

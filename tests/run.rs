@@ -21,10 +21,13 @@ fn spawn_run(config: &std::path::Path) -> std::process::Child {
 /// A pipeline configuration on free ports: `[model]` with `model`, one `[[camera]]` with
 /// `camera` (TOML lines).
 fn pipeline(model: &str, camera: &str) -> String {
+    pipeline_on(common::free_port(), common::free_port(), model, camera)
+}
+
+/// [`pipeline`] serving RTSP on `port` and metrics on `metrics_port`.
+fn pipeline_on(port: u16, metrics_port: u16, model: &str, camera: &str) -> String {
     format!(
-        "[model]\n{model}\n[rtsp]\nport = {}\n[metrics]\nbind = \"127.0.0.1:{}\"\n[[camera]]\n{camera}",
-        common::free_port(),
-        common::free_port()
+        "[model]\n{model}\n[rtsp]\nport = {port}\n[metrics]\nbind = \"127.0.0.1:{metrics_port}\"\n[[camera]]\n{camera}"
     )
 }
 
@@ -73,26 +76,18 @@ fn run_serves_rtsp_records_and_stops_cleanly_on_sigterm() {
     let (port, metrics_port) = (common::free_port(), common::free_port());
     std::fs::write(
         &config,
-        format!(
-            r#"[model]
-weights = "l3"
-scale = 0.5
-
-[rtsp]
-port = {port}
-
-[metrics]
-bind = "127.0.0.1:{metrics_port}"
-
-[[camera]]
-id = "live"
-source = {{ kind = "test", pattern = "ball" }}
+        pipeline_on(
+            port,
+            metrics_port,
+            "weights = \"l3\"\nscale = 0.5",
+            r#"id = "live"
+source = { kind = "test", pattern = "ball" }
 format = "YUY2"
 width = 320
 height = 240
 fps = 30
-record = {{ folder = "rec", segment_seconds = 60, container = "mkv" }}
-"#
+record = { folder = "rec", segment_seconds = 60, container = "mkv" }
+"#,
         ),
     )
     .unwrap();
@@ -253,24 +248,17 @@ fn a_missing_camera_mount_shows_no_signal_instead_of_nothing() {
     let (port, metrics_port) = (common::free_port(), common::free_port());
     std::fs::write(
         &config,
-        format!(
-            r#"[model]
-weights = "l3"
-
-[rtsp]
-port = {port}
-
-[metrics]
-bind = "127.0.0.1:{metrics_port}"
-
-[[camera]]
-id = "away"
-source = {{ kind = "v4l2", device = "/dev/video-nircolor-missing" }}
+        pipeline_on(
+            port,
+            metrics_port,
+            "weights = \"l3\"",
+            r#"id = "away"
+source = { kind = "v4l2", device = "/dev/video-nircolor-missing" }
 format = "GRAY8"
 width = 160
 height = 120
 fps = 15
-"#
+"#,
         ),
     )
     .unwrap();
@@ -512,12 +500,15 @@ fn kill_9_leaves_recordings_that_play_up_to_the_last_second() {
     let fps: u32 = 15;
     std::fs::write(
         &config,
-        format!(
-            "[model]\nweights = \"identity\"\n[rtsp]\nport = {}\n[metrics]\nbind = \"127.0.0.1:{metrics_port}\"\n\
-             [[camera]]\nid = \"crash\"\nsource = {{ kind = \"test\", pattern = \"ball\" }}\n\
-             format = \"GRAY8\"\nwidth = 160\nheight = 120\nfps = {fps}\n\
-             record = {{ folder = \"rec\", segment_seconds = 2, container = \"mkv\" }}\n",
-            common::free_port()
+        pipeline_on(
+            common::free_port(),
+            metrics_port,
+            "weights = \"identity\"",
+            &format!(
+                "id = \"crash\"\nsource = {{ kind = \"test\", pattern = \"ball\" }}\n\
+                 format = \"GRAY8\"\nwidth = 160\nheight = 120\nfps = {fps}\n\
+                 record = {{ folder = \"rec\", segment_seconds = 2, container = \"mkv\" }}\n"
+            ),
         ),
     )
     .unwrap();

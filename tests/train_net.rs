@@ -24,6 +24,14 @@ const TINY: [&str; 10] = [
     "2",
 ];
 
+/// `train --arch ARCH --epochs EPOCHS --out OUT`, then `extra`, on the tiny sample data.
+fn train_args<'a>(arch: &'a str, epochs: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["train", "--arch", arch, "--epochs", epochs, "--out", out];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&TINY);
+    args
+}
+
 fn card(path: &std::path::Path) -> serde_json::Value {
     let bytes = fs::read(path).unwrap();
     let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
@@ -36,11 +44,7 @@ fn train_writes_weights_checkpoint_and_curve_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.safetensors");
     let o = out.to_str().unwrap();
-    let mut args = vec![
-        "train", "--arch", "fast", "--epochs", "2", "--val", "samples", "--out", o,
-    ];
-    args.extend_from_slice(&TINY);
-    let run = nircolor(&args);
+    let run = nircolor(&train_args("fast", "2", o, &["--val", "samples"]));
     assert!(run.status.success(), "{}", stderr(&run));
     let text = stdout(&run);
     assert!(
@@ -74,10 +78,12 @@ fn train_writes_weights_checkpoint_and_curve_and_resumes() {
 
     // Resume from the checkpoint and extend the run by one epoch.
     let ckpt = dir.path().join("m.ckpt.safetensors");
-    let mut args = vec!["train", "--arch", "fast", "--epochs", "3", "--out", o];
-    args.extend_from_slice(&["--resume", ckpt.to_str().unwrap()]);
-    args.extend_from_slice(&TINY);
-    let run = nircolor(&args);
+    let run = nircolor(&train_args(
+        "fast",
+        "3",
+        o,
+        &["--resume", ckpt.to_str().unwrap()],
+    ));
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(
         stdout(&run).contains("epoch 3:") && !stdout(&run).contains("epoch 1:"),
@@ -91,17 +97,7 @@ fn every_network_arch_trains_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     for arch in ["unet", "ring", "twobranch", "colornet"] {
         let out = dir.path().join(format!("{arch}.safetensors"));
-        let mut args = vec![
-            "train",
-            "--arch",
-            arch,
-            "--epochs",
-            "1",
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        args.extend_from_slice(&TINY);
-        let run = nircolor(&args);
+        let run = nircolor(&train_args(arch, "1", out.to_str().unwrap(), &[]));
         assert!(run.status.success(), "{arch}: {}", stderr(&run));
         let ev = nircolor(&[
             "colorize",
@@ -119,18 +115,8 @@ fn every_network_arch_trains_from_the_command_line() {
 fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.safetensors");
-    let mut args = vec![
-        "train",
-        "--arch",
-        "fast",
-        "--epochs",
-        "1000",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(&TINY);
     let mut child = Command::new(env!("CARGO_BIN_EXE_nircolor"))
-        .args(&args)
+        .args(train_args("fast", "1000", out.to_str().unwrap(), &[]))
         .current_dir(root())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -181,18 +167,7 @@ fn bad_training_input_fails_with_the_culprit_named() {
     let junk = d.join("junk.safetensors");
     fs::write(&junk, b"not weights").unwrap();
     let fail = |extra: &[&str], must: &[&str]| {
-        let mut args = vec![
-            "train",
-            "--arch",
-            "fast",
-            "--epochs",
-            "1",
-            "--out",
-            "/tmp/never.safetensors",
-        ];
-        args.extend_from_slice(&TINY);
-        args.extend_from_slice(extra);
-        let out = nircolor(&args);
+        let out = nircolor(&train_args("fast", "1", "/tmp/never.safetensors", extra));
         let err = stderr(&out);
         assert!(!out.status.success(), "{extra:?} succeeded");
         assert!(!err.contains("panicked"), "{extra:?} panicked: {err}");
@@ -213,31 +188,18 @@ fn bad_training_input_fails_with_the_culprit_named() {
 fn init_fine_tunes_from_existing_weights() {
     let dir = tempfile::tempdir().unwrap();
     let base = dir.path().join("base.safetensors");
-    let mut args = vec![
-        "train",
-        "--arch",
-        "fast",
-        "--epochs",
-        "1",
-        "--out",
-        base.to_str().unwrap(),
-    ];
-    args.extend_from_slice(&TINY);
-    assert!(nircolor(&args).status.success());
+    assert!(
+        nircolor(&train_args("fast", "1", base.to_str().unwrap(), &[]))
+            .status
+            .success()
+    );
     let tuned = dir.path().join("tuned.safetensors");
-    let mut args = vec![
-        "train",
-        "--arch",
+    let run = nircolor(&train_args(
         "fast",
-        "--epochs",
         "1",
-        "--init",
-        base.to_str().unwrap(),
-        "--out",
         tuned.to_str().unwrap(),
-    ];
-    args.extend_from_slice(&TINY);
-    let run = nircolor(&args);
+        &["--init", base.to_str().unwrap()],
+    ));
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(card(&tuned)["net"], card(&base)["net"]);
 }
@@ -246,17 +208,9 @@ fn init_fine_tunes_from_existing_weights() {
 fn bench_model_prints_median_p99_and_the_unet_ratio() {
     let dir = tempfile::tempdir().unwrap();
     let m = dir.path().join("m.safetensors");
-    let mut args = vec![
-        "train",
-        "--arch",
-        "fast",
-        "--epochs",
-        "1",
-        "--out",
-        m.to_str().unwrap(),
-    ];
-    args.extend_from_slice(&TINY);
-    assert!(nircolor(&args).status.success());
+    assert!(nircolor(&train_args("fast", "1", m.to_str().unwrap(), &[]))
+        .status
+        .success());
     let out = nircolor(&[
         "bench",
         "model",
