@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::colorizer::Colorizer;
 use crate::data::{DataError, Dataset, Pair};
-use crate::metrics::{self, Metrics, MetricsError};
+use crate::metrics::{self, Metrics, MetricsError, Split};
 use crate::planes::Rgb;
 
 /// Scores of one image.
@@ -16,6 +16,8 @@ pub struct ImageScore {
     pub name: String,
     #[serde(flatten)]
     pub metrics: Metrics,
+    #[serde(flatten)]
+    pub split: Split,
     /// Colorizer time for this image (reading and scoring excluded).
     pub ms: f64,
 }
@@ -25,6 +27,8 @@ pub struct ImageScore {
 pub struct MeanScore {
     #[serde(flatten)]
     pub metrics: Metrics,
+    #[serde(flatten)]
+    pub split: Split,
     pub ms_per_image: f64,
 }
 
@@ -58,27 +62,32 @@ pub fn evaluate(
         let start = Instant::now();
         let out = colorizer.colorize(&pair.nir);
         let ms = start.elapsed().as_secs_f64() * 1e3;
-        let metrics = metrics::compute(&out.to_rgb8(), &pair.rgb, pair.mask.as_deref()).map_err(
-            |source| EvalError::Metrics {
-                name: pair.name.clone(),
-                source,
-            },
-        )?;
+        let out8 = out.to_rgb8();
+        let metrics =
+            metrics::compute(&out8, &pair.rgb, pair.mask.as_deref()).map_err(|source| {
+                EvalError::Metrics {
+                    name: pair.name.clone(),
+                    source,
+                }
+            })?;
         let score = ImageScore {
             name: pair.name.clone(),
             metrics,
+            split: metrics::split(&out8, &pair.rgb, pair.mask.as_deref()),
             ms,
         };
         on_image(&pair, &out, &score);
         images.push(score);
     }
     let all: Vec<Metrics> = images.iter().map(|s| s.metrics).collect();
+    let splits: Vec<Split> = images.iter().map(|s| s.split).collect();
     let ms_per_image = images.iter().map(|s| s.ms).sum::<f64>() / images.len().max(1) as f64;
     Ok(Evaluation {
         model: colorizer.name(),
         data: data.root.display().to_string(),
         mean: MeanScore {
             metrics: Metrics::mean(&all),
+            split: Split::mean(&splits),
             ms_per_image,
         },
         images,
@@ -109,4 +118,13 @@ pub fn table(e: &Evaluation) -> String {
     }
     out += &row("mean", &e.mean.metrics, e.mean.ms_per_image);
     out
+}
+
+/// Where the mean error lies (luma or chroma) and how colourful the output is, as two lines.
+pub fn error_split(e: &Evaluation) -> String {
+    let s = &e.mean.split;
+    format!(
+        "PSNR with only the luma wrong {:.2}, with only the chroma wrong {:.2} (the other taken from the truth)\ncolourfulness (mean max - min channel, 0-255): {:.1}, truth {:.1}\n",
+        s.psnr_luma_only, s.psnr_chroma_only, s.colourfulness, s.truth_colourfulness
+    )
 }

@@ -318,11 +318,17 @@ struct NetTrainArgs {
     /// Loss weights.
     #[arg(long, default_value_t = TrainOptions::default().w_l1)]
     w_l1: f64,
+    /// Mean squared error (what PSNR scores); 0 turns it off.
+    #[arg(long, default_value_t = TrainOptions::default().w_l2)]
+    w_l2: f64,
     #[arg(long, default_value_t = TrainOptions::default().w_ssim)]
     w_ssim: f64,
     /// Frequency (FFT amplitude and phase) loss; 0 turns it off.
     #[arg(long, default_value_t = TrainOptions::default().w_freq)]
     w_freq: f64,
+    /// Colourfulness: chroma magnitude in 8x8 blocks against the truth's (against pale output).
+    #[arg(long, default_value_t = TrainOptions::default().w_sat)]
+    w_sat: f64,
     /// Gray (luminance) branch loss.
     #[arg(long, default_value_t = TrainOptions::default().w_gray)]
     w_gray: f64,
@@ -341,6 +347,10 @@ struct NetTrainArgs {
     /// NIR noise: Gaussian sigma up to N (on [0,1]).
     #[arg(long, default_value_t = TrainOptions::default().jitter_noise)]
     jitter_noise: f64,
+    /// Validate and save an exponential moving average of the weights with this decay per
+    /// step (e.g. 0.999); 0 keeps the raw weights.
+    #[arg(long, default_value_t = TrainOptions::default().ema)]
+    ema: f64,
 }
 
 #[derive(Args)]
@@ -506,7 +516,7 @@ fn run_eval(args: &EvalArgs) -> Result<()> {
         return Err(e.into());
     }
     println!("model: {}\ndata:  {}\n", result.model, result.data);
-    print!("{}", eval::table(&result));
+    print!("{}\n{}", eval::table(&result), eval::error_split(&result));
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&result)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
@@ -666,10 +676,11 @@ fn validate_into_card(weights: &mut nircolor::weights::Weights, val: &Path) -> R
     let model = colorizer::from_weights(weights)?;
     let ds = Dataset::open(val)?;
     let result = eval::evaluate(model.as_ref(), &ds, |_, _, _| {})?;
-    println!(
-        "validation on {}:\n{}",
+    print!(
+        "validation on {}:\n{}\n{}",
         val.display(),
-        eval::table(&result).lines().last().unwrap_or("")
+        eval::table(&result).lines().last().unwrap_or(""),
+        eval::error_split(&result)
     );
     weights.card["validation"] = serde_json::json!({"data": result.data, "mean": result.mean});
     Ok(())
@@ -1063,14 +1074,17 @@ fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         lr: n.lr,
         seed: n.seed,
         w_l1: n.w_l1,
+        w_l2: n.w_l2,
         w_ssim: n.w_ssim,
         w_freq: n.w_freq,
+        w_sat: n.w_sat,
         w_gray: n.w_gray,
         w_grad: n.w_grad,
         w_cross: n.w_cross,
         jitter_gain: n.jitter_gain,
         jitter_gamma: n.jitter_gamma,
         jitter_noise: n.jitter_noise,
+        ema: n.ema,
     };
     let checks = [
         (options.batch >= 1, "--batch must be at least 1"),
@@ -1084,6 +1098,22 @@ fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
             "--lr must be a positive number",
         ),
         (options.epochs >= 1, "--epochs must be at least 1"),
+        (
+            (0.0..1.0).contains(&options.ema),
+            "--ema must be in [0, 1) (0 turns the average off; 0.999 is typical)",
+        ),
+        (
+            [options.w_l1, options.w_l2, options.w_ssim, options.w_freq]
+                .iter()
+                .chain(&[
+                    options.w_sat,
+                    options.w_gray,
+                    options.w_grad,
+                    options.w_cross,
+                ])
+                .all(|w| *w >= 0.0 && w.is_finite()),
+            "loss weights (--w-*) must be 0 or positive",
+        ),
         (
             (0.0..1.0).contains(&options.jitter_gain)
                 && (0.0..=4.0).contains(&options.jitter_gamma)

@@ -397,6 +397,86 @@ pub fn ciede2000(lab1: [f64; 3], lab2: [f64; 3]) -> f64 {
     (tl * tl + tc * tc + th * th + r_t * tc * th).sqrt()
 }
 
+/// Where the error of an output lies: PSNR of the output with its luma replaced by the truth's
+/// (so only its chroma is wrong) and with its chroma replaced by the truth's (only its luma is
+/// wrong), in BT.601 full-range YCbCr; and how colourful output and truth are (mean of the
+/// max - min channel, 0-255), since pixel losses make ambiguous colours pale.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Split {
+    pub psnr_chroma_only: f64,
+    pub psnr_luma_only: f64,
+    pub colourfulness: f64,
+    pub truth_colourfulness: f64,
+}
+
+impl Split {
+    /// The mean over images, as [`Metrics::mean`] (NaNs left out).
+    pub fn mean(all: &[Split]) -> Split {
+        let mean = |f: fn(&Split) -> f64| {
+            let v: Vec<f64> = all.iter().map(f).filter(|v| !v.is_nan()).collect();
+            if v.is_empty() {
+                f64::NAN
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        };
+        Split {
+            psnr_chroma_only: mean(|s| s.psnr_chroma_only),
+            psnr_luma_only: mean(|s| s.psnr_luma_only),
+            colourfulness: mean(|s| s.colourfulness),
+            truth_colourfulness: mean(|s| s.truth_colourfulness),
+        }
+    }
+}
+
+fn to_ycc(p: [u8; 3]) -> [f64; 3] {
+    let [r, g, b] = p.map(f64::from);
+    let y = 0.299 * r + 0.587 * g + 0.114 * b;
+    [y, 0.564 * (b - y), 0.713 * (r - y)]
+}
+
+/// 8-bit RGB of a YCbCr triple, clamped and rounded as an image written to disk would be.
+fn from_ycc([y, cb, cr]: [f64; 3]) -> [f64; 3] {
+    let r = y + cr / 0.713;
+    let b = y + cb / 0.564;
+    let g = (y - 0.299 * r - 0.114 * b) / 0.587;
+    [r, g, b].map(|v| v.clamp(0.0, 255.0).round())
+}
+
+/// The [`Split`] of `pred` against `truth` (images of one size, as [`compute`] checks).
+pub fn split(pred: &RgbImage, truth: &RgbImage, mask: Option<&[bool]>) -> Split {
+    let (mut se_chroma, mut se_luma, mut col, mut truth_col, mut n) = (0.0, 0.0, 0.0, 0.0, 0usize);
+    let spread = |p: [u8; 3]| f64::from(p.iter().max().unwrap() - p.iter().min().unwrap());
+    for (p, t) in counted(pred, truth, mask) {
+        let (yp, yt) = (to_ycc(p), to_ycc(t));
+        let chroma_only = from_ycc([yt[0], yp[1], yp[2]]);
+        let luma_only = from_ycc([yp[0], yt[1], yt[2]]);
+        for c in 0..3 {
+            let tc = f64::from(t[c]);
+            se_chroma += (chroma_only[c] - tc).powi(2);
+            se_luma += (luma_only[c] - tc).powi(2);
+        }
+        col += spread(p);
+        truth_col += spread(t);
+        n += 1;
+    }
+    if n == 0 {
+        return Split {
+            psnr_chroma_only: f64::NAN,
+            psnr_luma_only: f64::NAN,
+            colourfulness: f64::NAN,
+            truth_colourfulness: f64::NAN,
+        };
+    }
+    let count = n as f64;
+    Split {
+        psnr_chroma_only: psnr_from_mse(se_chroma / (3.0 * count)),
+        psnr_luma_only: psnr_from_mse(se_luma / (3.0 * count)),
+        colourfulness: col / count,
+        truth_colourfulness: truth_col / count,
+    }
+}
+
 /// Mean CIEDE2000 and CIE76 Delta E over the counted pixels.
 pub fn delta_e(pred: &RgbImage, truth: &RgbImage, mask: Option<&[bool]>) -> (f64, f64) {
     let table = srgb_decode_table();
@@ -417,6 +497,39 @@ pub fn delta_e(pred: &RgbImage, truth: &RgbImage, mask: Option<&[bool]>) -> (f64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn split_puts_the_error_where_it_is() {
+        let truth = RgbImage::from_fn(16, 12, |x, y| {
+            image::Rgb([(40 + 9 * x) as u8, (60 + 7 * y) as u8, (150 - 5 * x) as u8])
+        });
+        // The truth's luma without its colour: all the error is chroma.
+        let gray = RgbImage::from_fn(16, 12, |x, y| {
+            let y = to_ycc(truth.get_pixel(x, y).0)[0].round() as u8;
+            image::Rgb([y, y, y])
+        });
+        let s = split(&gray, &truth, None);
+        assert!(s.psnr_luma_only > 45.0, "{s:?}");
+        let whole = compute(&gray, &truth, None).unwrap().psnr;
+        assert!((s.psnr_chroma_only - whole).abs() < 0.5, "{s:?} vs {whole}");
+        assert!(
+            s.colourfulness < 1.0 && s.truth_colourfulness > 30.0,
+            "{s:?}"
+        );
+        // The truth 40 levels brighter: all the error is luma.
+        let bright = RgbImage::from_fn(16, 12, |x, y| {
+            image::Rgb(truth.get_pixel(x, y).0.map(|v| v + 40))
+        });
+        let s = split(&bright, &truth, None);
+        assert!(
+            s.psnr_chroma_only > 45.0 && (s.psnr_luma_only - 16.0).abs() < 0.3,
+            "{s:?}"
+        );
+        // Masked out everywhere: nothing to say.
+        assert!(split(&bright, &truth, Some(&[false; 192]))
+            .psnr_luma_only
+            .is_nan());
+    }
 
     #[test]
     fn ciede2000_matches_sharmas_published_pairs() {

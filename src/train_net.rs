@@ -33,8 +33,14 @@ pub struct TrainOptions {
     pub lr: f64,
     pub seed: u64,
     pub w_l1: f64,
+    /// Mean squared error: what PSNR scores (L1 alone predicts the median of ambiguous pixels).
+    #[serde(default)]
+    pub w_l2: f64,
     pub w_ssim: f64,
     pub w_freq: f64,
+    /// Colourfulness: block-averaged chroma magnitude against the truth's.
+    #[serde(default)]
+    pub w_sat: f64,
     pub w_gray: f64,
     pub w_grad: f64,
     pub w_cross: f64,
@@ -42,6 +48,10 @@ pub struct TrainOptions {
     pub jitter_gain: f64,
     pub jitter_gamma: f64,
     pub jitter_noise: f64,
+    /// Decay of the exponential moving average of the weights that is validated and saved
+    /// (0: the raw weights). Smooths the step-to-step noise of small-batch training.
+    #[serde(default)]
+    pub ema: f64,
 }
 
 impl Default for TrainOptions {
@@ -55,14 +65,17 @@ impl Default for TrainOptions {
             lr: 2e-3,
             seed: 1,
             w_l1: 1.0,
+            w_l2: 0.0,
             w_ssim: 0.2,
             w_freq: 0.05,
+            w_sat: 0.0,
             w_gray: 0.5,
             w_grad: 0.1,
             w_cross: 0.1,
             jitter_gain: 0.25,
             jitter_gamma: 0.25,
             jitter_noise: 0.02,
+            ema: 0.0,
         }
     }
 }
@@ -224,6 +237,12 @@ fn batch_loss(
     let run = model.run(nir);
     model.set_training(false);
     let mut total = loss::l1(&run.rgb, rgb, mask) * o.w_l1;
+    if o.w_l2 > 0.0 {
+        total += loss::l2(&run.rgb, rgb, mask) * o.w_l2;
+    }
+    if o.w_sat > 0.0 {
+        total += loss::saturation(&run.rgb, rgb, mask) * o.w_sat;
+    }
     if o.w_ssim > 0.0 {
         total += loss::ssim(&run.rgb, rgb, mask) * o.w_ssim;
     }
@@ -344,6 +363,8 @@ pub struct Trainer {
     pub model: Model,
     params: Vec<Tensor>,
     adam: Adam,
+    /// The moving average of `params` (with `--ema`), in the same order.
+    ema: Option<Vec<Tensor>>,
     progress: Progress,
     rng: Rng,
     samples: Vec<Sample>,
@@ -416,10 +437,12 @@ impl Trainer {
         let vars = model.vs.variables();
         let params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
         let adam = Adam::new(&params);
+        let ema = (progress.options.ema > 0.0).then(|| params.iter().map(Tensor::copy).collect());
         Trainer {
             model,
             params,
             adam,
+            ema,
             progress,
             rng,
             samples: pairs.par_iter().map(Sample::from_pair).collect(),
@@ -451,7 +474,11 @@ impl Trainer {
         let mut t = Trainer::assemble(model, progress, rng, pairs);
         let _guard = tch::no_grad_guard();
         for (i, name) in var_names(&t.model).iter().enumerate() {
-            for (which, into) in [("m", &mut t.adam.m[i]), ("v", &mut t.adam.v[i])] {
+            let mut state = vec![("m", &mut t.adam.m[i]), ("v", &mut t.adam.v[i])];
+            if let Some(ema) = &mut t.ema {
+                state.push(("ema", &mut ema[i]));
+            }
+            for (which, into) in state {
                 let key = format!("adam.{which}.{name}");
                 let shape: Vec<Option<usize>> =
                     into.size().iter().map(|&d| Some(d as usize)).collect();
@@ -476,7 +503,11 @@ impl Trainer {
             "training": serde_json::to_value(&self.progress).expect("state serialises"),
         }));
         for (i, name) in var_names(&self.model).iter().enumerate() {
-            for (which, t) in [("m", &self.adam.m[i]), ("v", &self.adam.v[i])] {
+            let mut state = vec![("m", &self.adam.m[i]), ("v", &self.adam.v[i])];
+            if let Some(ema) = &self.ema {
+                state.push(("ema", &ema[i]));
+            }
+            for (which, t) in state {
                 let shape = t.size().iter().map(|&d| d as usize).collect();
                 let data = Vec::<f32>::try_from(t.to_device(Device::Cpu).flatten(0, -1))
                     .expect("f32 moments");
@@ -553,6 +584,7 @@ impl Trainer {
                 self.progress.step += 1;
                 let lr = self.lr();
                 self.adam.step(&mut self.params, lr, self.progress.step);
+                self.update_ema();
                 self.progress.losses_this_epoch.push(value);
                 self.progress.pos = end;
                 self.progress.rng = self.rng.state(self.progress.rng.seed);
@@ -568,7 +600,7 @@ impl Trainer {
             let log = EpochLog {
                 epoch: self.progress.epoch + 1,
                 loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
-                val_psnr: (!val.is_empty()).then(|| validate(&self.model, val)),
+                val_psnr: (!val.is_empty()).then(|| self.with_ema(|m| validate(m, val))),
                 seconds: epoch_start.elapsed().as_secs_f64(),
             };
             epoch_start = Instant::now();
@@ -589,6 +621,36 @@ impl Trainer {
         }
     }
 
+    /// Moves the average toward the weights just stepped; the decay ramps up over the first
+    /// steps so the average does not hold on to the initial weights.
+    fn update_ema(&mut self) {
+        let Some(ema) = &mut self.ema else { return };
+        let step = self.progress.step as f64;
+        let decay = self.progress.options.ema.min((1.0 + step) / (10.0 + step));
+        let _guard = tch::no_grad_guard();
+        for (avg, p) in ema.iter_mut().zip(&self.params) {
+            let _ = avg.g_mul_scalar_(decay).g_add_(&(p * (1.0 - decay)));
+        }
+    }
+
+    /// Runs `f` on the model holding the averaged weights (the raw ones without `--ema`).
+    fn with_ema<R>(&mut self, f: impl FnOnce(&Model) -> R) -> R {
+        self.swap_ema();
+        let out = f(&self.model);
+        self.swap_ema();
+        out
+    }
+
+    fn swap_ema(&mut self) {
+        let Some(ema) = &mut self.ema else { return };
+        let _guard = tch::no_grad_guard();
+        for (avg, p) in ema.iter_mut().zip(&mut self.params) {
+            let raw = p.copy();
+            p.copy_(avg);
+            avg.copy_(&raw);
+        }
+    }
+
     fn save_checkpoint(&self, ckpt: &Path) -> Result<(), TrainError> {
         Ok(self.checkpoint().save(ckpt)?)
     }
@@ -604,11 +666,17 @@ impl Trainer {
         self.progress.planned
     }
 
-    /// The finished model's weights with its card (validation metrics are added by the caller).
-    pub fn weights(&self) -> Weights {
+    /// The finished model's weights (the average with `--ema`) with its card (validation
+    /// metrics are added by the caller).
+    pub fn weights(&mut self) -> Weights {
+        let card = self.card();
+        self.with_ema(|m| m.to_weights(card))
+    }
+
+    fn card(&self) -> serde_json::Value {
         let m = &self.model;
         let o = &self.progress.options;
-        m.to_weights(json!({
+        json!({
             "arch": m.cfg.arch.name(),
             "nircolor_version": env!("CARGO_PKG_VERSION"),
             "input": "one NIR plane in [0,1] (8-bit / 255, 16-bit / 65535); the network sees it shrunk by `net.scale` (area average); the fast guided filter with the full-size NIR restores the detail",
@@ -621,7 +689,7 @@ impl Trainer {
             "epochs": self.progress.history.len(),
             "history": self.progress.history,
             "command": self.command,
-        }))
+        })
     }
 }
 
@@ -703,8 +771,11 @@ mod tests {
     fn every_arch_learns_a_fixed_batch() {
         let data = pairs(2, 32);
         let samples: Vec<Sample> = data.iter().map(Sample::from_pair).collect();
+        // Every loss on, the optional ones included.
         let o = TrainOptions {
             lr: 5e-3,
+            w_l2: 1.0,
+            w_sat: 0.5,
             ..options()
         };
         for arch in NetArch::ALL {
@@ -752,22 +823,70 @@ mod tests {
         let data = pairs(5, 40);
         let dir = tempfile::tempdir().unwrap();
         let cfg = small(NetArch::Fast);
-        let mut straight = Trainer::new(cfg.clone(), options(), &data, Device::Cpu, None).unwrap();
-        assert_eq!(
-            train(&mut straight, &dir.path().join("a.st"), None),
-            Finish::Done
+        // With and without the weight average, which is training state too.
+        for ema in [0.0, 0.9] {
+            let o = TrainOptions { ema, ..options() };
+            let mut straight =
+                Trainer::new(cfg.clone(), o.clone(), &data, Device::Cpu, None).unwrap();
+            assert_eq!(
+                train(&mut straight, &dir.path().join("a.st"), None),
+                Finish::Done
+            );
+
+            // Stopped in the middle of the second epoch (3 steps per epoch), then resumed.
+            let ckpt = dir.path().join("b.st");
+            let mut first = Trainer::new(cfg.clone(), o, &data, Device::Cpu, None).unwrap();
+            assert_eq!(train(&mut first, &ckpt, Some(4)), Finish::Interrupted);
+            let mut resumed = Trainer::resume(&ckpt, &data, Device::Cpu).unwrap();
+            assert_eq!(train(&mut resumed, &ckpt, None), Finish::Done);
+
+            assert_eq!(resumed.model.tensors(), straight.model.tensors());
+            let saved = |t: &mut Trainer| Model::from_weights(&t.weights(), Device::Cpu).unwrap();
+            assert_eq!(
+                saved(&mut resumed).tensors(),
+                saved(&mut straight).tensors()
+            );
+            assert_eq!(resumed.history().len(), 2);
+            assert_eq!(resumed.history()[1].loss, straight.history()[1].loss);
+        }
+    }
+
+    #[test]
+    fn the_average_is_saved_and_the_raw_weights_keep_training() {
+        let data = pairs(5, 40);
+        let dir = tempfile::tempdir().unwrap();
+        let o = TrainOptions {
+            ema: 0.9,
+            ..options()
+        };
+        let mut t = Trainer::new(small(NetArch::Fast), o, &data, Device::Cpu, None).unwrap();
+        let start = t.model.tensors();
+        assert_eq!(train(&mut t, &dir.path().join("e.st"), None), Finish::Done);
+        let raw = t.model.tensors();
+        let saved = Model::from_weights(&t.weights(), Device::Cpu)
+            .unwrap()
+            .tensors();
+        assert_eq!(t.model.tensors(), raw, "saving puts the raw weights back");
+        // The average moved from the start toward the raw weights, without reaching them.
+        let pick = |all: &[(String, Vec<usize>, Vec<f32>)]| {
+            all.iter()
+                .find(|(n, ..)| n == "fast.e1.w")
+                .map(|(_, _, d)| d.clone())
+                .unwrap()
+        };
+        let (a, r, s) = (pick(&start), pick(&raw), pick(&saved));
+        assert_ne!(s, r, "the average is not the raw weights");
+        let (mut toward, mut count) = (0usize, 0usize);
+        for ((a, r), s) in a.iter().zip(&r).zip(&s) {
+            if (r - a).abs() > 1e-6 {
+                count += 1;
+                toward += usize::from((s - a) * (r - a) > 0.0);
+            }
+        }
+        assert!(
+            toward * 10 >= count * 9,
+            "{toward} of {count} moved toward the raw weights"
         );
-
-        // Stopped in the middle of the second epoch (3 steps per epoch), then resumed.
-        let ckpt = dir.path().join("b.st");
-        let mut first = Trainer::new(cfg, options(), &data, Device::Cpu, None).unwrap();
-        assert_eq!(train(&mut first, &ckpt, Some(4)), Finish::Interrupted);
-        let mut resumed = Trainer::resume(&ckpt, &data, Device::Cpu).unwrap();
-        assert_eq!(train(&mut resumed, &ckpt, None), Finish::Done);
-
-        assert_eq!(resumed.model.tensors(), straight.model.tensors());
-        assert_eq!(resumed.history().len(), 2);
-        assert_eq!(resumed.history()[1].loss, straight.history()[1].loss);
     }
 
     #[test]

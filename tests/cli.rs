@@ -51,6 +51,8 @@ fn eval_prints_a_table_writes_json_and_a_report() {
         "mean",
         "PSNR",
         "dE2000",
+        "with only the luma wrong",
+        "colourfulness",
     ] {
         assert!(text.contains(name), "table lacks {name}:\n{text}");
     }
@@ -65,10 +67,17 @@ fn eval_prints_a_table_writes_json_and_a_report() {
         "mae",
         "delta_e2000",
         "delta_e76",
+        "psnr_luma_only",
+        "psnr_chroma_only",
+        "colourfulness",
+        "truth_colourfulness",
         "ms_per_image",
     ] {
         assert!(mean_of(&j, key).is_finite(), "{key}");
     }
+    // Fixing either part of the error can only help.
+    let psnr = mean_of(&j, "psnr");
+    assert!(mean_of(&j, "psnr_luma_only") > psnr && mean_of(&j, "psnr_chroma_only") > psnr);
     let images = j["images"].as_array().unwrap();
     assert_eq!(images.len(), 4);
     assert!(images.iter().all(|i| i["name"].is_string()

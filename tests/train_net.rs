@@ -180,6 +180,8 @@ fn bad_training_input_fails_with_the_culprit_named() {
     // Classical weights are not a network to fine-tune.
     fail(&["--init", "models/l3.safetensors"], &["l3"]);
     fail(&["--lr", "0"], &["--lr"]);
+    fail(&["--ema", "1"], &["--ema", "[0, 1)"]);
+    fail(&["--w-sat=-1"], &["loss weights", "0 or positive"]);
     fail(&["--device", "cuda"], &["cuda"]);
     fail(&["--scale", "1.5"], &["scale"]);
 }

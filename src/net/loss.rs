@@ -1,6 +1,7 @@
-//! The training losses of the source papers, each honouring a validity mask (1 where the pixel
-//! counts): L1, SSIM (the metric's Gaussian window), a frequency loss on FFT amplitude and phase,
-//! and the gradient loss between NIR and predicted gray with a learned per-pixel scale.
+//! The training losses, each honouring a validity mask (1 where the pixel counts): the source
+//! papers' L1, L2, SSIM (the metric's Gaussian window), frequency loss on FFT amplitude and
+//! phase, and gradient loss between NIR and predicted gray with a learned per-pixel scale; and
+//! our colourfulness loss against pale output.
 
 use tch::{Kind, Tensor};
 
@@ -8,6 +9,30 @@ use tch::{Kind, Tensor};
 pub fn l1(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
     let c = pred.size()[1] as f64;
     ((pred - target).abs() * mask).sum(Kind::Float) / (mask.sum(Kind::Float) * c + 1e-6)
+}
+
+/// Mean squared difference over the masked pixels of every channel.
+pub fn l2(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
+    let c = pred.size()[1] as f64;
+    ((pred - target).square() * mask).sum(Kind::Float) / (mask.sum(Kind::Float) * c + 1e-6)
+}
+
+/// Colourfulness: the chroma magnitude (BT.601 Cb, Cr) averaged over 8x8 blocks, compared by
+/// L1. It asks for as much colour as the truth has in each block without fixing its hue, which
+/// pixel losses cannot do: they pull ambiguous colours toward gray.
+pub fn saturation(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
+    let chroma = |x: &Tensor| {
+        let y = super::layers::luma(x);
+        let cb = (x.narrow(1, 2, 1) - &y) * 0.564;
+        let cr = (x.narrow(1, 0, 1) - &y) * 0.713;
+        (cb.square() + cr.square() + 1e-6).sqrt()
+    };
+    let pool = |x: &Tensor| x.avg_pool2d([8, 8], [8, 8], [0, 0], true, true, None::<i64>);
+    let weight = pool(mask);
+    let block = |x: &Tensor| pool(&(chroma(x) * mask)) / (&weight + 1e-6);
+    let counted = weight.ge(0.999).to_kind(Kind::Float);
+    ((block(pred) - block(target)).abs() * &counted).sum(Kind::Float)
+        / (counted.sum(Kind::Float) + 1e-6)
 }
 
 fn gaussian_window(device: tch::Device) -> Tensor {
@@ -94,7 +119,7 @@ mod tests {
     fn losses_vanish_on_equal_images_and_grow_with_difference() {
         let (a, b) = (img(0.3), img(0.7));
         let m = Tensor::ones([1, 1, 24, 20], (Kind::Float, tch::Device::Cpu));
-        for f in [l1, ssim, frequency] {
+        for f in [l1, l2, ssim, frequency, saturation] {
             let same = f64::try_from(f(&a, &a, &m)).unwrap();
             let diff = f64::try_from(f(&a, &b, &m)).unwrap();
             assert!(same.abs() < 1e-5 && diff > 1e-2, "same {same} diff {diff}");
@@ -109,5 +134,6 @@ mod tests {
         // Make the two images agree where the mask holds.
         let mixed = &a * &m + &b * (1.0 - &m);
         assert!(f64::try_from(l1(&mixed, &a, &m)).unwrap() < 1e-6);
+        assert!(f64::try_from(l2(&mixed, &a, &m)).unwrap() < 1e-6);
     }
 }
