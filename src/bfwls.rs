@@ -5,16 +5,7 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
-use crate::planes::{Gray, Rgb};
-
-// BT.601 full-range luma weights (JPEG/JFIF YCbCr without the 0.5 chroma offset):
-//   Y = 0.299 R + 0.587 G + 0.114 B, U = (B - Y) / 1.772, V = (R - Y) / 1.402,
-// where 1.772 = 2 (1 - 0.114) and 1.402 = 2 (1 - 0.299) scale U and V to [-0.5, 0.5].
-const KR: f32 = 0.299;
-const KG: f32 = 0.587;
-const KB: f32 = 0.114;
-const U_SCALE: f32 = 2.0 * (1.0 - KB);
-const V_SCALE: f32 = 2.0 * (1.0 - KR);
+use crate::planes::{rgb_to_yuv, yuv_to_rgb, Gray, Rgb};
 
 /// Farbman et al.'s `eps` in `log(I + eps)`: keeps black pixels finite in the log domain.
 const LOG_EPS: f32 = 1e-4;
@@ -134,18 +125,6 @@ impl Bfwls {
         }
         Rgb::new(w, h, out)
     }
-}
-
-fn rgb_to_yuv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
-    let y = KR * r + KG * g + KB * b;
-    (y, (b - y) / U_SCALE, (r - y) / V_SCALE)
-}
-
-fn yuv_to_rgb(y: f32, u: f32, v: f32) -> (f32, f32, f32) {
-    let r = y + V_SCALE * v;
-    let b = y + U_SCALE * u;
-    let g = (y - KR * r - KB * b) / KG;
-    (r, g, b)
 }
 
 fn check_gray(img: &Gray, what: &str) {

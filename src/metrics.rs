@@ -6,6 +6,8 @@ use image::RgbImage;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::planes::{rgb_to_yuv, yuv_to_rgb};
+
 /// All seven metrics of one image (or their mean over images). NaN where nothing was counted
 /// (an all-masked image, or an image smaller than SSIM's 11x11 window).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -56,18 +58,21 @@ impl Metrics {
 
     /// The mean over images, each metric over the images where it is not NaN.
     pub fn mean(all: &[Metrics]) -> Metrics {
-        let mut out = [f64::NAN; 7];
-        for (k, slot) in out.iter_mut().enumerate() {
-            let vals: Vec<f64> = all
-                .iter()
-                .map(|m| m.values()[k])
-                .filter(|v| !v.is_nan())
-                .collect();
-            if !vals.is_empty() {
-                *slot = vals.iter().sum::<f64>() / vals.len() as f64;
-            }
-        }
-        Metrics::from_values(out)
+        Metrics::from_values(std::array::from_fn(|k| {
+            mean_ignoring_nan(all.iter().map(|m| m.values()[k]))
+        }))
+    }
+}
+
+/// The mean of the values that are not NaN; NaN when there are none.
+fn mean_ignoring_nan(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values
+        .filter(|v| !v.is_nan())
+        .fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    if n == 0 {
+        f64::NAN
+    } else {
+        sum / n as f64
     }
 }
 
@@ -399,7 +404,7 @@ pub fn ciede2000(lab1: [f64; 3], lab2: [f64; 3]) -> f64 {
 
 /// Where the error of an output lies: PSNR of the output with its luma replaced by the truth's
 /// (so only its chroma is wrong) and with its chroma replaced by the truth's (only its luma is
-/// wrong), in BT.601 full-range YCbCr; and how colourful output and truth are (mean of the
+/// wrong), in BT.601 full-range YUV; and how colourful output and truth are (mean of the
 /// max - min channel, 0-255), since pixel losses make ambiguous colours pale.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Split {
@@ -412,14 +417,7 @@ pub struct Split {
 impl Split {
     /// The mean over images, as [`Metrics::mean`] (NaNs left out).
     pub fn mean(all: &[Split]) -> Split {
-        let mean = |f: fn(&Split) -> f64| {
-            let v: Vec<f64> = all.iter().map(f).filter(|v| !v.is_nan()).collect();
-            if v.is_empty() {
-                f64::NAN
-            } else {
-                v.iter().sum::<f64>() / v.len() as f64
-            }
-        };
+        let mean = |f: fn(&Split) -> f64| mean_ignoring_nan(all.iter().map(f));
         Split {
             psnr_chroma_only: mean(|s| s.psnr_chroma_only),
             psnr_luma_only: mean(|s| s.psnr_luma_only),
@@ -429,18 +427,15 @@ impl Split {
     }
 }
 
-fn to_ycc(p: [u8; 3]) -> [f64; 3] {
-    let [r, g, b] = p.map(f64::from);
-    let y = 0.299 * r + 0.587 * g + 0.114 * b;
-    [y, 0.564 * (b - y), 0.713 * (r - y)]
+fn to_yuv(p: [u8; 3]) -> (f32, f32, f32) {
+    let [r, g, b] = p.map(f32::from);
+    rgb_to_yuv(r, g, b)
 }
 
-/// 8-bit RGB of a YCbCr triple, clamped and rounded as an image written to disk would be.
-fn from_ycc([y, cb, cr]: [f64; 3]) -> [f64; 3] {
-    let r = y + cr / 0.713;
-    let b = y + cb / 0.564;
-    let g = (y - 0.299 * r - 0.114 * b) / 0.587;
-    [r, g, b].map(|v| v.clamp(0.0, 255.0).round())
+/// 8-bit RGB of a YUV triple, clamped and rounded as an image written to disk would be.
+fn to_rgb8((y, u, v): (f32, f32, f32)) -> [f64; 3] {
+    let (r, g, b) = yuv_to_rgb(y, u, v);
+    [r, g, b].map(|c| f64::from(c.clamp(0.0, 255.0).round()))
 }
 
 /// The [`Split`] of `pred` against `truth` (images of one size, as [`compute`] checks).
@@ -448,9 +443,9 @@ pub fn split(pred: &RgbImage, truth: &RgbImage, mask: Option<&[bool]>) -> Split 
     let (mut se_chroma, mut se_luma, mut col, mut truth_col, mut n) = (0.0, 0.0, 0.0, 0.0, 0usize);
     let spread = |p: [u8; 3]| f64::from(p.iter().max().unwrap() - p.iter().min().unwrap());
     for (p, t) in counted(pred, truth, mask) {
-        let (yp, yt) = (to_ycc(p), to_ycc(t));
-        let chroma_only = from_ycc([yt[0], yp[1], yp[2]]);
-        let luma_only = from_ycc([yp[0], yt[1], yt[2]]);
+        let (yp, yt) = (to_yuv(p), to_yuv(t));
+        let chroma_only = to_rgb8((yt.0, yp.1, yp.2));
+        let luma_only = to_rgb8((yp.0, yt.1, yt.2));
         for c in 0..3 {
             let tc = f64::from(t[c]);
             se_chroma += (chroma_only[c] - tc).powi(2);
@@ -505,7 +500,7 @@ mod tests {
         });
         // The truth's luma without its colour: all the error is chroma.
         let gray = RgbImage::from_fn(16, 12, |x, y| {
-            let y = to_ycc(truth.get_pixel(x, y).0)[0].round() as u8;
+            let y = to_yuv(truth.get_pixel(x, y).0).0.round() as u8;
             image::Rgb([y, y, y])
         });
         let s = split(&gray, &truth, None);

@@ -3,6 +3,30 @@
 
 use image::{GrayImage, RgbImage};
 
+// BT.601 full-range luma weights (JPEG/JFIF YCbCr without the 0.5 chroma offset):
+//   Y = 0.299 R + 0.587 G + 0.114 B, U = (B - Y) / 1.772, V = (R - Y) / 1.402,
+// where 1.772 = 2 (1 - 0.114) and 1.402 = 2 (1 - 0.299) scale U and V to [-0.5, 0.5] for RGB
+// in [0, 1].
+const KR: f32 = 0.299;
+const KG: f32 = 0.587;
+const KB: f32 = 0.114;
+const U_SCALE: f32 = 2.0 * (1.0 - KB);
+const V_SCALE: f32 = 2.0 * (1.0 - KR);
+
+/// BT.601 full-range (Y, U, V) of an RGB pixel, in the RGB's units.
+pub fn rgb_to_yuv(r: f32, g: f32, b: f32) -> (f32, f32, f32) {
+    let y = KR * r + KG * g + KB * b;
+    (y, (b - y) / U_SCALE, (r - y) / V_SCALE)
+}
+
+/// The inverse of [`rgb_to_yuv`].
+pub fn yuv_to_rgb(y: f32, u: f32, v: f32) -> (f32, f32, f32) {
+    let r = y + V_SCALE * v;
+    let b = y + U_SCALE * u;
+    let g = (y - KR * r - KB * b) / KG;
+    (r, g, b)
+}
+
 /// One NIR plane, row-major, nominally in [0, 1].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gray {

@@ -17,14 +17,15 @@ pub fn l2(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
     ((pred - target).square() * mask).sum(Kind::Float) / (mask.sum(Kind::Float) * c + 1e-6)
 }
 
-/// Colourfulness: the chroma magnitude (BT.601 Cb, Cr) averaged over 8x8 blocks, compared by
-/// L1. It asks for as much colour as the truth has in each block without fixing its hue, which
-/// pixel losses cannot do: they pull ambiguous colours toward gray.
+/// Colourfulness: the chroma magnitude (BT.601 Cb, Cr as `layers::ycc_to_rgb` takes them)
+/// averaged over 8x8 blocks, compared by L1. It asks for as much colour as the truth has in each
+/// block without fixing its hue, which pixel losses cannot do: they pull ambiguous colours
+/// toward gray.
 pub fn saturation(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
     let chroma = |x: &Tensor| {
         let y = super::layers::luma(x);
-        let cb = (x.narrow(1, 2, 1) - &y) * 0.564;
-        let cr = (x.narrow(1, 0, 1) - &y) * 0.713;
+        let cb = (x.narrow(1, 2, 1) - &y) / 1.772;
+        let cr = (x.narrow(1, 0, 1) - &y) / 1.402;
         (cb.square() + cr.square() + 1e-6).sqrt()
     };
     let pool = |x: &Tensor| x.avg_pool2d([8, 8], [8, 8], [0, 0], true, true, None::<i64>);
