@@ -31,9 +31,12 @@ fn pipeline_on(port: u16, metrics_port: u16, model: &str, camera: &str) -> Strin
     )
 }
 
-/// Runs CONFIG, reads `frames` frames of its first camera over RTSP once it says where to
-/// watch, then stops it with SIGTERM: (ffmpeg's output, whether run exited 0).
-fn run_and_watch(config: &std::path::Path, frames: usize) -> (std::process::Output, bool) {
+/// The rest of a child's stdout, line by line.
+type StdoutLines = std::io::Lines<BufReader<std::process::ChildStdout>>;
+
+/// Starts `nircolor run CONFIG` and reads its stdout up to the line saying where to watch its
+/// first camera: (the child, that RTSP URL, the lines after it).
+fn spawn_and_find_url(config: &std::path::Path) -> (std::process::Child, String, StdoutLines) {
     let mut child = spawn_run(config);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let url = lines
@@ -45,6 +48,14 @@ fn run_and_watch(config: &std::path::Path, frames: usize) -> (std::process::Outp
                 .map(|rest| rest.split(',').next().unwrap().to_string())
         })
         .expect("run prints where to watch");
+    (child, url, lines)
+}
+
+/// Runs CONFIG, reads `frames` frames of its first camera over RTSP once it says where to
+/// watch, then stops it with SIGTERM: (ffmpeg's output, whether run exited 0).
+fn run_and_watch(config: &std::path::Path, frames: usize) -> (std::process::Output, bool) {
+    // Held to the end: run writes to stdout as it stops, and a closed pipe would fail it.
+    let (mut child, url, _stdout) = spawn_and_find_url(config);
     let out = common::read_rtsp_rgb(&url, frames);
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -91,17 +102,7 @@ record = { folder = "rec", segment_seconds = 60, container = "mkv" }
         ),
     )
     .unwrap();
-    let mut child = spawn_run(&config);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let url = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.split("watch ")
-                .nth(1)
-                .map(|rest| rest.split(',').next().unwrap().to_string())
-        })
-        .expect("run prints where to watch");
+    let (mut child, url, lines) = spawn_and_find_url(&config);
     assert_eq!(url, format!("rtsp://127.0.0.1:{port}/live"));
 
     let frames = 20;
