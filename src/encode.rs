@@ -185,7 +185,7 @@ impl RtspServer {
         // The stream arrives encoded; the media only packetises it. config-interval=1 repeats
         // SPS/PPS every second (-1 corrupts keyframes with x264's sliced zerolatency output).
         factory.set_launch(
-            "( appsrc name=src is-live=true format=time do-timestamp=true \
+            "( appsrc name=src is-live=true format=time \
              caps=video/x-h264,stream-format=byte-stream,alignment=au \
              ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
         );
@@ -262,6 +262,17 @@ impl RtspServer {
             mount
         )
     }
+}
+
+/// The RTSP media's running time now, the timestamp for a buffer entering it; None while the
+/// media is not playing. Stamped any earlier (by us or by appsrc's do-timestamp) a buffer can
+/// get the absolute clock as its time, because the source has the clock before its base time:
+/// the media's sink then waits hours for that buffer, and its viewers get no video at all.
+fn media_running_time(src: &gst_app::AppSrc) -> Option<gst::ClockTime> {
+    if src.current_state() != gst::State::Playing {
+        return None;
+    }
+    src.current_running_time()
 }
 
 impl Drop for RtspServer {
@@ -422,14 +433,22 @@ impl Encoder {
                         let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
                         let target = feed.appsrc.lock().ok().and_then(|g| g.clone());
                         if let (Some(src), Some(buffer)) = (target, sample.buffer()) {
-                            // The media re-stamps buffers on arrival (do-timestamp), in its own clock.
-                            let mut copy = buffer.copy();
-                            {
-                                let b = copy.make_mut();
-                                b.set_pts(gst::ClockTime::NONE);
-                                b.set_dts(gst::ClockTime::NONE);
+                            match media_running_time(&src) {
+                                Some(now) => {
+                                    let mut copy = buffer.copy();
+                                    {
+                                        let b = copy.make_mut();
+                                        b.set_pts(now);
+                                        b.set_dts(gst::ClockTime::NONE);
+                                    }
+                                    let _ = src.push_buffer(copy);
+                                }
+                                // Dropped while the media starts; its viewers must then begin
+                                // at a keyframe.
+                                None => feed
+                                    .wants_keyframe
+                                    .store(true, std::sync::atomic::Ordering::SeqCst),
                             }
-                            let _ = src.push_buffer(copy);
                         }
                         Ok(gst::FlowSuccess::Ok)
                     })
@@ -594,6 +613,14 @@ impl Encoder {
                 why: format!("no end of stream within {timeout:?}"),
             }),
         }
+    }
+}
+
+impl Drop for Encoder {
+    /// An encoder dropped without [`Encoder::finish`] (a camera removed, a stage that failed)
+    /// still stops its pipeline: GStreamer requires NULL before the last reference goes.
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
     }
 }
 

@@ -6,9 +6,11 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nircolor::encode::{Container, Encoder, EncoderSpec, RecordSpec, RtspServer};
+use nircolor::encode::{Container, Encoder, EncoderSpec, RecordSpec, RtspFeed, RtspServer};
 use nircolor::planes::Rgb;
 
 const W: usize = 160;
@@ -54,6 +56,41 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
+}
+
+/// An encoder on its own thread feeding an RTSP mount, one frame every `period`, until stopped.
+struct Pusher {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Pusher {
+    fn start(camera: &'static str, feed: RtspFeed, period: Duration) -> Pusher {
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut enc = Encoder::start(spec(camera, None), Some(feed)).unwrap();
+                let start = Instant::now();
+                // Until the test has its answers (each client read is bounded), however slow.
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(600) {
+                    enc.push(&frame(i), pts(i)).unwrap();
+                    i += 1;
+                    let due = period * u32::try_from(i).unwrap();
+                    std::thread::sleep(due.saturating_sub(start.elapsed()));
+                }
+                enc.finish(Duration::from_secs(5)).unwrap();
+            })
+        };
+        Pusher { stop, thread }
+    }
+
+    /// Stops pushing and ends the encoder's stream.
+    fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.thread.join().unwrap();
+    }
 }
 
 #[test]
@@ -107,27 +144,10 @@ fn rtsp_viewers_get_colour_video() {
     let feed = server.mount("/front").unwrap();
     assert!(server.mount("no-slash").is_err());
     let url = server.url("/front");
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let pusher = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut enc = Encoder::start(spec("front", None), Some(feed)).unwrap();
-            let start = Instant::now();
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst)
-                && start.elapsed() < Duration::from_secs(20)
-            {
-                enc.push(&frame(i), pts(i)).unwrap();
-                i += 1;
-                std::thread::sleep(pts(i).saturating_sub(start.elapsed()));
-            }
-            enc.finish(Duration::from_secs(5)).unwrap();
-        })
-    };
+    let pusher = Pusher::start("front", feed, pts(1));
     let frames = 30;
     let out = common::read_rtsp_rgb(&url, frames);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    pusher.join().unwrap();
+    pusher.stop();
     assert!(
         out.status.success(),
         "ffmpeg could not read {url}: {}",
@@ -183,16 +203,18 @@ fn recordings_survive_kill_9() {
         let top = tempfile::tempdir().unwrap();
         let dir = top.path().join(kind);
         std::fs::create_dir_all(&dir).unwrap();
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--ignored",
-                "--exact",
-                "child_records_until_killed",
-                "--nocapture",
-            ])
-            .env(CHILD_ENV, &dir)
-            .spawn()
-            .unwrap();
+        let mut child = common::Reaped(
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "child_records_until_killed",
+                    "--nocapture",
+                ])
+                .env(CHILD_ENV, &dir)
+                .spawn()
+                .unwrap(),
+        );
         let deadline = Instant::now() + Duration::from_secs(30);
         let pushed = |d: &Path| {
             std::fs::read_to_string(d.join("pushed"))
@@ -207,7 +229,7 @@ fn recordings_survive_kill_9() {
             std::thread::sleep(Duration::from_millis(50));
         }
         child.kill().unwrap(); // SIGKILL: no chance to finalise anything
-        child.wait().unwrap();
+        common::wait_within(&mut child, Duration::from_secs(10), "the killed recorder");
         let pushed = pushed(&dir);
         assert!(
             pushed >= kill_at,
@@ -231,34 +253,17 @@ fn a_mount_with_credentials_admits_only_its_user() {
         .mount_with("/locked", Some(("viewer", "s3cret")))
         .unwrap();
     let open = server.mount("/open").unwrap();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let pushers: Vec<_> = [("locked", locked), ("open", open)]
-        .into_iter()
-        .map(|(name, feed)| {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let mut enc = Encoder::start(spec(name, None), Some(feed)).unwrap();
-                let start = Instant::now();
-                let mut i = 0;
-                while !stop.load(std::sync::atomic::Ordering::SeqCst)
-                    && start.elapsed() < Duration::from_secs(30)
-                {
-                    enc.push(&frame(i), pts(i)).unwrap();
-                    i += 1;
-                    std::thread::sleep(pts(i).saturating_sub(start.elapsed()));
-                }
-                enc.finish(Duration::from_secs(5)).unwrap();
-            })
-        })
-        .collect();
+    let pushers = [
+        Pusher::start("locked", locked, pts(1)),
+        Pusher::start("open", open, pts(1)),
+    ];
     let port = server.port;
     let anonymous = common::read_rtsp_rgb(&format!("rtsp://127.0.0.1:{port}/locked"), 5);
     let wrong = common::read_rtsp_rgb(&format!("rtsp://viewer:guess@127.0.0.1:{port}/locked"), 5);
     let right = common::read_rtsp_rgb(&format!("rtsp://viewer:s3cret@127.0.0.1:{port}/locked"), 5);
     let public = common::read_rtsp_rgb(&format!("rtsp://127.0.0.1:{port}/open"), 5);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for p in pushers {
-        p.join().unwrap();
+        p.stop();
     }
     let err = |o: &std::process::Output| String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(!anonymous.status.success(), "no credentials were admitted");
@@ -271,4 +276,28 @@ fn a_mount_with_credentials_admits_only_its_user() {
         "the open mount needs no login: {}",
         err(&public)
     );
+}
+
+#[test]
+fn every_new_viewer_gets_video_however_fast_frames_arrive() {
+    // Each client here is the mount's only one, so the shared media starts afresh for each,
+    // while frames arrive every 2 ms: a frame that reaches the media while it is still starting
+    // must not silence the stream (it did: stamped with the absolute clock, hours ahead, it
+    // held the media's sink, and every viewer got nothing but RTCP).
+    let server = RtspServer::start("127.0.0.1", 0).unwrap();
+    let feed = server.mount("/busy").unwrap();
+    let url = server.url("/busy");
+    let pusher = Pusher::start("busy", feed, Duration::from_millis(2));
+    let reads: Vec<_> = (0..30)
+        .map(|_| common::read_rtsp_rgb_within(&url, 2, Duration::from_secs(15)))
+        .collect();
+    pusher.stop();
+    for (n, out) in reads.iter().enumerate() {
+        assert!(
+            out.status.success() && out.stdout.len() == 2 * W * H * 3,
+            "viewer {n} of {}: {}",
+            reads.len(),
+            common::stderr(out)
+        );
+    }
 }

@@ -140,11 +140,12 @@ fn reference(cases: &[Case]) -> BTreeMap<String, serde_json::Value> {
     }
     let cases_json = dir.path().join("cases.json");
     std::fs::write(&cases_json, serde_json::to_string(&list).unwrap()).unwrap();
-    let out = Command::new(common::python())
-        .arg(common::root().join("tests/reference/metrics.py"))
-        .arg(&cases_json)
-        .output()
-        .unwrap();
+    let out = common::output_within(
+        Command::new(common::python())
+            .arg(common::root().join("tests/reference/metrics.py"))
+            .arg(&cases_json),
+        common::COMMAND_LIMIT,
+    );
     assert!(
         out.status.success(),
         "reference script failed:\n{}",

@@ -7,15 +7,19 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A plain HTTP/1.0 GET on loopback: (status line, body).
+/// How long `run` may take to exit once signalled.
+const STOP_LIMIT: Duration = Duration::from_secs(30);
+
 /// `nircolor run --config CONFIG` in the background, stdout and stderr piped.
-fn spawn_run(config: &std::path::Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_nircolor"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+fn spawn_run(config: &std::path::Path) -> common::Reaped {
+    common::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_nircolor"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// A pipeline configuration on free ports: `[model]` with `model`, one `[[camera]]` with
@@ -36,7 +40,7 @@ type StdoutLines = std::io::Lines<BufReader<std::process::ChildStdout>>;
 
 /// Starts `nircolor run CONFIG` and reads its stdout up to the line saying where to watch its
 /// first camera: (the child, that RTSP URL, the lines after it).
-fn spawn_and_find_url(config: &std::path::Path) -> (std::process::Child, String, StdoutLines) {
+fn spawn_and_find_url(config: &std::path::Path) -> (common::Reaped, String, StdoutLines) {
     let mut child = spawn_run(config);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let url = lines
@@ -60,10 +64,11 @@ fn run_and_watch(config: &std::path::Path, frames: usize) -> (std::process::Outp
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    let ok = child.wait().unwrap().success();
+    let ok = common::wait_within(&mut child, STOP_LIMIT, "run after SIGTERM").success();
     (out, ok)
 }
 
+/// A plain HTTP/1.0 GET on loopback: (status line, body).
 fn http_get(port: u16, path: &str) -> (String, String) {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -270,7 +275,7 @@ fps = 15
     let out = common::read_rtsp_rgb(&url, 5);
     let (_, metrics) = http_get(metrics_port, "/metrics");
     let _ = child.kill();
-    let _ = child.wait();
+    common::wait_within(&mut child, STOP_LIMIT, "run after SIGKILL");
     assert!(
         out.status.success(),
         "ffmpeg: {}",
@@ -358,10 +363,14 @@ fn a_batch_file_source_loses_no_frame_however_slow_the_model() {
     )
     .unwrap();
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_nircolor"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = common::output_within(
+        Command::new(env!("CARGO_BIN_EXE_nircolor")).args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+        ]),
+        common::COMMAND_LIMIT,
+    );
     let text = common::stdout(&out);
     assert!(out.status.success(), "{text}{}", common::stderr(&out));
     assert!(text.contains("camera 'clip': 40 frames encoded"), "{text}");
@@ -373,19 +382,20 @@ fn a_batch_file_source_loses_no_frame_however_slow_the_model() {
         .path();
     assert_eq!(common::probe(&file), (40, 640, 480));
     let duration: f64 = String::from_utf8_lossy(
-        &Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "format=duration",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(&file)
-            .output()
-            .unwrap()
-            .stdout,
+        &common::output_within(
+            Command::new("ffprobe")
+                .args([
+                    "-v",
+                    "error",
+                    "-show_entries",
+                    "format=duration",
+                    "-of",
+                    "csv=p=0",
+                ])
+                .arg(&file),
+            common::CLIENT_LIMIT,
+        )
+        .stdout,
     )
     .trim()
     .parse()
@@ -475,10 +485,14 @@ fn a_camera_with_retry_false_stops_the_daemon_with_the_reason() {
     )
     .unwrap();
     let started = Instant::now();
-    let out = Command::new(env!("CARGO_BIN_EXE_nircolor"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = common::output_within(
+        Command::new(env!("CARGO_BIN_EXE_nircolor")).args([
+            "run",
+            "--config",
+            config.to_str().unwrap(),
+        ]),
+        common::COMMAND_LIMIT,
+    );
     let err = common::stderr(&out);
     assert!(!out.status.success(), "{err}");
     assert!(
@@ -522,7 +536,7 @@ fn kill_9_leaves_recordings_that_play_up_to_the_last_second() {
         .and_then(|v| v.parse().ok())
         .expect("frames encoded so far");
     child.kill().unwrap();
-    child.wait().unwrap();
+    common::wait_within(&mut child, STOP_LIMIT, "run after SIGKILL");
     let mut files: Vec<_> = std::fs::read_dir(dir.path().join("rec"))
         .unwrap()
         .flatten()

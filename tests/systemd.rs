@@ -22,11 +22,10 @@ fn the_unit_verifies() {
         unit.replace("/usr/local/bin/nircolor", env!("CARGO_BIN_EXE_nircolor")),
     )
     .unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&path)
-        .output()
-        .expect("systemd-analyze runs (scripts/setup installs systemd)");
+    let out = common::output_within(
+        Command::new("systemd-analyze").arg("verify").arg(&path),
+        common::CLIENT_LIMIT,
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && err.trim().is_empty(),
@@ -54,7 +53,7 @@ fn run_notified(
     (width, height): (u32, u32),
     watchdog_ms: u64,
     read_ms: u64,
-) -> (UnixDatagram, std::process::Child) {
+) -> (UnixDatagram, common::Reaped) {
     let socket_path = dir.join("notify.sock");
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket
@@ -70,14 +69,16 @@ fn run_notified(
         ),
     )
     .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_nircolor"))
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("WATCHDOG_USEC", (watchdog_ms * 1000).to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = common::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_nircolor"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .env("WATCHDOG_USEC", (watchdog_ms * 1000).to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     (socket, child)
 }
 
@@ -105,7 +106,7 @@ fn run_notifies_ready_keeps_the_watchdog_fed_and_says_stopping() {
             break;
         }
     }
-    let status = child.wait().unwrap();
+    let status = common::wait_within(&mut child, Duration::from_secs(30), "run after SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(
         messages
@@ -150,7 +151,9 @@ fn keep_alives(fps: u32, watchdog_ms: u64, seconds: u64) -> usize {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    assert!(child.wait().unwrap().success());
+    assert!(
+        common::wait_within(&mut child, Duration::from_secs(30), "run after SIGTERM").success()
+    );
     assert!(counting_since.is_some(), "no keep-alive at all");
     pings
 }

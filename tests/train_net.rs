@@ -115,13 +115,15 @@ fn every_network_arch_trains_from_the_command_line() {
 fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.safetensors");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_nircolor"))
-        .args(train_args("fast", "1000", out.to_str().unwrap(), &[]))
-        .current_dir(root())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = common::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_nircolor"))
+            .args(train_args("fast", "1000", out.to_str().unwrap(), &[]))
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let ckpt = dir.path().join("m.ckpt.safetensors");
     let start = Instant::now();
     while !ckpt.exists() {
@@ -134,7 +136,7 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     let before = fs::metadata(&ckpt).unwrap().modified().unwrap();
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let status = child.wait().unwrap();
+    let status = common::wait_within(&mut child, Duration::from_secs(60), "train after Ctrl-C");
     let mut text = String::new();
     child
         .stdout

@@ -2,8 +2,17 @@
 //! binary are, and small image fixtures.
 #![allow(dead_code)]
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one `nircolor` command of a test may take before it is killed (the slowest, a
+/// short training run, takes seconds).
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(300);
+
+/// How long a client (ffmpeg, ffprobe) may take: reading a few frames or a short file.
+pub const CLIENT_LIMIT: Duration = Duration::from_secs(60);
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -31,13 +40,95 @@ pub fn python() -> PathBuf {
     p
 }
 
-/// Runs the real `nircolor` binary.
+/// Runs the real `nircolor` binary to completion (killed after [`COMMAND_LIMIT`]).
 pub fn nircolor(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nircolor"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("nircolor runs")
+    output_within(
+        Command::new(env!("CARGO_BIN_EXE_nircolor"))
+            .args(args)
+            .current_dir(root()),
+        COMMAND_LIMIT,
+    )
+}
+
+/// Waits up to `limit` for `child` to exit; past that it is killed and the test fails naming
+/// `what`. A wedged child then fails its test instead of hanging the whole suite.
+pub fn wait_within(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    exit_or_kill(child, limit)
+        .unwrap_or_else(|| panic!("{what} was still running after {limit:?} and was killed"))
+}
+
+/// The child's exit status, or None when it was still running after `limit` and was killed.
+fn exit_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("a child's status can be read") {
+            return Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `cmd.output()`, except that a child still running after `limit` is killed and the test
+/// fails with what it had printed.
+pub fn output_within(cmd: &mut Command, limit: Duration) -> Output {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} does not start: {e}"));
+    fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    }
+    let stdout = drain(child.stdout.take().expect("stdout is piped"));
+    let stderr = drain(child.stderr.take().expect("stderr is piped"));
+    let status = exit_or_kill(&mut child, limit);
+    let (stdout, stderr) = (stdout.join().unwrap(), stderr.join().unwrap());
+    match status {
+        Some(status) => Output {
+            status,
+            stdout,
+            stderr,
+        },
+        None => panic!(
+            "{what} was still running after {limit:?} and was killed; its stderr:\n{}",
+            String::from_utf8_lossy(&stderr)
+        ),
+    }
+}
+
+/// A background child that is killed and reaped when dropped, so a test that fails midway
+/// leaves no daemon running (holding ports and CPU the next tests need).
+pub struct Reaped(pub Child);
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -70,37 +161,40 @@ pub fn dataset(dir: &Path, n: usize, w: u32, h: u32) {
 }
 
 /// Reads `frames` decoded frames of an RTSP stream with ffmpeg (a real client) as packed RGB.
+/// A server that stops answering fails within 20 s (ffmpeg waits forever by default), and the
+/// whole read is bounded by [`CLIENT_LIMIT`].
 pub fn read_rtsp_rgb(url: &str, frames: usize) -> Output {
-    Command::new("ffmpeg")
-        .args([
-            "-v",
-            "error",
-            "-rtsp_transport",
-            "tcp",
-            "-i",
-            url,
-            "-frames:v",
-            &frames.to_string(),
-        ])
-        .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
-        .output()
-        .expect("ffmpeg runs (scripts/setup installs it)")
+    read_rtsp_rgb_within(url, frames, CLIENT_LIMIT)
+}
+
+/// [`read_rtsp_rgb`] killed after `limit` (a server that sends only RTCP keeps ffmpeg's own
+/// socket timeout from firing).
+pub fn read_rtsp_rgb_within(url: &str, frames: usize, limit: Duration) -> Output {
+    output_within(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-rtsp_transport", "tcp"])
+            .args(["-timeout", "20000000", "-i", url])
+            .args(["-frames:v", &frames.to_string()])
+            .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]),
+        limit,
+    )
 }
 
 /// What ffprobe finds in a video file's first video stream: (frames it decodes, width, height);
 /// zeros when it cannot read the file at all.
 pub fn probe(file: &Path) -> (u64, u32, u32) {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
-        .args([
-            "-show_entries",
-            "stream=nb_read_frames,width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(file)
-        .output()
-        .expect("ffprobe runs (scripts/setup installs ffmpeg)");
+    let out = output_within(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-count_frames", "-select_streams", "v:0"])
+            .args([
+                "-show_entries",
+                "stream=nb_read_frames,width,height",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(file),
+        CLIENT_LIMIT,
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let f: Vec<u64> = text
         .trim()
