@@ -363,14 +363,7 @@ fn a_batch_file_source_loses_no_frame_however_slow_the_model() {
     )
     .unwrap();
     let started = Instant::now();
-    let out = common::output_within(
-        Command::new(env!("CARGO_BIN_EXE_nircolor")).args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-        ]),
-        common::COMMAND_LIMIT,
-    );
+    let out = common::nircolor(&["run", "--config", config.to_str().unwrap()]);
     let text = common::stdout(&out);
     assert!(out.status.success(), "{text}{}", common::stderr(&out));
     assert!(text.contains("camera 'clip': 40 frames encoded"), "{text}");
@@ -485,14 +478,7 @@ fn a_camera_with_retry_false_stops_the_daemon_with_the_reason() {
     )
     .unwrap();
     let started = Instant::now();
-    let out = common::output_within(
-        Command::new(env!("CARGO_BIN_EXE_nircolor")).args([
-            "run",
-            "--config",
-            config.to_str().unwrap(),
-        ]),
-        common::COMMAND_LIMIT,
-    );
+    let out = common::nircolor(&["run", "--config", config.to_str().unwrap()]);
     let err = common::stderr(&out);
     assert!(!out.status.success(), "{err}");
     assert!(
