@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long one `nircolor` command of a test may take before it is killed (the slowest, a
-/// short training run, takes seconds).
+/// How long one `nircolor` command of a test may take before it is killed (the slowest, the
+/// short training runs, take well under a minute here).
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(300);
 
 /// How long a client (ffmpeg, ffprobe) may take: reading a few frames or a short file.
