@@ -1103,15 +1103,18 @@ fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
             "--ema must be in [0, 1) (0 turns the average off; 0.999 is typical)",
         ),
         (
-            [options.w_l1, options.w_l2, options.w_ssim, options.w_freq]
-                .iter()
-                .chain(&[
-                    options.w_sat,
-                    options.w_gray,
-                    options.w_grad,
-                    options.w_cross,
-                ])
-                .all(|w| *w >= 0.0 && w.is_finite()),
+            [
+                options.w_l1,
+                options.w_l2,
+                options.w_ssim,
+                options.w_freq,
+                options.w_sat,
+                options.w_gray,
+                options.w_grad,
+                options.w_cross,
+            ]
+            .iter()
+            .all(|w| *w >= 0.0 && w.is_finite()),
             "loss weights (--w-*) must be 0 or positive",
         ),
         (

@@ -7,9 +7,6 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// How long `run` may take to exit once signalled.
-const STOP_LIMIT: Duration = Duration::from_secs(30);
-
 /// `nircolor run --config CONFIG` in the background, stdout and stderr piped.
 fn spawn_run(config: &std::path::Path) -> common::Reaped {
     common::Reaped(
@@ -64,7 +61,7 @@ fn run_and_watch(config: &std::path::Path, frames: usize) -> (std::process::Outp
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    let ok = common::wait_within(&mut child, STOP_LIMIT, "run after SIGTERM").success();
+    let ok = common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGTERM").success();
     (out, ok)
 }
 
@@ -275,7 +272,7 @@ fps = 15
     let out = common::read_rtsp_rgb(&url, 5);
     let (_, metrics) = http_get(metrics_port, "/metrics");
     let _ = child.kill();
-    common::wait_within(&mut child, STOP_LIMIT, "run after SIGKILL");
+    common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGKILL");
     assert!(
         out.status.success(),
         "ffmpeg: {}",
@@ -522,7 +519,7 @@ fn kill_9_leaves_recordings_that_play_up_to_the_last_second() {
         .and_then(|v| v.parse().ok())
         .expect("frames encoded so far");
     child.kill().unwrap();
-    common::wait_within(&mut child, STOP_LIMIT, "run after SIGKILL");
+    common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGKILL");
     let mut files: Vec<_> = std::fs::read_dir(dir.path().join("rec"))
         .unwrap()
         .flatten()

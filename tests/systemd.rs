@@ -106,7 +106,7 @@ fn run_notifies_ready_keeps_the_watchdog_fed_and_says_stopping() {
             break;
         }
     }
-    let status = common::wait_within(&mut child, Duration::from_secs(30), "run after SIGTERM");
+    let status = common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGTERM");
     assert!(status.success(), "{status:?}");
     assert!(
         messages
@@ -151,9 +151,7 @@ fn keep_alives(fps: u32, watchdog_ms: u64, seconds: u64) -> usize {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    assert!(
-        common::wait_within(&mut child, Duration::from_secs(30), "run after SIGTERM").success()
-    );
+    assert!(common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGTERM").success());
     assert!(counting_since.is_some(), "no keep-alive at all");
     pings
 }

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 /// short training runs, take well under a minute here).
 pub const COMMAND_LIMIT: Duration = Duration::from_secs(300);
 
+/// How long `nircolor run` may take to exit once signalled.
+pub const STOP_LIMIT: Duration = Duration::from_secs(30);
+
 /// How long a client (ffmpeg, ffprobe) may take: reading a few frames or a short file.
 pub const CLIENT_LIMIT: Duration = Duration::from_secs(60);
 
