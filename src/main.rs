@@ -247,6 +247,8 @@ enum TrainArch {
     Twobranch,
     /// Network: residual asymmetric encoder, global + local fusion, bilinear decoder.
     Colornet,
+    /// Network, the quality model: 4x the default's inference pixels, residual levels.
+    Hq,
 }
 
 impl TrainArch {
@@ -258,6 +260,7 @@ impl TrainArch {
             TrainArch::Ring => Some(NetArch::Ring),
             TrainArch::Twobranch => Some(NetArch::Twobranch),
             TrainArch::Colornet => Some(NetArch::Colornet),
+            TrainArch::Hq => Some(NetArch::Hq),
         }
     }
 }
@@ -329,6 +332,10 @@ struct NetTrainArgs {
     /// Colourfulness: chroma magnitude in 8x8 blocks against the truth's (against pale output).
     #[arg(long, default_value_t = TrainOptions::default().w_sat)]
     w_sat: f64,
+    /// Chroma: L1 on the BT.601 Cb and Cr planes, so colour gets gradient of its own beside
+    /// the luminance that dominates an RGB loss.
+    #[arg(long, default_value_t = TrainOptions::default().w_chroma)]
+    w_chroma: f64,
     /// Gray (luminance) branch loss.
     #[arg(long, default_value_t = TrainOptions::default().w_gray)]
     w_gray: f64,
@@ -1078,6 +1085,7 @@ fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         w_ssim: n.w_ssim,
         w_freq: n.w_freq,
         w_sat: n.w_sat,
+        w_chroma: n.w_chroma,
         w_gray: n.w_gray,
         w_grad: n.w_grad,
         w_cross: n.w_cross,
@@ -1109,6 +1117,7 @@ fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
                 options.w_ssim,
                 options.w_freq,
                 options.w_sat,
+                options.w_chroma,
                 options.w_gray,
                 options.w_grad,
                 options.w_cross,
@@ -1157,7 +1166,8 @@ fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         }
         cfg.guided = !n.no_guided;
         cfg.decoupled = !n.direct;
-        cfg.norm = n.norm;
+        // hq normalises by default; --norm turns it on for the others.
+        cfg.norm = n.norm || cfg.norm;
         cfg.detail_radius = n.detail_radius;
         cfg.detail_eps = n.detail_eps;
     }

@@ -41,6 +41,9 @@ pub struct TrainOptions {
     /// Colourfulness: block-averaged chroma magnitude against the truth's.
     #[serde(default)]
     pub w_sat: f64,
+    /// Chroma: L1 on Cb and Cr, so colour is not drowned by luminance in the RGB loss.
+    #[serde(default)]
+    pub w_chroma: f64,
     pub w_gray: f64,
     pub w_grad: f64,
     pub w_cross: f64,
@@ -69,6 +72,7 @@ impl Default for TrainOptions {
             w_ssim: 0.2,
             w_freq: 0.05,
             w_sat: 0.0,
+            w_chroma: 0.0,
             w_gray: 0.5,
             w_grad: 0.1,
             w_cross: 0.1,
@@ -242,6 +246,9 @@ fn batch_loss(
     }
     if o.w_sat > 0.0 {
         total += loss::saturation(&run.rgb, rgb, mask) * o.w_sat;
+    }
+    if o.w_chroma > 0.0 {
+        total += loss::chroma(&run.rgb, rgb, mask) * o.w_chroma;
     }
     if o.w_ssim > 0.0 {
         total += loss::ssim(&run.rgb, rgb, mask) * o.w_ssim;

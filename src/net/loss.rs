@@ -17,16 +17,32 @@ pub fn l2(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
     ((pred - target).square() * mask).sum(Kind::Float) / (mask.sum(Kind::Float) * c + 1e-6)
 }
 
+/// BT.601 Cb and Cr planes (centred on 0) of RGB (batch, 3, h, w) -> (batch, 2, h, w).
+fn cbcr(x: &Tensor) -> Tensor {
+    let y = super::layers::luma(x);
+    let cb = (x.narrow(1, 2, 1) - &y) / 1.772;
+    let cr = (x.narrow(1, 0, 1) - &y) / 1.402;
+    Tensor::cat(&[cb, cr], 1)
+}
+
+/// Chroma L1: mean absolute Cb/Cr difference over the masked pixels. In an RGB loss the
+/// luminance error dominates (it appears in all three channels), so chroma gets little gradient
+/// and drifts to gray; this term gives it a weight of its own.
+pub fn chroma(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
+    l1(&cbcr(pred), &cbcr(target), mask)
+}
+
 /// Colourfulness: the chroma magnitude (BT.601 Cb, Cr as `layers::ycc_to_rgb` takes them)
 /// averaged over 8x8 blocks, compared by L1. It asks for as much colour as the truth has in each
 /// block without fixing its hue, which pixel losses cannot do: they pull ambiguous colours
 /// toward gray.
 pub fn saturation(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
     let chroma = |x: &Tensor| {
-        let y = super::layers::luma(x);
-        let cb = (x.narrow(1, 2, 1) - &y) / 1.772;
-        let cr = (x.narrow(1, 0, 1) - &y) / 1.402;
-        (cb.square() + cr.square() + 1e-6).sqrt()
+        (cbcr(x)
+            .square()
+            .sum_dim_intlist([1i64].as_slice(), true, Kind::Float)
+            + 1e-6)
+            .sqrt()
     };
     let pool = |x: &Tensor| x.avg_pool2d([8, 8], [8, 8], [0, 0], true, true, None::<i64>);
     let weight = pool(mask);
@@ -120,7 +136,7 @@ mod tests {
     fn losses_vanish_on_equal_images_and_grow_with_difference() {
         let (a, b) = (img(0.3), img(0.7));
         let m = Tensor::ones([1, 1, 24, 20], (Kind::Float, tch::Device::Cpu));
-        for f in [l1, l2, ssim, frequency, saturation] {
+        for f in [l1, l2, ssim, frequency, saturation, chroma] {
             let same = f64::try_from(f(&a, &a, &m)).unwrap();
             let diff = f64::try_from(f(&a, &b, &m)).unwrap();
             assert!(same.abs() < 1e-5 && diff > 1e-2, "same {same} diff {diff}");

@@ -7,6 +7,7 @@ pub mod colorize;
 pub mod colornet;
 pub mod fast;
 pub mod guided;
+pub mod hq;
 pub mod layers;
 pub mod loss;
 pub mod ring;
@@ -20,6 +21,13 @@ use tch::{Device, Kind, Tensor};
 use crate::rng::Rng;
 use crate::weights::{Weights, WeightsError};
 
+/// The real-time default's inference size cap: 160x120, what fits 20 ms per 640x480 frame on
+/// two CPU cores.
+pub const FAST_MAX_PIXELS: usize = 160 * 120;
+
+/// The quality model's cap: 320x240, four times the default's pixels (half of 640x480).
+pub const HQ_MAX_PIXELS: usize = 320 * 240;
+
 /// The network architectures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -29,15 +37,17 @@ pub enum NetArch {
     Ring,
     Twobranch,
     Colornet,
+    Hq,
 }
 
 impl NetArch {
-    pub const ALL: [NetArch; 5] = [
+    pub const ALL: [NetArch; 6] = [
         NetArch::Fast,
         NetArch::Unet,
         NetArch::Ring,
         NetArch::Twobranch,
         NetArch::Colornet,
+        NetArch::Hq,
     ];
 
     pub fn name(self) -> &'static str {
@@ -47,6 +57,7 @@ impl NetArch {
             NetArch::Ring => "ring",
             NetArch::Twobranch => "twobranch",
             NetArch::Colornet => "colornet",
+            NetArch::Hq => "hq",
         }
     }
 
@@ -62,6 +73,7 @@ impl NetArch {
             NetArch::Ring => (12, 1.0),
             NetArch::Twobranch => (12, 1.0),
             NetArch::Colornet => (16, 1.0),
+            NetArch::Hq => (24, 0.5),
         };
         NetConfig {
             arch: self,
@@ -69,8 +81,12 @@ impl NetArch {
             in_channels: 1,
             decoupled: true,
             scale,
-            norm: false,
-            max_pixels: if self == NetArch::Fast { 160 * 120 } else { 0 },
+            norm: self == NetArch::Hq,
+            max_pixels: match self {
+                NetArch::Fast => FAST_MAX_PIXELS,
+                NetArch::Hq => HQ_MAX_PIXELS,
+                _ => 0,
+            },
             guided: true,
             detail_radius: 8,
             detail_eps: 1e-4,
@@ -165,6 +181,7 @@ enum Net {
     Ring(ring::Ring),
     TwoBranch(twobranch::TwoBranch),
     ColorNet(colornet::ColorNet),
+    Hq(hq::Hq),
 }
 
 /// A network with its weights.
@@ -196,6 +213,7 @@ impl Model {
             NetArch::Ring => Net::Ring(ring::Ring::new(&p, &mut rng, &cfg)),
             NetArch::Twobranch => Net::TwoBranch(twobranch::TwoBranch::new(&p, &mut rng, &cfg)),
             NetArch::Colornet => Net::ColorNet(colornet::ColorNet::new(&p, &mut rng, &cfg)),
+            NetArch::Hq => Net::Hq(hq::Hq::new(&p, &mut rng, &cfg)),
         };
         Model {
             cfg,
@@ -213,6 +231,7 @@ impl Model {
             Net::Ring(n) => n.forward(nir),
             Net::TwoBranch(n) => n.forward(nir),
             Net::ColorNet(n) => n.forward(nir),
+            Net::Hq(n) => n.forward(nir, self.training.get()),
         }
     }
 
