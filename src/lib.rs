@@ -1,39 +1,33 @@
-//! nircolor: near-infrared to colour. The library holds every stage so each can be tested on its
-//! own; the `nircolor` binary wires them into commands.
+//! nircolor: near-infrared to colour video. The library holds every stage so each can be tested
+//! on its own; the `nircolor` binary (`src/main.rs`, `src/cli/`) parses commands and calls it.
 //!
-//! Stages, in the order data flows: [`data`] (paired NIR/RGB folders), [`colorizer`] (the
-//! interface every model implements; classical ones in [`linear`] and [`l3`]), [`detail`] (the
-//! guided filter that carries full-resolution NIR detail into the colour), then [`metrics`] and
-//! [`eval`] to measure, [`report`] to look, [`train`] to fit.
+//! The live path, in the order a frame flows:
+//!
+//! | stage | what flows in | what flows out |
+//! |---|---|---|
+//! | [`capture`] | a V4L2 camera, a file, an RTSP stream, a test pattern | NIR frames (f32 luma) |
+//! | [`calibrate`] | raw NIR | NIR as the models were trained on; output colour corrections |
+//! | [`infer`] | NIR frames of every camera, batched | colour at the inference size |
+//! | [`detail`] | low-resolution colour + full-resolution NIR | full-resolution colour |
+//! | [`encode`] | colour frames | H.264 over RTSP, crash-safe recordings |
+//!
+//! [`daemon`] wires them from a checked [`daemon::config::Config`]; [`runtime`] holds what they
+//! run on (queues, supervised workers, telemetry, systemd notify, CUDA loading).
+//!
+//! Beside the live path: [`models`] (the `Colorizer` interface, classical models, networks,
+//! weight files), [`offline`] (paired data, metrics, evaluation, reports, training, benchmarks)
+//! and [`images`] (planes, conversions, the bitmap font).
 
-pub mod bench;
-pub mod bfwls;
-pub mod calibrate;
+// The live path.
 pub mod capture;
-pub mod colorizer;
-pub mod config;
-pub mod cuda;
-pub mod curve;
-pub mod daemon;
-pub mod data;
-pub mod detail;
-pub mod devices;
-pub mod encode;
-pub mod eval;
-pub mod font;
+pub mod calibrate;
 pub mod infer;
-pub mod l3;
-pub mod linear;
-pub mod lstsq;
-pub mod metrics;
-pub mod net;
-pub mod notify;
-pub mod planes;
-pub mod queue;
-pub mod report;
-pub mod rng;
-pub mod telemetry;
-pub mod train;
-pub mod train_net;
-pub mod weights;
-pub mod worker;
+pub mod detail;
+pub mod encode;
+pub mod daemon;
+pub mod runtime;
+
+// Models, and the offline work around them.
+pub mod models;
+pub mod offline;
+pub mod images;

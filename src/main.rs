@@ -9,16 +9,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use nircolor::calibrate::{self, Calibration, Flat};
-use nircolor::colorizer::{self, Colorizer, Post};
-use nircolor::data::{self, Dataset};
 use nircolor::detail::GuidedFilter;
-use nircolor::eval;
-use nircolor::l3::L3Config;
-use nircolor::net::NetArch;
-use nircolor::planes::Rgb;
-use nircolor::report::Report;
-use nircolor::train::{self, Arch, ClassicalOptions};
-use nircolor::train_net::TrainOptions;
+use nircolor::images::planes::Rgb;
+use nircolor::models::colorizer::{self, Colorizer, Post};
+use nircolor::models::l3::L3Config;
+use nircolor::models::net::NetArch;
+use nircolor::offline::data::{self, Dataset};
+use nircolor::offline::eval;
+use nircolor::offline::report::Report;
+use nircolor::offline::train::{self, Arch, ClassicalOptions};
+use nircolor::offline::train_net::TrainOptions;
 
 #[derive(Parser)]
 #[command(
@@ -175,7 +175,7 @@ impl ModelArgs {
                 filter,
                 scale: self.scale,
             },
-            PostArg::Bfwls => Post::Bfwls(nircolor::bfwls::Bfwls::default()),
+            PostArg::Bfwls => Post::Bfwls(nircolor::detail::bfwls::Bfwls::default()),
         };
         Ok(colorizer::with_post(inner, post))
     }
@@ -475,7 +475,7 @@ fn run_bench_filter(args: &FilterBenchArgs) -> Result<()> {
         .python
         .clone()
         .or_else(|| venv.exists().then_some(venv));
-    let opts = nircolor::bench::FilterBenchOptions {
+    let opts = nircolor::offline::bench::FilterBenchOptions {
         sizes: vec![(640, 480), (1920, 1080)],
         radius: args.radius,
         eps: args.eps,
@@ -486,10 +486,10 @@ fn run_bench_filter(args: &FilterBenchArgs) -> Result<()> {
         workdir: workdir.clone(),
     };
     let bar = progress(opts.rounds, "benchmark rounds");
-    let rows = nircolor::bench::filter_bench(&opts, |_| bar.inc(1));
+    let rows = nircolor::offline::bench::filter_bench(&opts, |_| bar.inc(1));
     bar.finish_and_clear();
     let _ = std::fs::remove_dir_all(&workdir);
-    print!("{}", nircolor::bench::filter_table(&rows?, &opts));
+    print!("{}", nircolor::offline::bench::filter_table(&rows?, &opts));
     Ok(())
 }
 
@@ -599,7 +599,7 @@ fn run_train(args: &TrainArgs) -> Result<()> {
         return run_train_net(args, arch);
     }
     // The bounds the weights loaders enforce, checked before minutes of fitting.
-    use nircolor::{l3, linear};
+    use nircolor::models::{l3, linear};
     let bins = 1..=l3::MAX_BINS;
     let checks = [
         (args.stride >= 1, "--stride must be at least 1".to_string()),
@@ -679,7 +679,7 @@ fn command_line() -> String {
 
 /// Scores `weights` on the paired folder `val`, prints the mean row, and records the scores in
 /// the model card.
-fn validate_into_card(weights: &mut nircolor::weights::Weights, val: &Path) -> Result<()> {
+fn validate_into_card(weights: &mut nircolor::models::weights::Weights, val: &Path) -> Result<()> {
     let model = colorizer::from_weights(weights)?;
     let ds = Dataset::open(val)?;
     let result = eval::evaluate(model.as_ref(), &ds, |_, _, _| {})?;
@@ -705,7 +705,7 @@ fn set_threads(threads: Option<i32>) -> Result<()> {
 }
 
 fn run_check(file: &Path) -> Result<()> {
-    let c = nircolor::config::Config::load(file)?;
+    let c = nircolor::daemon::config::Config::load(file)?;
     let m = &c.model;
     println!("{} is valid:", file.display());
     println!(
@@ -767,7 +767,7 @@ fn run_calibrate_flat(args: &FlatArgs) -> Result<()> {
             folder.display().to_string(),
         ),
         (None, Some(config), Some(id)) => {
-            let config = nircolor::config::Config::load(config)?;
+            let config = nircolor::daemon::config::Config::load(config)?;
             let cam = config
                 .cameras
                 .iter()
@@ -954,7 +954,7 @@ fn run_calibrate_color(args: &ColorArgs) -> Result<()> {
 }
 
 fn run_daemon(file: &Path) -> Result<()> {
-    let config = nircolor::config::Config::load(file)?;
+    let config = nircolor::daemon::config::Config::load(file)?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone())
@@ -976,12 +976,12 @@ fn run_daemon(file: &Path) -> Result<()> {
     );
     println!("running; SIGTERM or Ctrl-C stops and finalises the recordings");
     let cameras = config.cameras.len();
-    nircolor::notify::notify(&format!("READY=1\nSTATUS=serving {cameras} camera(s)"))
+    nircolor::runtime::notify::notify(&format!("READY=1\nSTATUS=serving {cameras} camera(s)"))
         .context("telling systemd the daemon is ready")?;
     // Keep-alives at half the watchdog interval, and only while frames flow (or no camera is
     // up to send any): a stalled pipeline stops them and systemd restarts the service.
-    let mut watchdog = nircolor::notify::watchdog_interval()
-        .map(|i| nircolor::notify::Watchdog::new(i / 2, std::time::Instant::now()));
+    let mut watchdog = nircolor::runtime::notify::watchdog_interval()
+        .map(|i| nircolor::runtime::notify::Watchdog::new(i / 2, std::time::Instant::now()));
     let mut fatal = None;
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -997,7 +997,7 @@ fn run_daemon(file: &Path) -> Result<()> {
             let (encoded, any_up) = daemon.progress();
             match w.tick(std::time::Instant::now(), encoded, any_up) {
                 Some(true) => {
-                    let _ = nircolor::notify::notify("WATCHDOG=1");
+                    let _ = nircolor::runtime::notify::notify("WATCHDOG=1");
                 }
                 Some(false) => tracing::warn!(
                     "no frame encoded since the last keep-alive while a camera is up; withholding the watchdog keep-alive"
@@ -1006,7 +1006,7 @@ fn run_daemon(file: &Path) -> Result<()> {
             }
         }
     }
-    let _ = nircolor::notify::notify("STOPPING=1");
+    let _ = nircolor::runtime::notify::notify("STOPPING=1");
     let mut failed = false;
     for (cam, result) in config.cameras.iter().zip(daemon.shutdown()) {
         match result {
@@ -1048,7 +1048,10 @@ fn main() -> std::process::ExitCode {
         Command::Calibrate(CalibrateCommand::Color(a)) => run_calibrate_color(a),
         Command::Run { config } => run_daemon(config),
         Command::Devices => {
-            print!("{}", nircolor::devices::report(&nircolor::devices::list()));
+            print!(
+                "{}",
+                nircolor::capture::devices::report(&nircolor::capture::devices::list())
+            );
             Ok(())
         }
     };
@@ -1064,14 +1067,14 @@ fn main() -> std::process::ExitCode {
 
 /// `nircolor train` for the networks: load, train with a progress bar, checkpoint, card.
 fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
-    use nircolor::train_net::{self as tn, Event, Finish, Trainer};
-    use nircolor::weights::Weights;
+    use nircolor::models::weights::Weights;
+    use nircolor::offline::train_net::{self as tn, Event, Finish, Trainer};
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
     let n = &args.net;
     set_threads(n.threads)?;
-    let device = nircolor::net::pick_device(&n.device).map_err(anyhow::Error::msg)?;
+    let device = nircolor::models::net::pick_device(&n.device).map_err(anyhow::Error::msg)?;
     let options = TrainOptions {
         epochs: n.epochs.unwrap_or(TrainOptions::default().epochs),
         minutes: n.minutes,
@@ -1147,7 +1150,7 @@ fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         .transpose()?;
     let mut cfg = match &init {
         // Fine-tuning keeps the network's shape; its card says what that is.
-        Some(w) => nircolor::net::Model::from_weights(w, tch::Device::Cpu)?.cfg,
+        Some(w) => nircolor::models::net::Model::from_weights(w, tch::Device::Cpu)?.cfg,
         None => arch.default_config(),
     };
     if init.as_ref().is_some_and(|_| cfg.arch != arch) {
@@ -1205,7 +1208,7 @@ fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         m.parameters(),
         m.gflops(640, 480),
         pairs.len(),
-        nircolor::cuda::describe(),
+        nircolor::runtime::cuda::describe(),
         ckpt.display()
     );
 
@@ -1264,7 +1267,7 @@ fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
     let history = trainer.history().to_vec();
     if !history.is_empty() {
         let curve = tn::curve_path(&args.out);
-        nircolor::curve::write(&history, &curve)
+        nircolor::offline::curve::write(&history, &curve)
             .with_context(|| format!("writing {}", curve.display()))?;
     }
     match finish? {
@@ -1303,9 +1306,9 @@ fn parse_size(s: &str) -> Result<(usize, usize)> {
 }
 
 fn run_bench_model(args: &ModelBenchArgs) -> Result<()> {
-    use nircolor::bench::{self, ModelTiming};
-    use nircolor::net::{colorize::NetColorizer, Model};
-    use nircolor::planes::Gray;
+    use nircolor::images::planes::Gray;
+    use nircolor::models::net::{colorize::NetColorizer, Model};
+    use nircolor::offline::bench::{self, ModelTiming};
 
     set_threads(args.threads)?;
     let (w, h) = parse_size(&args.size)?;
@@ -1316,7 +1319,11 @@ fn run_bench_model(args: &ModelBenchArgs) -> Result<()> {
         Ok((_, Some(cfg))) => cfg.inference_size(w, h),
         _ => (w, h),
     };
-    println!("{} at {w}x{h}; {}", args.model, nircolor::cuda::describe());
+    println!(
+        "{} at {w}x{h}; {}",
+        args.model,
+        nircolor::runtime::cuda::describe()
+    );
     let bar = progress(args.frames + args.baseline_frames, "timing");
     let mut rows: Vec<ModelTiming> = vec![bench::time_model(
         model.as_ref(),
@@ -1326,7 +1333,7 @@ fn run_bench_model(args: &ModelBenchArgs) -> Result<()> {
         || bar.inc(1),
     )];
     if args.baseline_frames > 0 {
-        let device = nircolor::net::pick_device("auto").unwrap_or(tch::Device::Cpu);
+        let device = nircolor::models::net::pick_device("auto").unwrap_or(tch::Device::Cpu);
         let unet = Model::new(NetArch::Unet.default_config(), device, 1);
         let unet = NetColorizer::full(unet, "unet (untrained, same shape)".into());
         rows.push(bench::time_model(
@@ -1397,7 +1404,7 @@ fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
     }
     println!(
         "live test cameras at {} fps (videotestsrc ball, GRAY8) -> {} -> RTSP + Matroska recording, {} s per case; {}",
-        args.fps, args.model, args.seconds, nircolor::cuda::describe()
+        args.fps, args.model, args.seconds, nircolor::runtime::cuda::describe()
     );
     println!("| frame | cameras | fps out per camera (min) | dropped | capture-to-encoded p50 / p99 / max ms |");
     println!("|---|---|---|---|---|");
@@ -1417,7 +1424,7 @@ fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
         }
         let file = dir.join("bench.toml");
         std::fs::write(&file, toml)?;
-        let config = nircolor::config::Config::load(&file)?;
+        let config = nircolor::daemon::config::Config::load(&file)?;
         let daemon = nircolor::daemon::Daemon::start(&config)?;
         std::thread::sleep(std::time::Duration::from_secs(3));
         let t = daemon.telemetry().clone();
@@ -1451,7 +1458,7 @@ fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
         }
         let _ = daemon.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
-        let q = |p: f64| nircolor::bench::quantile(&samples, p);
+        let q = |p: f64| nircolor::offline::bench::quantile(&samples, p);
         println!(
             "| {w}x{h} | {n} | {fps_min:.1} | {dropped} | {:.1} / {:.1} / {:.1} |",
             q(0.5),

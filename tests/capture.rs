@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use nircolor::capture::{Backoff, Camera, CameraSpec, Frame, PixelFormat, Source};
-use nircolor::queue::newest_wins;
+use nircolor::runtime::queue::newest_wins;
 
 const FAST_RETRY: Backoff = Backoff {
     first: Duration::from_millis(50),
@@ -310,7 +310,7 @@ fn an_unreachable_rtsp_camera_is_retried() {
 #[test]
 fn a_source_that_goes_silent_is_restarted() {
     use nircolor::encode::{Encoder, EncoderSpec, RtspServer};
-    use nircolor::planes::Rgb;
+    use nircolor::images::planes::Rgb;
     // A real RTSP stream that stops sending after a second, without an error or EOS: the
     // connection stays open, the way a wedged IP camera behaves.
     let server = RtspServer::start("127.0.0.1", 0).unwrap();

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::Path;
 
 use image::{ImageBuffer, Luma, Rgb};
-use nircolor::data::{read_nir, read_rgb, DataError, Dataset};
+use nircolor::offline::data::{read_nir, read_rgb, DataError, Dataset};
 
 fn open_err(dir: &Path) -> String {
     let err = Dataset::open(dir).unwrap_err();
@@ -220,7 +220,7 @@ fn selection_lists_filter_and_an_empty_selection_is_an_error() {
     common::dataset(dir.path(), 3, 8, 8);
     let list = dir.path().join("list.txt");
     fs::write(&list, "# held out\np1\n\n p2 # trailing comment\n").unwrap();
-    let names = nircolor::data::read_stem_list(&list).unwrap();
+    let names = nircolor::offline::data::read_stem_list(&list).unwrap();
     let kept = Dataset::open(dir.path())
         .unwrap()
         .select(None, &names)

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nircolor::encode::{Container, Encoder, EncoderSpec, RecordSpec, RtspFeed, RtspServer};
-use nircolor::planes::Rgb;
+use nircolor::images::planes::Rgb;
 
 const W: usize = 160;
 const H: usize = 120;

@@ -7,11 +7,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nircolor::capture::Frame;
-use nircolor::colorizer::{Colorizer, Identity};
 use nircolor::detail::GuidedFilter;
+use nircolor::images::planes::{Gray, Rgb};
 use nircolor::infer::{ColourFrame, InferConfig, InferStage};
-use nircolor::planes::{Gray, Rgb};
-use nircolor::queue::{newest_wins, Consumer, NewestWins};
+use nircolor::models::colorizer::{Colorizer, Identity};
+use nircolor::runtime::queue::{newest_wins, Consumer, NewestWins};
 
 /// Identity colour, recording the size of every batch it is given.
 struct Recording(Arc<Mutex<Vec<usize>>>);

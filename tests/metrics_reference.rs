@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use image::{GrayImage, RgbImage};
-use nircolor::colorizer;
-use nircolor::data::Dataset;
-use nircolor::metrics::{self, Metrics};
+use nircolor::models::colorizer;
+use nircolor::offline::data::Dataset;
+use nircolor::offline::metrics::{self, Metrics};
 
 struct Case {
     name: String,
@@ -35,9 +35,10 @@ fn real_cases() -> Vec<Case> {
             mask: None,
         });
     }
-    let holdout =
-        nircolor::data::read_stem_list(&common::root().join("data/splits/epfl-scenes-holdout.txt"))
-            .unwrap();
+    let holdout = nircolor::offline::data::read_stem_list(
+        &common::root().join("data/splits/epfl-scenes-holdout.txt"),
+    )
+    .unwrap();
     let epfl = Dataset::open(&data.join("epfl-scenes"))
         .unwrap()
         .select(Some(&holdout), &Default::default())

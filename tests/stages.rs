@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nircolor::capture::{Backoff, Camera, CameraSpec, PixelFormat, Source};
-use nircolor::colorizer;
 use nircolor::detail::GuidedFilter;
 use nircolor::encode::{Container, Encoder, EncoderSpec, RecordSpec};
 use nircolor::infer::{InferConfig, InferStage};
-use nircolor::queue::newest_wins;
+use nircolor::models::colorizer;
+use nircolor::runtime::queue::newest_wins;
 
 #[test]
 fn test_source_to_colour_recording() {

@@ -1,0 +1,655 @@
+//! Pipeline configuration (`pipelines/*.toml`): cameras, model, detail, outputs. Every mistake
+//! is a [`ConfigError`] naming the file, line and key, what was wrong and what is allowed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::calibrate::Calibration;
+use crate::capture::{CameraSpec, PixelFormat, Source};
+use crate::encode::Container;
+use crate::models::colorizer::BUILTIN;
+
+/// A configuration mistake: `file:line: key: what` (no line when the file itself is unreadable).
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {}{}{message}", file.display(), line_part(*line), key, if key.is_empty() { "" } else { ": " })]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub key: String,
+    pub message: String,
+}
+
+/// The text of `file`, or an error saying `what` could not be read and why.
+pub(crate) fn read_text(file: &Path, what: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(file).map_err(|e| ConfigError {
+        file: file.to_path_buf(),
+        line: 0,
+        key: String::new(),
+        message: format!("cannot read {what}: {e}"),
+    })
+}
+
+fn line_part(line: usize) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!(":{line}")
+    }
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    model: RawModel,
+    #[serde(default)]
+    detail: RawDetail,
+    #[serde(default)]
+    rtsp: RawRtsp,
+    #[serde(default)]
+    metrics: RawMetrics,
+    camera: Vec<RawCamera>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    weights: Spanned<String>,
+    #[serde(default)]
+    device: Device,
+    scale: Option<Spanned<f32>>,
+    #[serde(default = "default_max_batch")]
+    max_batch: Spanned<usize>,
+    #[serde(default = "default_max_wait_ms")]
+    max_wait_ms: Spanned<u64>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawDetail {
+    #[serde(default = "default_radius")]
+    radius: Spanned<usize>,
+    #[serde(default = "default_eps")]
+    eps: Spanned<f32>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawRtsp {
+    #[serde(default = "default_bind")]
+    bind: Spanned<String>,
+    #[serde(default = "default_rtsp_port")]
+    port: Spanned<u16>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    #[serde(default = "default_metrics")]
+    bind: Spanned<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawCamera {
+    id: Spanned<String>,
+    source: Spanned<RawSource>,
+    format: PixelFormatName,
+    width: Spanned<u32>,
+    height: Spanned<u32>,
+    fps: Spanned<u32>,
+    calibration: Option<Spanned<String>>,
+    #[serde(default = "default_true")]
+    retry: bool,
+    rtsp: Option<RawCameraRtsp>,
+    record: Option<RawRecord>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+enum RawSource {
+    V4l2 {
+        device: String,
+    },
+    File {
+        path: String,
+        #[serde(default, rename = "loop")]
+        looped: bool,
+        #[serde(default = "default_true")]
+        realtime: bool,
+    },
+    Rtsp {
+        url: String,
+    },
+    Test {
+        #[serde(default = "default_pattern")]
+        pattern: String,
+    },
+    Images {
+        folder: String,
+        #[serde(default, rename = "loop")]
+        looped: bool,
+        #[serde(default = "default_true")]
+        realtime: bool,
+    },
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+enum PixelFormatName {
+    #[serde(rename = "GRAY8")]
+    Gray8,
+    #[serde(rename = "GRAY16_LE")]
+    Gray16Le,
+    #[serde(rename = "YUY2")]
+    Yuy2,
+    #[serde(rename = "NV12")]
+    Nv12,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawCameraRtsp {
+    mount: Option<Spanned<String>>,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    folder: String,
+    #[serde(default = "default_segment")]
+    segment_seconds: Spanned<u64>,
+    #[serde(default)]
+    container: ContainerName,
+    max_age_hours: Option<Spanned<u64>>,
+    max_total_mb: Option<Spanned<u64>>,
+}
+
+/// Where the model runs.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Device {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, Default)]
+#[serde(rename_all = "lowercase")]
+enum ContainerName {
+    #[default]
+    Mkv,
+    Mp4,
+}
+
+fn default_max_batch() -> Spanned<usize> {
+    Spanned::new(0..0, 4)
+}
+fn default_max_wait_ms() -> Spanned<u64> {
+    Spanned::new(0..0, 10)
+}
+fn default_radius() -> Spanned<usize> {
+    Spanned::new(0..0, 8)
+}
+fn default_eps() -> Spanned<f32> {
+    Spanned::new(0..0, 1e-3)
+}
+fn default_bind() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1".into())
+}
+fn default_rtsp_port() -> Spanned<u16> {
+    Spanned::new(0..0, 8554)
+}
+fn default_metrics() -> Spanned<String> {
+    Spanned::new(0..0, "127.0.0.1:9464".into())
+}
+fn default_true() -> bool {
+    true
+}
+fn default_pattern() -> String {
+    "smpte".into()
+}
+fn default_segment() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
+}
+
+impl Default for RawDetail {
+    fn default() -> Self {
+        RawDetail {
+            radius: default_radius(),
+            eps: default_eps(),
+        }
+    }
+}
+impl Default for RawRtsp {
+    fn default() -> Self {
+        RawRtsp {
+            bind: default_bind(),
+            port: default_rtsp_port(),
+        }
+    }
+}
+impl Default for RawMetrics {
+    fn default() -> Self {
+        RawMetrics {
+            bind: default_metrics(),
+        }
+    }
+}
+
+/// The model section, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelConfig {
+    /// A built-in colorizer name or a weights file (resolved against the config's folder).
+    pub weights: String,
+    pub device: Device,
+    /// Inference size as a factor of the frame; None: the model's own (a network's card, 0.5
+    /// for the classical colorizers).
+    pub scale: Option<f32>,
+    pub max_batch: usize,
+    pub max_wait: Duration,
+    pub radius: usize,
+    pub eps: f32,
+}
+
+/// One camera's RTSP output.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RtspOutput {
+    pub mount: String,
+    pub credentials: Option<(String, String)>,
+}
+
+/// One camera's recording, with its retention.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recording {
+    pub folder: PathBuf,
+    pub segment: Duration,
+    pub container: Container,
+    pub max_age: Option<Duration>,
+    pub max_total_bytes: Option<u64>,
+}
+
+/// One camera, checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CameraConfig {
+    pub spec: CameraSpec,
+    pub calibration: Option<Calibration>,
+    /// Retry the camera forever when it is missing or fails (the default); otherwise its first
+    /// failure stops the daemon with an error, for a supervisor to act on.
+    pub retry: bool,
+    pub rtsp: RtspOutput,
+    pub record: Option<Recording>,
+}
+
+/// A whole checked pipeline configuration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    pub file: PathBuf,
+    pub model: ModelConfig,
+    pub rtsp_bind: String,
+    pub rtsp_port: u16,
+    pub metrics_bind: SocketAddr,
+    pub cameras: Vec<CameraConfig>,
+}
+
+/// Turns spans into `file:line: key: message` errors; shared with the calibration files.
+pub(crate) struct Checker<'a> {
+    pub(crate) file: &'a Path,
+    pub(crate) text: &'a str,
+}
+
+impl Checker<'_> {
+    pub(crate) fn line(&self, span: &Range<usize>) -> usize {
+        self.text[..span.start.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    pub(crate) fn err(
+        &self,
+        span: &Range<usize>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            line: self.line(span),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn range<T: PartialOrd + std::fmt::Display + Copy>(
+        &self,
+        v: &Spanned<T>,
+        key: &str,
+        lo: T,
+        hi: T,
+    ) -> Result<T, ConfigError> {
+        let x = *v.get_ref();
+        if x < lo || x > hi {
+            return Err(self.err(
+                &v.span(),
+                key,
+                format!("{x} is out of range; allowed: {lo} to {hi}"),
+            ));
+        }
+        Ok(x)
+    }
+
+    /// The text as `T`; a TOML or type mistake becomes an error at its line.
+    pub(crate) fn parse<T: serde::de::DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        toml::from_str(self.text).map_err(|e| {
+            let span = e.span().unwrap_or(0..0);
+            // toml names unknown and missing keys itself; for a bad value the key is the one
+            // assigned on that line.
+            let line = self.text.lines().nth(self.line(&span) - 1).unwrap_or("");
+            let key = match line.split_once('=') {
+                Some((k, _)) if !e.message().contains("field `") => {
+                    k.trim().trim_start_matches('[').to_string()
+                }
+                _ => String::new(),
+            };
+            self.err(&span, &key, e.message().to_string())
+        })
+    }
+
+    /// A path relative to the config file's folder, with `dir/..` folded away so messages
+    /// show `recordings/demo` rather than `pipelines/../recordings/demo`.
+    pub(crate) fn path(&self, p: &str) -> PathBuf {
+        use std::path::Component;
+        let p = Path::new(p);
+        let joined = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.file.parent().unwrap_or(Path::new(".")).join(p)
+        };
+        let mut out = PathBuf::new();
+        for c in joined.components() {
+            match c {
+                Component::ParentDir
+                    if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+                {
+                    out.pop();
+                }
+                Component::CurDir => {}
+                other => out.push(other),
+            }
+        }
+        if out.as_os_str().is_empty() {
+            out.push(".");
+        }
+        out
+    }
+}
+
+impl Config {
+    /// Reads and checks `file`.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        Config::parse(file, &read_text(file, "the configuration")?)
+    }
+
+    /// Checks `text` as if read from `file` (relative paths resolve against its folder).
+    pub fn parse(file: &Path, text: &str) -> Result<Config, ConfigError> {
+        let c = Checker { file, text };
+        let raw: RawConfig = c.parse()?;
+
+        let m = &raw.model;
+        let weights = m.weights.get_ref().clone();
+        if !BUILTIN.contains(&weights.as_str()) && !c.path(&weights).is_file() {
+            return Err(c.err(
+                &m.weights.span(),
+                "model.weights",
+                format!(
+                    "'{weights}' is neither a built-in colorizer ({}) nor an existing weights file",
+                    BUILTIN.join(", ")
+                ),
+            ));
+        }
+        if let Some(s) = &m.scale {
+            let scale = *s.get_ref();
+            if !(scale > 0.0 && scale <= 1.0) {
+                return Err(c.err(
+                    &s.span(),
+                    "model.scale",
+                    format!("{scale} is out of range; allowed: above 0, at most 1"),
+                ));
+            }
+        }
+        let scale = m.scale.as_ref().map(|s| *s.get_ref());
+        let eps = *raw.detail.eps.get_ref();
+        if !(eps > 0.0 && eps.is_finite()) {
+            return Err(c.err(
+                &raw.detail.eps.span(),
+                "detail.eps",
+                format!("{eps} must be a positive number (1e-5 to 1e-1 are typical)"),
+            ));
+        }
+        let model = ModelConfig {
+            weights: if BUILTIN.contains(&weights.as_str()) {
+                weights
+            } else {
+                c.path(&weights).to_string_lossy().into_owned()
+            },
+            device: m.device,
+            scale,
+            max_batch: c.range(&m.max_batch, "model.max_batch", 1, 64)?,
+            max_wait: Duration::from_millis(c.range(
+                &m.max_wait_ms,
+                "model.max_wait_ms",
+                0,
+                1000,
+            )?),
+            radius: c.range(&raw.detail.radius, "detail.radius", 1, 64)?,
+            eps,
+        };
+        let rtsp_port = c.range(&raw.rtsp.port, "rtsp.port", 1, 65535)?;
+        let metrics_bind: SocketAddr = raw.metrics.bind.get_ref().parse().map_err(|_| {
+            c.err(
+                &raw.metrics.bind.span(),
+                "metrics.bind",
+                format!(
+                    "'{}' is not an address:port such as 127.0.0.1:9464",
+                    raw.metrics.bind.get_ref()
+                ),
+            )
+        })?;
+        if raw.camera.is_empty() {
+            return Err(c.err(
+                &(0..0),
+                "camera",
+                "no camera is configured; add at least one [[camera]] table",
+            ));
+        }
+
+        let mut ids: HashMap<String, usize> = HashMap::new();
+        let mut mounts: HashMap<String, usize> = HashMap::new();
+        let mut cameras = Vec::new();
+        for cam in &raw.camera {
+            let id = cam.id.get_ref().clone();
+            let valid_id = !id.is_empty()
+                && id
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_');
+            if !valid_id {
+                return Err(c.err(
+                    &cam.id.span(),
+                    "camera.id",
+                    format!("'{id}' is not allowed; use letters, digits, '-' and '_'"),
+                ));
+            }
+            if let Some(first) = ids.insert(id.clone(), c.line(&cam.id.span())) {
+                return Err(c.err(&cam.id.span(), "camera.id", format!("'{id}' is already the id of the camera on line {first}; ids must be unique")));
+            }
+            let key = |k: &str| format!("camera '{id}'.{k}");
+            let width = c.range(&cam.width, &key("width"), 16, 8192)?;
+            let height = c.range(&cam.height, &key("height"), 16, 8192)?;
+            let fps = c.range(&cam.fps, &key("fps"), 1, 240)?;
+            let calibration = match &cam.calibration {
+                Some(p) => {
+                    let path = c.path(p.get_ref());
+                    if !path.is_file() {
+                        return Err(c.err(
+                            &p.span(),
+                            &key("calibration"),
+                            format!("calibration file {} does not exist", path.display()),
+                        ));
+                    }
+                    // Checked now, at its own lines, so `check` catches a bad calibration too.
+                    let cal = Calibration::load(&path)?;
+                    cal.prepare(width as usize, height as usize)?;
+                    Some(cal)
+                }
+                None => None,
+            };
+            let (mount, mount_span, credentials) = match &cam.rtsp {
+                Some(r) => {
+                    let creds = match (&r.user, &r.password) {
+                        (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+                        (None, None) => None,
+                        _ => {
+                            return Err(c.err(
+                                &cam.id.span(),
+                                &key("rtsp"),
+                                "give both user and password, or neither",
+                            ))
+                        }
+                    };
+                    match &r.mount {
+                        Some(m) => (m.get_ref().clone(), m.span(), creds),
+                        None => (format!("/{id}"), cam.id.span(), creds),
+                    }
+                }
+                None => (format!("/{id}"), cam.id.span(), None),
+            };
+            if !crate::encode::valid_mount(&mount) {
+                return Err(c.err(
+                    &mount_span,
+                    &key("rtsp.mount"),
+                    format!("'{mount}' must start with '/' and have no spaces, e.g. /front"),
+                ));
+            }
+            if let Some(first) = mounts.insert(mount.clone(), c.line(&mount_span)) {
+                return Err(c.err(&mount_span, &key("rtsp.mount"), format!("'{mount}' is already served by the camera on line {first}; mounts must be unique")));
+            }
+            let record = match &cam.record {
+                Some(r) => Some(Recording {
+                    folder: c.path(&r.folder),
+                    segment: Duration::from_secs(c.range(
+                        &r.segment_seconds,
+                        &key("record.segment_seconds"),
+                        1,
+                        3600,
+                    )?),
+                    container: match r.container {
+                        ContainerName::Mkv => Container::Matroska,
+                        ContainerName::Mp4 => Container::FragmentedMp4,
+                    },
+                    max_age: r
+                        .max_age_hours
+                        .as_ref()
+                        .map(|h| {
+                            c.range(h, &key("record.max_age_hours"), 1, 24 * 365)
+                                .map(|h| Duration::from_secs(h * 3600))
+                        })
+                        .transpose()?,
+                    max_total_bytes: r
+                        .max_total_mb
+                        .as_ref()
+                        .map(|mb| {
+                            c.range(mb, &key("record.max_total_mb"), 1, 100_000_000)
+                                .map(|mb| mb * 1_000_000)
+                        })
+                        .transpose()?,
+                }),
+                None => None,
+            };
+            let source = match cam.source.get_ref() {
+                RawSource::V4l2 { device } => Source::V4l2 {
+                    device: device.into(),
+                },
+                RawSource::File {
+                    path,
+                    looped,
+                    realtime,
+                } => Source::File {
+                    path: c.path(path),
+                    looped: *looped,
+                    realtime: *realtime,
+                },
+                RawSource::Rtsp { url } => Source::Rtsp { url: url.clone() },
+                RawSource::Test { pattern } => Source::Test {
+                    pattern: pattern.clone(),
+                },
+                RawSource::Images {
+                    folder,
+                    looped,
+                    realtime,
+                } => Source::Images {
+                    folder: c.path(folder),
+                    looped: *looped,
+                    realtime: *realtime,
+                },
+            };
+            if matches!(
+                cam.source.get_ref(),
+                RawSource::File {
+                    looped: true,
+                    realtime: false,
+                    ..
+                } | RawSource::Images {
+                    looped: true,
+                    realtime: false,
+                    ..
+                }
+            ) {
+                return Err(c.err(
+                    &cam.source.span(),
+                    &key("source"),
+                    "loop = true with realtime = false would process the same frames as fast as possible forever; realtime = false is for batch jobs (loop = false)",
+                ));
+            }
+            let format = match cam.format {
+                PixelFormatName::Gray8 => PixelFormat::Gray8,
+                PixelFormatName::Gray16Le => PixelFormat::Gray16Le,
+                PixelFormatName::Yuy2 => PixelFormat::Yuy2,
+                PixelFormatName::Nv12 => PixelFormat::Nv12,
+            };
+            let spec = CameraSpec {
+                id: id.clone(),
+                source,
+                format,
+                width,
+                height,
+                fps,
+            };
+            // The same check the capture stage makes, reported here with a line number.
+            if let Err(e) = crate::capture::pipeline_description(&spec) {
+                return Err(c.err(&cam.source.span(), &key("source"), e.to_string()));
+            }
+            cameras.push(CameraConfig {
+                spec,
+                calibration,
+                retry: cam.retry,
+                rtsp: RtspOutput { mount, credentials },
+                record,
+            });
+        }
+        Ok(Config {
+            file: file.to_path_buf(),
+            model,
+            rtsp_bind: raw.rtsp.bind.get_ref().clone(),
+            rtsp_port,
+            metrics_bind,
+            cameras,
+        })
+    }
+}

@@ -1,0 +1,391 @@
+//! The daemon: wires a checked [`Config`] into running stages (an RTSP server, one capture per
+//! camera, one inference thread, one encoder thread per camera) and shuts them down in order so
+//! every recording ends complete.
+
+pub mod config;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError;
+
+use crate::capture::{Backoff, Camera, CaptureError};
+use crate::daemon::config::{Config, Device};
+use crate::detail::GuidedFilter;
+use crate::encode::{self, EncodeError, Encoder, EncoderSpec, RecordSpec, RtspServer};
+use crate::infer::{ColourFrame, InferConfig, InferStage};
+use crate::models::colorizer::{self, ColorizerError};
+use crate::runtime::queue::{lossless, newest_wins, Consumer, NewestWins};
+use crate::runtime::telemetry::{self, CameraTelemetry, EncodeStats, Telemetry};
+use crate::runtime::worker::Worker;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Capture(#[from] CaptureError),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error(transparent)]
+    Model(#[from] ColorizerError),
+    #[error(transparent)]
+    Calibration(#[from] crate::daemon::config::ConfigError),
+    #[error("{file}: {what} is not supported by this version of nircolor yet; remove it from the configuration")]
+    Unsupported { file: String, what: String },
+    #[error("{file}: model.device: {why}")]
+    Device { file: String, why: String },
+    #[error("cannot start a thread: {0}")]
+    Thread(#[from] std::io::Error),
+    #[error("cannot serve metrics on {addr}: {why}; pick a free address in [metrics] bind")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        why: String,
+    },
+}
+
+/// The H.264 bitrate for a camera: about 0.1 bit per pixel per frame, at least 500 kbit/s.
+fn bitrate_kbps(width: u32, height: u32, fps: u32) -> u32 {
+    ((u64::from(width) * u64::from(height) * u64::from(fps) / 10_000) as u32).max(500)
+}
+
+/// A running daemon.
+pub struct Daemon {
+    server: RtspServer,
+    cameras: Vec<Camera>,
+    infer: Option<InferStage>,
+    encoders: Vec<JoinHandle<Result<u64, EncodeError>>>,
+    metrics: Option<Worker>,
+    telemetry: Arc<Telemetry>,
+    urls: Vec<String>,
+    /// Per camera: whether a failure is retried rather than fatal.
+    retry: Vec<bool>,
+}
+
+impl Daemon {
+    /// Starts every stage of `config`.
+    pub fn start(config: &Config) -> Result<Daemon, DaemonError> {
+        let unsupported = |what: &str| DaemonError::Unsupported {
+            file: config.file.display().to_string(),
+            what: what.into(),
+        };
+        let mut calibrations = HashMap::new();
+        for cam in &config.cameras {
+            if let Some(cal) = &cam.calibration {
+                let corrector = cal.prepare(cam.spec.width as usize, cam.spec.height as usize)?;
+                tracing::info!(camera = %cam.spec.id, file = %cal.file.display(), "calibration loaded");
+                calibrations.insert(Arc::<str>::from(cam.spec.id.as_str()), corrector);
+            }
+        }
+        let device = match config.model.device {
+            Device::Auto => crate::models::net::pick_device("auto"),
+            Device::Cpu => crate::models::net::pick_device("cpu"),
+            Device::Cuda => crate::models::net::pick_device("cuda"),
+        }
+        .map_err(|why| DaemonError::Device {
+            file: config.file.display().to_string(),
+            why,
+        })?;
+        let (model, net) = colorizer::load_bare(&config.model.weights, device)?;
+        if config.model.device == Device::Cuda && net.is_none() {
+            return Err(unsupported(
+                "model.device = \"cuda\" with a classical colorizer (identity, linear and l3 run on the CPU; use a network's weights)",
+            ));
+        }
+        tracing::info!(model = %model.name(), device = ?device, "model loaded");
+        // The configured scale wins; otherwise a network's own inference size (its card), or
+        // half size for the classical colorizers.
+        let (scale, max_pixels) = match (config.model.scale, &net) {
+            (Some(s), _) => (s, 0),
+            (None, Some(cfg)) => (cfg.scale as f32, cfg.max_pixels),
+            (None, None) => (0.5, 0),
+        };
+        let server = RtspServer::start(&config.rtsp_bind, config.rtsp_port)?;
+        let mut inputs = Vec::new();
+        let mut outputs = HashMap::new();
+        let mut colour_rx: Vec<(usize, Consumer<ColourFrame>)> = Vec::new();
+        let mut cameras = Vec::new();
+        let mut urls = Vec::new();
+        let mut telemetry = Vec::new();
+        for (i, cam) in config.cameras.iter().enumerate() {
+            // A batch source (realtime = false) loses no frame: its queues wait instead.
+            let realtime = cam.spec.source.realtime();
+            let (tx, rx) = queue(2, realtime);
+            let capture_drops = tx.drop_counter();
+            let camera = Camera::spawn(cam.spec.clone(), tx, Backoff::default())?;
+            inputs.push(rx);
+            let (tx, rx) = queue(4, realtime);
+            let colour_drops = tx.drop_counter();
+            outputs.insert(Arc::from(cam.spec.id.as_str()), tx);
+            colour_rx.push((i, rx));
+            urls.push(server.url(&cam.rtsp.mount));
+            telemetry.push(CameraTelemetry {
+                id: cam.spec.id.clone(),
+                status: camera.status_handle(),
+                capture_drops: Box::new(move || {
+                    capture_drops.load(std::sync::atomic::Ordering::Relaxed)
+                }),
+                colour_drops: Box::new(move || {
+                    colour_drops.load(std::sync::atomic::Ordering::Relaxed)
+                }),
+                encode: Arc::new(EncodeStats::default()),
+            });
+            cameras.push(camera);
+        }
+        let mut encoders = Vec::new();
+        for (i, rx) in colour_rx {
+            let cam = &config.cameras[i];
+            let credentials = cam
+                .rtsp
+                .credentials
+                .as_ref()
+                .map(|(u, p)| (u.as_str(), p.as_str()));
+            let feed = server.mount_with(&cam.rtsp.mount, credentials)?;
+            let spec = EncoderSpec {
+                camera: cam.spec.id.clone(),
+                width: cam.spec.width as usize,
+                height: cam.spec.height as usize,
+                fps: cam.spec.fps,
+                bitrate_kbps: bitrate_kbps(cam.spec.width, cam.spec.height, cam.spec.fps),
+                record: cam.record.as_ref().map(|r| RecordSpec {
+                    folder: r.folder.clone(),
+                    segment: r.segment,
+                    container: r.container,
+                }),
+            };
+            let encoder = Encoder::start(spec, Some(feed))?;
+            let (record, id, stats) = (
+                cam.record.clone(),
+                cam.spec.id.clone(),
+                telemetry[i].encode.clone(),
+            );
+            let realtime = cam.spec.source.realtime();
+            encoders.push(
+                std::thread::Builder::new()
+                    .name(format!("encode-{id}"))
+                    .spawn(move || {
+                        encode_loop(encoder, &rx, record.as_ref(), &id, &stats, realtime)
+                    })?,
+            );
+        }
+        let infer = InferStage::spawn_calibrated(
+            model,
+            inputs,
+            outputs,
+            InferConfig {
+                scale,
+                max_pixels,
+                max_batch: config.model.max_batch,
+                max_wait: config.model.max_wait,
+                detail: GuidedFilter {
+                    radius: config.model.radius,
+                    eps: config.model.eps,
+                },
+            },
+            calibrations,
+        )?;
+        let telemetry = Arc::new(Telemetry {
+            cameras: telemetry,
+            infer: infer.stats_handle(),
+        });
+        let metrics = telemetry::serve(config.metrics_bind, telemetry.clone()).map_err(|e| {
+            DaemonError::Metrics {
+                addr: config.metrics_bind,
+                why: e.to_string(),
+            }
+        })?;
+        Ok(Daemon {
+            server,
+            cameras,
+            infer: Some(infer),
+            encoders,
+            metrics: Some(metrics),
+            telemetry,
+            urls,
+            retry: config.cameras.iter().map(|c| c.retry).collect(),
+        })
+    }
+
+    /// The counters every stage keeps.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// Whether every camera's source has ended for good (non-looped files): a batch job is done
+    /// once they have and the stages have drained.
+    pub fn all_finished(&self) -> bool {
+        self.telemetry
+            .cameras
+            .iter()
+            .all(|c| c.status.finished.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// The first camera configured with `retry = false` that has failed: (its id, why).
+    pub fn failed_camera(&self) -> Option<(String, String)> {
+        self.telemetry
+            .cameras
+            .iter()
+            .zip(&self.retry)
+            .find(|(c, retry)| {
+                !**retry && c.status.restarts.load(std::sync::atomic::Ordering::SeqCst) > 0
+            })
+            .map(|(c, _)| {
+                (
+                    c.id.clone(),
+                    c.status.last_error().unwrap_or_else(|| "failed".into()),
+                )
+            })
+    }
+
+    /// The RTSP URL of every camera, in configuration order.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    pub fn rtsp_port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// (frames encoded so far over all cameras, whether any camera is delivering frames): the
+    /// watchdog's view of progress. With no camera up nothing is expected to flow, and the
+    /// capture supervisors retrying is progress enough.
+    pub fn progress(&self) -> (u64, bool) {
+        let cams = &self.telemetry.cameras;
+        let encoded = cams
+            .iter()
+            .map(|c| c.encode.frames.load(std::sync::atomic::Ordering::Relaxed))
+            .sum();
+        let any_up = cams
+            .iter()
+            .any(|c| c.status.up.load(std::sync::atomic::Ordering::SeqCst));
+        (encoded, any_up)
+    }
+
+    /// Stops capture, lets inference and encoding drain, and ends every recording cleanly.
+    /// Returns the frames each camera encoded.
+    pub fn shutdown(mut self) -> Vec<Result<u64, EncodeError>> {
+        for camera in self.cameras.drain(..) {
+            camera.stop();
+        }
+        // Stopping inference drops its outputs: each encoder drains its queue, sees the channel
+        // close and ends its recording.
+        if let Some(infer) = self.infer.take() {
+            infer.stop();
+        }
+        let results = self
+            .encoders
+            .drain(..)
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(EncodeError::Init("encoder thread panicked".into())))
+            })
+            .collect();
+        if let Some(metrics) = self.metrics.take() {
+            metrics.stop();
+        }
+        results
+    }
+}
+
+/// A queue between stages: newest wins for a realtime source, lossless for a batch one.
+fn queue<T>(capacity: usize, realtime: bool) -> (NewestWins<T>, Consumer<T>) {
+    if realtime {
+        newest_wins(capacity)
+    } else {
+        lossless(capacity)
+    }
+}
+
+/// How long without a frame before a mount shows the "no signal" card.
+const NO_SIGNAL_AFTER: Duration = Duration::from_secs(1);
+
+/// Encodes one camera's colour frames until stopped, then finishes its recording. For a
+/// `realtime` source frame times are capture times relative to the first frame, so gaps stay
+/// gaps and a silent camera gets the "no signal" card; a batch source keeps its own times (it
+/// is processed faster or slower than it plays) and never gets the card.
+fn encode_loop(
+    mut encoder: Encoder,
+    rx: &Consumer<ColourFrame>,
+    record: Option<&crate::daemon::config::Recording>,
+    camera: &str,
+    stats: &Arc<EncodeStats>,
+    realtime: bool,
+) -> Result<u64, EncodeError> {
+    let mut first_pts: Option<Duration> = None;
+    let mut first: Option<Instant> = None;
+    let mut last_prune = Instant::now();
+    let mut last_frame = Instant::now();
+    {
+        let stats = stats.clone();
+        encoder.on_encoded(Arc::new(move |d, in_encoder| {
+            stats.encoded_latency.observe(d);
+            stats.encode_time.observe(in_encoder);
+            if stats
+                .keep_samples
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                if let Ok(mut v) = stats.encoded_samples.lock() {
+                    v.push(d.as_secs_f32() * 1e3);
+                }
+            }
+        }));
+    }
+    let mut card: Option<crate::images::planes::Rgb> = None;
+    loop {
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(frame) => {
+                last_frame = Instant::now();
+                let t0 = *first.get_or_insert(frame.captured_at);
+                let pts = match (realtime, frame.pts) {
+                    (false, Some(pts)) => pts.saturating_sub(*first_pts.get_or_insert(pts)),
+                    _ => frame.captured_at.saturating_duration_since(t0),
+                };
+                if let Err(e) = encoder.push_captured(&frame.rgb, pts, frame.captured_at) {
+                    tracing::error!(camera, error = %e, "encoding failed");
+                    return Err(e);
+                }
+                stats
+                    .frames
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                stats.latency.observe(frame.captured_at.elapsed());
+            }
+            // Inference has stopped and everything it sent is encoded.
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                // No frame for a while (camera away, reconnecting, or stalled): show the
+                // "no signal" card, about 10 times a second, so RTSP viewers stay
+                // connected and recordings show the gap.
+                if realtime && last_frame.elapsed() > NO_SIGNAL_AFTER {
+                    let card = card.get_or_insert_with(|| {
+                        encode::no_signal_frame(camera, encoder.width(), encoder.height())
+                    });
+                    let t0 = *first.get_or_insert_with(Instant::now);
+                    if let Err(e) = encoder.push(card, t0.elapsed()) {
+                        tracing::error!(camera, error = %e, "encoding failed");
+                        return Err(e);
+                    }
+                    stats
+                        .no_signal
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        if let Some(r) = record {
+            if (r.max_age.is_some() || r.max_total_bytes.is_some())
+                && last_prune.elapsed() > Duration::from_secs(30)
+            {
+                last_prune = Instant::now();
+                match encode::prune_recordings(&r.folder, camera, r.max_age, r.max_total_bytes) {
+                    Ok(deleted) if !deleted.is_empty() => {
+                        tracing::info!(camera, deleted = deleted.len(), "old recordings removed")
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(camera, error = %e, "cannot prune recordings"),
+                }
+            }
+        }
+    }
+    let frames = encoder.frames();
+    encoder.finish(Duration::from_secs(4))?;
+    Ok(frames)
+}

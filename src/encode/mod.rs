@@ -1,0 +1,727 @@
+//! Encode: colour frames into H.264 once per camera (appsrc -> I420 -> x264enc), then a tee to
+//! an RTSP mount (gst-rtsp-server, one shared media for every viewer) and to a crash-safe
+//! recorder (splitmuxsink segments, Matroska or fragmented MP4).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use gstreamer as gst;
+use gstreamer::glib;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_rtsp_server as rtsp;
+use gstreamer_rtsp_server::prelude::*;
+use gstreamer_video as gst_video;
+
+use crate::images::planes::Rgb;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EncodeError {
+    #[error("GStreamer cannot start ({0})")]
+    Init(String),
+    #[error("camera '{camera}': cannot build the encoder `{pipeline}`: {why}")]
+    Build {
+        camera: String,
+        pipeline: String,
+        why: String,
+    },
+    #[error("camera '{camera}': cannot create the recording folder {folder}: {why}")]
+    Folder {
+        camera: String,
+        folder: PathBuf,
+        why: String,
+    },
+    #[error("camera '{camera}': frame is {got_w}x{got_h} but the encoder was set up for {want_w}x{want_h}")]
+    FrameSize {
+        camera: String,
+        got_w: usize,
+        got_h: usize,
+        want_w: usize,
+        want_h: usize,
+    },
+    #[error("camera '{camera}': the encoder stopped: {why}")]
+    Stream { camera: String, why: String },
+    #[error("RTSP server: cannot listen on {address}:{port}: {why}")]
+    Listen {
+        address: String,
+        port: u16,
+        why: String,
+    },
+    #[error("RTSP mount '{0}' must start with '/' and have no spaces, e.g. /front")]
+    BadMount(String),
+}
+
+/// The recording container.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Container {
+    /// Matroska: readable up to the last cluster written before a crash.
+    Matroska,
+    /// MP4 written in fragments of one GOP, so a crash loses at most the fragment in progress.
+    FragmentedMp4,
+}
+
+impl Container {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Container::Matroska => "mkv",
+            Container::FragmentedMp4 => "mp4",
+        }
+    }
+}
+
+/// Where and how one camera records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordSpec {
+    pub folder: PathBuf,
+    pub segment: Duration,
+    pub container: Container,
+}
+
+/// One camera's encoder settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncoderSpec {
+    pub camera: String,
+    pub width: usize,
+    pub height: usize,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    pub record: Option<RecordSpec>,
+}
+
+/// Whether `mount` can be served: a path like "/front", with no spaces.
+pub fn valid_mount(mount: &str) -> bool {
+    mount.starts_with('/') && mount.len() >= 2 && !mount.contains(char::is_whitespace)
+}
+
+/// The RTSP viewers' side of one camera: the appsrc of the shared media while one exists.
+#[derive(Clone, Default)]
+pub struct RtspFeed {
+    appsrc: Arc<Mutex<Option<gst_app::AppSrc>>>,
+    /// Set when a new media appears: the encoder then forces a keyframe so viewers start at once.
+    wants_keyframe: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// The RTSP server: one GLib main loop thread serving every mount.
+pub struct RtspServer {
+    server: rtsp::RTSPServer,
+    context: glib::MainContext,
+    main_loop: glib::MainLoop,
+    thread: Option<std::thread::JoinHandle<()>>,
+    source: Option<glib::SourceId>,
+    pub port: u16,
+}
+
+/// The role of clients that gave no credentials.
+const ANONYMOUS: &str = "anonymous";
+
+impl RtspServer {
+    /// Listens on `address:port` (port 0 picks a free port, reported in `port`).
+    pub fn start(address: &str, port: u16) -> Result<RtspServer, EncodeError> {
+        gst::init().map_err(|e| EncodeError::Init(e.to_string()))?;
+        let listen = |why: String| EncodeError::Listen {
+            address: address.into(),
+            port,
+            why,
+        };
+        let server = rtsp::RTSPServer::new();
+        // Authentication is always on, with an anonymous default token: mounts without
+        // credentials admit the anonymous role, mounts with them only their own user.
+        let auth = rtsp::RTSPAuth::new();
+        let mut anonymous = rtsp::RTSPToken::builder()
+            .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, ANONYMOUS)
+            .build();
+        auth.set_default_token(Some(&mut anonymous));
+        server.set_auth(Some(&auth));
+        server.set_address(address);
+        server.set_service(&port.to_string());
+        let context = glib::MainContext::new();
+        let source = server
+            .attach(Some(&context))
+            .map_err(|e| listen(e.to_string()))?;
+        let bound = server.bound_port();
+        if bound <= 0 {
+            return Err(listen("no port was bound".into()));
+        }
+        let main_loop = glib::MainLoop::new(Some(&context), false);
+        let thread = {
+            let (main_loop, context) = (main_loop.clone(), context.clone());
+            std::thread::Builder::new()
+                .name("rtsp-server".into())
+                .spawn(move || {
+                    let _guard = context.acquire();
+                    main_loop.run();
+                })
+                .map_err(|e| listen(e.to_string()))?
+        };
+        Ok(RtspServer {
+            server,
+            context,
+            main_loop,
+            thread: Some(thread),
+            source: Some(source),
+            port: bound as u16,
+        })
+    }
+
+    /// Serves `mount` (e.g. "/front") to anyone from the returned feed, which an [`Encoder`]
+    /// fills.
+    pub fn mount(&self, mount: &str) -> Result<RtspFeed, EncodeError> {
+        self.mount_with(mount, None)
+    }
+
+    /// Like [`RtspServer::mount`]; with `credentials` (user, password) only clients that give
+    /// them (HTTP Basic, e.g. rtsp://user:password@host/mount) may play it.
+    pub fn mount_with(
+        &self,
+        mount: &str,
+        credentials: Option<(&str, &str)>,
+    ) -> Result<RtspFeed, EncodeError> {
+        if !valid_mount(mount) {
+            return Err(EncodeError::BadMount(mount.into()));
+        }
+        let feed = RtspFeed::default();
+        let factory = rtsp::RTSPMediaFactory::new();
+        // The stream arrives encoded; the media only packetises it. config-interval=1 repeats
+        // SPS/PPS every second (-1 corrupts keyframes with x264's sliced zerolatency output).
+        factory.set_launch(
+            "( appsrc name=src is-live=true format=time \
+             caps=video/x-h264,stream-format=byte-stream,alignment=au \
+             ! h264parse ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+        );
+        factory.set_shared(true);
+        let role = match credentials {
+            None => ANONYMOUS.to_string(),
+            Some((user, password)) => {
+                let basic = rtsp::RTSPAuth::make_basic(user, password);
+                // One role per credential pair, so mounts sharing a login share a role.
+                // Roles are GstStructure names (letters, digits, "-_.:/"): hex, not base64.
+                let hex: String = basic.bytes().map(|b| format!("{b:02x}")).collect();
+                let role = format!("user-{hex}");
+                let token = rtsp::RTSPToken::builder()
+                    .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, role.as_str())
+                    .build();
+                if let Some(auth) = self.server.auth() {
+                    auth.add_basic(basic.as_str(), &token);
+                }
+                role
+            }
+        };
+        factory.add_role_from_structure(
+            &gst::Structure::builder(role.as_str())
+                .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                .build(),
+        );
+        if role != ANONYMOUS {
+            // Anonymous clients may see the mount but not play it: gst-rtsp-server answers a
+            // denied construct with 401 and a Basic challenge, so clients retry with their
+            // login (a denied access would be a bare 404 that clients do not retry).
+            factory.add_role_from_structure(
+                &gst::Structure::builder(ANONYMOUS)
+                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                    .field(rtsp::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, false)
+                    .build(),
+            );
+        }
+        {
+            let feed = feed.clone();
+            factory.connect_media_configure(move |_, media| {
+                let bin = media.element();
+                let src = bin
+                    .downcast_ref::<gst::Bin>()
+                    .and_then(|b| b.by_name_recurse_up("src"))
+                    .and_then(|e| e.downcast::<gst_app::AppSrc>().ok());
+                if let Some(src) = src {
+                    *feed.appsrc.lock().expect("feed lock") = Some(src);
+                    feed.wants_keyframe
+                        .store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                let feed = feed.clone();
+                media.connect_unprepared(move |_| {
+                    *feed.appsrc.lock().expect("feed lock") = None;
+                });
+            });
+        }
+        let mounts = self
+            .server
+            .mount_points()
+            .ok_or_else(|| EncodeError::BadMount(mount.into()))?;
+        mounts.add_factory(mount, factory);
+        Ok(feed)
+    }
+
+    pub fn url(&self, mount: &str) -> String {
+        format!(
+            "rtsp://{}:{}{}",
+            self.server
+                .address()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+            self.port,
+            mount
+        )
+    }
+}
+
+/// The RTSP media's running time now, the timestamp for a buffer entering it; None while the
+/// media is not playing. Stamped any earlier (by us or by appsrc's do-timestamp) a buffer can
+/// get the absolute clock as its time, because the source has the clock before its base time:
+/// the media's sink then waits hours for that buffer, and its viewers get no video at all.
+fn media_running_time(src: &gst_app::AppSrc) -> Option<gst::ClockTime> {
+    if src.current_state() != gst::State::Playing {
+        return None;
+    }
+    src.current_running_time()
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        // The source lives in the server's own context; `SourceId::remove` would look in the
+        // default one.
+        if let Some(source) = self
+            .source
+            .take()
+            .and_then(|id| self.context.find_source_by_id(&id))
+        {
+            source.destroy();
+        }
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One camera's running encoder.
+pub struct Encoder {
+    spec: EncoderSpec,
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    encoder: gst::Element,
+    feed: Option<RtspFeed>,
+    frames: u64,
+    last_pts: Option<Duration>,
+    /// Frames handed to the encoder and not yet out of it: (pts in ns, capture time).
+    pending: Arc<Mutex<std::collections::VecDeque<(u64, Instant, Instant)>>>,
+}
+
+/// The offset x264enc adds to timestamps: 1000 hours.
+const X264_PTS_OFFSET_NS: u64 = 1000 * 3600 * 1_000_000_000;
+
+/// Told how long each frame took from capture to leaving the H.264 encoder.
+/// Called for each frame leaving the H.264 encoder with (time since its capture, time since it
+/// was pushed to the encoder).
+pub type EncodedHook = Arc<dyn Fn(Duration, Duration) + Send + Sync>;
+
+/// Segment files are named `<camera>-<unix seconds at start>-<index>.<ext>`, so restarts never
+/// overwrite earlier recordings and names sort by time.
+fn segment_name(folder: &Path, camera: &str, started: u64, index: u32, ext: &str) -> String {
+    folder
+        .join(format!("{camera}-{started}-{index:05}.{ext}"))
+        .to_string_lossy()
+        .into_owned()
+}
+
+impl Encoder {
+    /// Builds and starts the encoder; `feed` (from [`RtspServer::mount`]) receives the stream.
+    pub fn start(spec: EncoderSpec, feed: Option<RtspFeed>) -> Result<Encoder, EncodeError> {
+        gst::init().map_err(|e| EncodeError::Init(e.to_string()))?;
+        let (w, h, fps) = (spec.width, spec.height, spec.fps.max(1));
+        // A crash loses what splitmuxsink holds back (it queues a whole GOP to decide where to
+        // split): half-second GOPs keep that within a second for Matroska, which writes every
+        // frame it gets. A fragmented MP4 also loses its unfinished fragment, one more GOP, so
+        // its GOPs are a third of a second. Short GOPs also let RTSP viewers join sooner.
+        let key_interval = match spec.record.as_ref().map(|r| r.container) {
+            Some(Container::FragmentedMp4) => fps.div_ceil(3),
+            _ => fps.div_ceil(2),
+        };
+        let rtsp_branch = if feed.is_some() {
+            " t. ! queue leaky=downstream max-size-buffers=30 ! appsink name=rtsp sync=false max-buffers=30 drop=true"
+        } else {
+            ""
+        };
+        // The recorder is linked in code below: splitmuxsink's pad needs its muxer chosen first.
+        let record_branch = if spec.record.is_some() {
+            " t. ! queue ! h264parse name=recparse"
+        } else {
+            ""
+        };
+        let description = format!(
+            "appsrc name=src is-live=true format=time \
+             caps=video/x-raw,format=RGB,width={w},height={h},framerate={fps}/1 \
+             ! videoconvert ! video/x-raw,format=I420 \
+             ! x264enc name=enc tune=zerolatency speed-preset=ultrafast key-int-max={key_interval} bitrate={} \
+             ! h264parse ! video/x-h264,stream-format=byte-stream,alignment=au ! tee name=t allow-not-linked=true\
+             {rtsp_branch}{record_branch}",
+            spec.bitrate_kbps.max(64)
+        );
+        let build = |why: String| EncodeError::Build {
+            camera: spec.camera.clone(),
+            pipeline: description.clone(),
+            why,
+        };
+        let pipeline = gst::parse::launch(&description)
+            .map_err(|e| build(e.to_string()))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| build("not a pipeline".into()))?;
+        let appsrc = pipeline
+            .by_name("src")
+            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
+            .ok_or_else(|| build("no appsrc".into()))?;
+        let encoder = pipeline
+            .by_name("enc")
+            .ok_or_else(|| build("no encoder".into()))?;
+        let pending: Arc<Mutex<std::collections::VecDeque<(u64, Instant, Instant)>>> =
+            Arc::default();
+        if let Some(record) = &spec.record {
+            std::fs::create_dir_all(&record.folder).map_err(|e| EncodeError::Folder {
+                camera: spec.camera.clone(),
+                folder: record.folder.clone(),
+                why: e.to_string(),
+            })?;
+            let muxer = match record.container {
+                Container::Matroska => gst::ElementFactory::make("matroskamux").build(),
+                // A fragment per GOP (mp4mux cuts at the first keyframe past the duration).
+                Container::FragmentedMp4 => gst::ElementFactory::make("mp4mux")
+                    .property("fragment-duration", 250u32)
+                    .build(),
+            }
+            .map_err(|e| build(e.to_string()))?;
+            // Unbuffered, so what the muxer wrote is on disk even if the process is killed.
+            let file = gst::ElementFactory::make("filesink")
+                .property_from_str("buffer-mode", "unbuffered")
+                .build()
+                .map_err(|e| build(e.to_string()))?;
+            let rec = gst::ElementFactory::make("splitmuxsink")
+                .property("muxer", &muxer)
+                .property("sink", &file)
+                .build()
+                .map_err(|e| build(e.to_string()))?;
+            pipeline.add(&rec).map_err(|e| build(e.to_string()))?;
+            let parse = pipeline
+                .by_name("recparse")
+                .ok_or_else(|| build("no recorder parser".into()))?;
+            parse
+                .link(&rec)
+                .map_err(|e| build(format!("cannot link the recorder: {e}")))?;
+            rec.set_property("max-size-time", record.segment.as_nanos() as u64);
+            rec.set_property("send-keyframe-requests", true);
+            let started = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let (folder, camera, ext) = (
+                record.folder.clone(),
+                spec.camera.clone(),
+                record.container.extension(),
+            );
+            rec.connect("format-location", false, move |args| {
+                let index = args[1].get::<u32>().unwrap_or(0);
+                Some(segment_name(&folder, &camera, started, index, ext).to_value())
+            });
+        }
+        if let Some(feed) = &feed {
+            let sink = pipeline
+                .by_name("rtsp")
+                .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+                .ok_or_else(|| build("no RTSP appsink".into()))?;
+            let feed = feed.clone();
+            sink.set_callbacks(
+                gst_app::AppSinkCallbacks::builder()
+                    .new_sample(move |sink| {
+                        let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                        let target = feed.appsrc.lock().ok().and_then(|g| g.clone());
+                        if let (Some(src), Some(buffer)) = (target, sample.buffer()) {
+                            match media_running_time(&src) {
+                                Some(now) => {
+                                    let mut copy = buffer.copy();
+                                    {
+                                        let b = copy.make_mut();
+                                        b.set_pts(now);
+                                        b.set_dts(gst::ClockTime::NONE);
+                                    }
+                                    let _ = src.push_buffer(copy);
+                                }
+                                // Dropped while the media starts; its viewers must then begin
+                                // at a keyframe.
+                                None => feed
+                                    .wants_keyframe
+                                    .store(true, std::sync::atomic::Ordering::SeqCst),
+                            }
+                        }
+                        Ok(gst::FlowSuccess::Ok)
+                    })
+                    .build(),
+            );
+        }
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| build(e.to_string()))?;
+        Ok(Encoder {
+            spec,
+            pipeline,
+            appsrc,
+            encoder,
+            feed,
+            frames: 0,
+            last_pts: None,
+            pending,
+        })
+    }
+
+    /// Calls `hook` with each frame's capture-to-encoded latency (measured where the H.264
+    /// leaves x264), for the metrics and `nircolor bench pipeline`.
+    pub fn on_encoded(&self, hook: EncodedHook) {
+        let Some(pad) = self.encoder.static_pad("src") else {
+            return;
+        };
+        let pending = self.pending.clone();
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            // x264enc shifts every timestamp by 1000 hours (room for negative DTS); undo it.
+            let pts = info
+                .buffer()
+                .and_then(|b| b.pts())
+                .map(|t| t.nseconds())
+                .map(|p| p.checked_sub(X264_PTS_OFFSET_NS).unwrap_or(p));
+            if let (Some(pts), Ok(mut queue)) = (pts, pending.lock()) {
+                // Entries before this pts were merged or dropped by the encoder.
+                while let Some(&(p, captured, pushed)) = queue.front() {
+                    if p > pts {
+                        break;
+                    }
+                    queue.pop_front();
+                    if p == pts {
+                        hook(captured.elapsed(), pushed.elapsed());
+                    }
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    }
+
+    pub fn width(&self) -> usize {
+        self.spec.width
+    }
+
+    pub fn height(&self) -> usize {
+        self.spec.height
+    }
+
+    /// Encodes one frame shown at `pts` (time since the camera started).
+    pub fn push(&mut self, rgb: &Rgb, pts: Duration) -> Result<(), EncodeError> {
+        self.push_captured(rgb, pts, Instant::now())
+    }
+
+    /// [`Encoder::push`] for a frame captured at `captured` (for the encoded-latency hook).
+    pub fn push_captured(
+        &mut self,
+        rgb: &Rgb,
+        pts: Duration,
+        captured: Instant,
+    ) -> Result<(), EncodeError> {
+        let spec = &self.spec;
+        if (rgb.width, rgb.height) != (spec.width, spec.height) {
+            return Err(EncodeError::FrameSize {
+                camera: spec.camera.clone(),
+                got_w: rgb.width,
+                got_h: rgb.height,
+                want_w: spec.width,
+                want_h: spec.height,
+            });
+        }
+        self.check_bus()?;
+        if let Some(feed) = &self.feed {
+            if feed
+                .wants_keyframe
+                .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                    .all_headers(true)
+                    .build();
+                // Sent to the encoder's own src pad, as if from downstream.
+                if let Some(pad) = self.encoder.static_pad("src") {
+                    pad.send_event(event);
+                }
+            }
+        }
+        // Timestamps must rise: a "no signal" card stamped now may precede a late camera frame.
+        let pts = match self.last_pts {
+            Some(last) if pts <= last => last + Duration::from_micros(1),
+            _ => pts,
+        };
+        self.last_pts = Some(pts);
+        if let Ok(mut queue) = self.pending.lock() {
+            // Bounded: without a hook nothing drains it but this.
+            if queue.len() >= 256 {
+                queue.pop_front();
+            }
+            queue.push_back((pts.as_nanos() as u64, captured, Instant::now()));
+        }
+        let mut buffer = gst::Buffer::from_mut_slice(rgb.to_rgb8().into_raw());
+        {
+            let b = buffer.get_mut().expect("a new buffer is writable");
+            b.set_pts(gst::ClockTime::from_nseconds(pts.as_nanos() as u64));
+            b.set_duration(gst::ClockTime::from_nseconds(
+                1_000_000_000 / u64::from(spec.fps.max(1)),
+            ));
+        }
+        self.appsrc
+            .push_buffer(buffer)
+            .map_err(|e| EncodeError::Stream {
+                camera: spec.camera.clone(),
+                why: e.to_string(),
+            })?;
+        self.frames += 1;
+        Ok(())
+    }
+
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    fn check_bus(&self) -> Result<(), EncodeError> {
+        let bus = self.pipeline.bus().expect("pipelines have a bus");
+        if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            if let gst::MessageView::Error(e) = msg.view() {
+                return Err(EncodeError::Stream {
+                    camera: self.spec.camera.clone(),
+                    why: e.error().to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the stream so the last recording segment is complete, waiting up to `timeout`.
+    pub fn finish(self, timeout: Duration) -> Result<(), EncodeError> {
+        let _ = self.appsrc.end_of_stream();
+        let bus = self.pipeline.bus().expect("pipelines have a bus");
+        let msg = bus.timed_pop_filtered(
+            gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        );
+        let _ = self.pipeline.set_state(gst::State::Null);
+        match msg.as_ref().map(|m| m.view()) {
+            Some(gst::MessageView::Eos(_)) => Ok(()),
+            Some(gst::MessageView::Error(e)) => Err(EncodeError::Stream {
+                camera: self.spec.camera.clone(),
+                why: e.error().to_string(),
+            }),
+            _ => Err(EncodeError::Stream {
+                camera: self.spec.camera.clone(),
+                why: format!("no end of stream within {timeout:?}"),
+            }),
+        }
+    }
+}
+
+impl Drop for Encoder {
+    /// An encoder dropped without [`Encoder::finish`] (a camera removed, a stage that failed)
+    /// still stops its pipeline: GStreamer requires NULL before the last reference goes.
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// Deletes `camera`'s oldest recording segments in `folder` until none is older than `max_age`
+/// and they total at most `max_total_bytes`. The newest segment (the one being written) is
+/// never deleted. Returns what was deleted.
+pub fn prune_recordings(
+    folder: &Path,
+    camera: &str,
+    max_age: Option<Duration>,
+    max_total_bytes: Option<u64>,
+) -> std::io::Result<Vec<PathBuf>> {
+    let prefix = format!("{camera}-");
+    let mut segments: Vec<(PathBuf, SystemTime, u64)> = std::fs::read_dir(folder)?
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&prefix) && (name.ends_with(".mkv") || name.ends_with(".mp4"))
+        })
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            Some((e.path(), meta.modified().ok()?, meta.len()))
+        })
+        .collect();
+    // Names sort by start time and index; the last one is being written: it counts toward the
+    // total but is never deleted.
+    segments.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut total: u64 = segments.iter().map(|s| s.2).sum();
+    segments.pop();
+    let now = SystemTime::now();
+    let mut deleted = Vec::new();
+    for (path, modified, size) in segments {
+        let too_old =
+            max_age.is_some_and(|age| now.duration_since(modified).unwrap_or_default() > age);
+        let too_big = max_total_bytes.is_some_and(|max| total > max);
+        if !(too_old || too_big) {
+            break;
+        }
+        std::fs::remove_file(&path)?;
+        total -= size;
+        deleted.push(path);
+    }
+    Ok(deleted)
+}
+
+/// The frame an RTSP mount shows while its camera is away: dark grey with "NO SIGNAL" and the
+/// camera's id, so viewers stay connected and see why the picture stopped.
+pub fn no_signal_frame(camera: &str, width: usize, height: usize) -> Rgb {
+    let mut img =
+        image::RgbImage::from_pixel(width as u32, height as u32, image::Rgb([32, 32, 32]));
+    let title = "NO SIGNAL";
+    let px = ((width as u32) / (crate::images::font::width(title, 1) * 2).max(1)).clamp(1, 12);
+    let x = (width as u32).saturating_sub(crate::images::font::width(title, px)) / 2;
+    let y = (height as u32 / 2).saturating_sub(5 * px);
+    crate::images::font::text_scaled(&mut img, x, y, px, title, image::Rgb([235, 235, 235]));
+    let small = (px / 3).max(1);
+    let label = format!("camera {camera}: reconnecting");
+    let lx = (width as u32).saturating_sub(crate::images::font::width(&label, small)) / 2;
+    crate::images::font::text_scaled(
+        &mut img,
+        lx,
+        y + 7 * px,
+        small,
+        &label,
+        image::Rgb([170, 170, 170]),
+    );
+    Rgb::from_rgb8(&img)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pruning_removes_oldest_first_and_spares_the_live_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..4 {
+            std::fs::write(
+                dir.path().join(format!("cam-100-{i:05}.mkv")),
+                vec![0u8; 1000],
+            )
+            .unwrap();
+        }
+        std::fs::write(dir.path().join("other-100-00000.mkv"), vec![0u8; 5000]).unwrap();
+        let deleted = prune_recordings(dir.path(), "cam", None, Some(2500)).unwrap();
+        let names: Vec<String> = deleted
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["cam-100-00000.mkv", "cam-100-00001.mkv"]);
+        assert!(
+            dir.path().join("other-100-00000.mkv").exists(),
+            "other cameras' files are left alone"
+        );
+        // With everything "too old", all but the live segment go.
+        let deleted = prune_recordings(dir.path(), "cam", Some(Duration::ZERO), None).unwrap();
+        assert_eq!(deleted.len(), 1);
+        assert!(dir.path().join("cam-100-00003.mkv").exists());
+        assert_eq!(
+            segment_name(Path::new("/r"), "cam", 7, 3, "mp4"),
+            "/r/cam-7-00003.mp4"
+        );
+    }
+}

@@ -1,0 +1,316 @@
+//! Inference and detail: ONE thread owns the colorizer (one weight copy, one CUDA context later)
+//! and gathers frames from every camera into a batch, closed at `max_batch` frames or
+//! `max_wait` after its first frame. The batch is colorized at the inference size, then the fast
+//! guided filter restores each frame's full resolution from its NIR, in parallel across frames.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Select, TryRecvError};
+use rayon::prelude::*;
+
+use crate::calibrate::Corrector;
+use crate::capture::Frame;
+use crate::detail::GuidedFilter;
+use crate::images::planes::Rgb;
+use crate::models::colorizer::{inference_size, restore, shrink_to, Colorizer};
+use crate::runtime::queue::{Consumer, NewestWins};
+use crate::runtime::telemetry::Histogram;
+use crate::runtime::worker::Worker;
+
+/// How frames are batched and colorized.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InferConfig {
+    /// The colorizer sees frames shrunk by this factor, in (0, 1].
+    pub scale: f32,
+    /// ... and to at most this many pixels (0: no cap), as a network's card asks.
+    pub max_pixels: usize,
+    pub max_batch: usize,
+    pub max_wait: Duration,
+    /// The detail transfer; its radius is in full-resolution pixels.
+    pub detail: GuidedFilter,
+}
+
+/// A colorized frame on its way to its camera's encoder.
+#[derive(Clone, Debug)]
+pub struct ColourFrame {
+    pub camera: Arc<str>,
+    pub seq: u64,
+    pub pts: Option<Duration>,
+    pub captured_at: Instant,
+    pub rgb: Rgb,
+    /// How many frames shared this frame's batch.
+    pub batch_size: usize,
+}
+
+/// Counters the stage keeps, for metrics.
+#[derive(Debug, Default)]
+pub struct InferStats {
+    pub batches: AtomicU64,
+    pub frames: AtomicU64,
+    /// Frames from a camera with no output (dropped).
+    pub unrouted: AtomicU64,
+    /// Per camera with an output: how long its frames waited and were worked on.
+    pub cameras: HashMap<Arc<str>, FrameTimes>,
+}
+
+/// Time one camera's frames spend in the stage.
+#[derive(Debug, Default)]
+pub struct FrameTimes {
+    /// Capture to the start of the frame's batch.
+    pub queued: Histogram,
+    /// The whole batch the frame was in: calibration, model, detail.
+    pub processed: Histogram,
+}
+
+/// The running stage.
+pub struct InferStage {
+    stats: Arc<InferStats>,
+    worker: Worker,
+}
+
+impl InferStage {
+    /// Starts the model thread reading `inputs` (one per camera) and writing each frame to the
+    /// output of its camera id.
+    pub fn spawn(
+        colorizer: Box<dyn Colorizer>,
+        inputs: Vec<Consumer<Frame>>,
+        outputs: HashMap<Arc<str>, NewestWins<ColourFrame>>,
+        config: InferConfig,
+    ) -> std::io::Result<InferStage> {
+        Self::spawn_calibrated(colorizer, inputs, outputs, config, HashMap::new())
+    }
+
+    /// [`spawn`](Self::spawn), with the calibration of each camera that has one: its NIR is
+    /// corrected before the colorizer, its colour after the detail, with its own filter.
+    pub fn spawn_calibrated(
+        colorizer: Box<dyn Colorizer>,
+        inputs: Vec<Consumer<Frame>>,
+        outputs: HashMap<Arc<str>, NewestWins<ColourFrame>>,
+        config: InferConfig,
+        calibrations: HashMap<Arc<str>, Corrector>,
+    ) -> std::io::Result<InferStage> {
+        let stats = Arc::new(InferStats {
+            cameras: outputs
+                .keys()
+                .map(|id| (id.clone(), FrameTimes::default()))
+                .collect(),
+            ..InferStats::default()
+        });
+        let thread_stats = stats.clone();
+        let worker = Worker::spawn("infer".into(), move |stop| {
+            let stage = Stage {
+                colorizer: colorizer.as_ref(),
+                outputs: &outputs,
+                calibrations: &calibrations,
+                config,
+                stats: &thread_stats,
+            };
+            run(&stage, &inputs, stop)
+        })?;
+        Ok(InferStage { stats, worker })
+    }
+
+    pub fn stats(&self) -> &InferStats {
+        &self.stats
+    }
+
+    pub fn stats_handle(&self) -> Arc<InferStats> {
+        self.stats.clone()
+    }
+
+    /// Finishes the batch in progress and stops; its outputs then close.
+    pub fn stop(self) {
+        self.worker.stop();
+    }
+}
+
+/// Waits up to `timeout` for a frame from any live input; `None` on timeout or when all inputs
+/// are gone.
+fn next_frame(inputs: &[Consumer<Frame>], live: &mut [bool], timeout: Duration) -> Option<Frame> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut select = Select::new();
+        let mut index = Vec::new();
+        for (i, rx) in inputs.iter().enumerate() {
+            if live[i] {
+                select.recv(rx);
+                index.push(i);
+            }
+        }
+        if index.is_empty() {
+            return None;
+        }
+        let op = select.select_deadline(deadline).ok()?;
+        let i = index[op.index()];
+        match op.recv(&inputs[i]) {
+            Ok(frame) => return Some(frame),
+            // That camera's capture ended; keep serving the others.
+            Err(_) => live[i] = false,
+        }
+    }
+}
+
+/// What the model thread works with.
+struct Stage<'a> {
+    colorizer: &'a dyn Colorizer,
+    outputs: &'a HashMap<Arc<str>, NewestWins<ColourFrame>>,
+    calibrations: &'a HashMap<Arc<str>, Corrector>,
+    config: InferConfig,
+    stats: &'a InferStats,
+}
+
+fn run(stage: &Stage, inputs: &[Consumer<Frame>], stop: &AtomicBool) {
+    let config = stage.config;
+    let mut live = vec![true; inputs.len()];
+    let max_batch = config.max_batch.max(1);
+    let n = inputs.len();
+    // Round robin: the camera whose waiting frame joins the next batch first. With more
+    // cameras than batch slots a fixed order would serve the first cameras every time and
+    // starve the rest.
+    let mut next_in_line = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let mut batch = Vec::with_capacity(max_batch);
+        let mut closes: Option<Instant> = None;
+        while batch.len() < max_batch {
+            // Frames already waiting join at once, one per camera per round.
+            let mut joined = false;
+            for k in 0..n {
+                let i = (next_in_line + k) % n;
+                if !live[i] || batch.len() >= max_batch {
+                    continue;
+                }
+                match inputs[i].try_recv() {
+                    Ok(f) => {
+                        batch.push(f);
+                        joined = true;
+                        next_in_line = (i + 1) % n;
+                    }
+                    Err(TryRecvError::Disconnected) => live[i] = false,
+                    Err(TryRecvError::Empty) => {}
+                }
+            }
+            if joined {
+                closes.get_or_insert_with(|| Instant::now() + config.max_wait);
+                continue;
+            }
+            // Nothing waiting: wait for a frame, briefly while the batch is empty so a stop
+            // request is seen promptly, else until the batch closes.
+            let timeout = match closes {
+                Some(at) => at.saturating_duration_since(Instant::now()),
+                None => Duration::from_millis(50),
+            };
+            match next_frame(inputs, &mut live, timeout) {
+                Some(f) => {
+                    closes.get_or_insert_with(|| Instant::now() + config.max_wait);
+                    batch.push(f);
+                }
+                None => break,
+            }
+        }
+        if batch.is_empty() {
+            if live.iter().all(|l| !l) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            continue;
+        }
+        process(stage, batch);
+    }
+    // Capture stops first: what it queued before is still colorized, so a batch job loses no
+    // frame at its end and a stopped daemon's recordings end with the last frame captured.
+    loop {
+        let batch: Vec<Frame> = inputs
+            .iter()
+            .flat_map(|rx| rx.try_iter())
+            .take(max_batch)
+            .collect();
+        if batch.is_empty() {
+            break;
+        }
+        process(stage, batch);
+    }
+}
+
+fn process(stage: &Stage, batch: Vec<Frame>) {
+    let config = stage.config;
+    let started = Instant::now();
+    let waited: Vec<(Arc<str>, Duration)> = batch
+        .iter()
+        .map(|f| {
+            (
+                f.camera.clone(),
+                started.saturating_duration_since(f.captured_at),
+            )
+        })
+        .collect();
+    let size = batch.len();
+    let batch: Vec<Frame> = batch
+        .into_par_iter()
+        .map(|mut f| {
+            if let Some(c) = stage.calibrations.get(&f.camera) {
+                c.nir(&mut f.luma);
+            }
+            f
+        })
+        .collect();
+    let lows: Vec<_> = batch
+        .par_iter()
+        .map(|f| {
+            let (w, h) = inference_size(
+                f.luma.width,
+                f.luma.height,
+                f64::from(config.scale),
+                config.max_pixels,
+            );
+            shrink_to(&f.luma, w, h)
+        })
+        .collect();
+    let colours = stage.colorizer.colorize_batch(&lows);
+    let results: Vec<ColourFrame> = batch
+        .into_par_iter()
+        .zip(lows.par_iter().zip(colours.par_iter()))
+        .map(|(frame, (low, colour))| {
+            let calibration = stage.calibrations.get(&frame.camera);
+            let filter = calibration.map_or(config.detail, |c| c.filter(config.detail));
+            let mut rgb = restore(
+                filter,
+                low.width as f32 / frame.luma.width.max(1) as f32,
+                &frame.luma,
+                low,
+                colour,
+            );
+            if let Some(c) = calibration {
+                c.colour(&mut rgb);
+            }
+            ColourFrame {
+                rgb,
+                camera: frame.camera,
+                seq: frame.seq,
+                pts: frame.pts,
+                captured_at: frame.captured_at,
+                batch_size: size,
+            }
+        })
+        .collect();
+    let took = started.elapsed();
+    for (camera, waited) in waited {
+        if let Some(t) = stage.stats.cameras.get(&camera) {
+            t.queued.observe(waited);
+            t.processed.observe(took);
+        }
+    }
+    stage.stats.batches.fetch_add(1, Ordering::Relaxed);
+    stage.stats.frames.fetch_add(size as u64, Ordering::Relaxed);
+    for frame in results {
+        match stage.outputs.get(&frame.camera) {
+            Some(out) => {
+                out.push(frame);
+            }
+            None => {
+                stage.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}

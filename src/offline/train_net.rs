@@ -1,0 +1,989 @@
+//! Training the networks: random multi-scale crops with flips and NIR exposure jitter, the
+//! papers' losses (masked), Adam with a cosine schedule, a checkpoint every epoch (and on
+//! Ctrl-C) that `--resume` continues from exactly, and a stop with a clear message when the loss
+//! turns NaN or explodes, keeping the last good checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tch::{Device, Kind, Tensor};
+
+use crate::detail::resize_area;
+use crate::models::net::{layers, loss, Model, NetArch, NetConfig};
+use crate::models::rng::{Rng, RngState};
+use crate::models::weights::{Weights, WeightsError};
+use crate::offline::data::Pair;
+
+/// Loss weights and optimisation settings; recorded in checkpoints and the model card.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    pub epochs: usize,
+    /// A time budget instead of `epochs`: the epoch count is fixed after the first epoch from
+    /// its duration (and stored, so a resumed run follows the same schedule).
+    pub minutes: Option<f64>,
+    pub batch: usize,
+    /// Side of the square training crops, after multi-scale resampling.
+    pub crop: usize,
+    /// Smallest zoom of the multi-scale crops (1 = native pixels only).
+    pub min_zoom: f64,
+    pub lr: f64,
+    pub seed: u64,
+    pub w_l1: f64,
+    /// Mean squared error: what PSNR scores (L1 alone predicts the median of ambiguous pixels).
+    #[serde(default)]
+    pub w_l2: f64,
+    pub w_ssim: f64,
+    pub w_freq: f64,
+    /// Colourfulness: block-averaged chroma magnitude against the truth's.
+    #[serde(default)]
+    pub w_sat: f64,
+    /// Chroma: L1 on Cb and Cr, so colour is not drowned by luminance in the RGB loss.
+    #[serde(default)]
+    pub w_chroma: f64,
+    pub w_gray: f64,
+    pub w_grad: f64,
+    pub w_cross: f64,
+    /// NIR jitter: gain in [1-g, 1+g], gamma in [1/(1+y), 1+y], noise sigma up to n.
+    pub jitter_gain: f64,
+    pub jitter_gamma: f64,
+    pub jitter_noise: f64,
+    /// Decay of the exponential moving average of the weights that is validated and saved
+    /// (0: the raw weights). Smooths the step-to-step noise of small-batch training.
+    #[serde(default)]
+    pub ema: f64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            epochs: 40,
+            minutes: None,
+            batch: 8,
+            crop: 192,
+            min_zoom: 0.3,
+            lr: 2e-3,
+            seed: 1,
+            w_l1: 1.0,
+            w_l2: 0.0,
+            w_ssim: 0.2,
+            w_freq: 0.05,
+            w_sat: 0.0,
+            w_chroma: 0.0,
+            w_gray: 0.5,
+            w_grad: 0.1,
+            w_cross: 0.1,
+            jitter_gain: 0.25,
+            jitter_gamma: 0.25,
+            jitter_noise: 0.02,
+            ema: 0.0,
+        }
+    }
+}
+
+/// Why training stopped without finishing.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("no training pairs: give --data folders with nir/ and rgb/")]
+    NoData,
+    #[error("the loss became {loss} at epoch {epoch}, step {step} (recent median {median:.4}); training stopped. The last good checkpoint is {checkpoint}: resume from it with a lower --lr (now {lr}), or check the data")]
+    Diverged {
+        loss: f64,
+        median: f64,
+        epoch: usize,
+        step: usize,
+        checkpoint: String,
+        lr: f64,
+    },
+    #[error("{file} is not a checkpoint of this run ({why}); start without --resume or give the matching checkpoint")]
+    BadCheckpoint { file: String, why: String },
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("cannot write {file}: {why}")]
+    Write { file: String, why: String },
+}
+
+/// One training pair in memory: NIR, RGB planes in [0,1] and the validity mask (1 = counts).
+struct Sample {
+    w: usize,
+    h: usize,
+    nir: Vec<f32>,
+    rgb: Vec<f32>,
+    mask: Vec<f32>,
+}
+
+impl Sample {
+    fn from_pair(p: &Pair) -> Sample {
+        let (w, h) = (p.nir.width, p.nir.height);
+        let mut rgb = vec![0f32; 3 * w * h];
+        for (i, px) in p.rgb.pixels().enumerate() {
+            for c in 0..3 {
+                rgb[c * w * h + i] = f32::from(px[c]) / 255.0;
+            }
+        }
+        let mask = match &p.mask {
+            Some(m) => m.iter().map(|&v| if v { 1.0 } else { 0.0 }).collect(),
+            None => vec![1.0; w * h],
+        };
+        Sample {
+            w,
+            h,
+            nir: p.nir.data.clone(),
+            rgb,
+            mask,
+        }
+    }
+}
+
+/// Where a crop comes from and how it is altered; drawn from the run's generator so a
+/// resumed run draws the same.
+struct CropPlan {
+    index: usize,
+    x: usize,
+    y: usize,
+    side: usize,
+    flip: bool,
+    gain: f32,
+    gamma: f32,
+    noise: f32,
+    noise_seed: u64,
+}
+
+fn plan_crop(rng: &mut Rng, samples: &[Sample], index: usize, o: &TrainOptions) -> CropPlan {
+    let s = &samples[index];
+    let short = s.w.min(s.h);
+    // Log-uniform zoom: a region of crop/zoom pixels resampled to crop x crop.
+    let min_zoom = o.min_zoom.max(o.crop as f64 / short as f64).min(1.0);
+    let zoom = (rng.uniform(min_zoom.ln(), 0.0)).exp();
+    let side = ((o.crop as f64 / zoom).round() as usize).clamp(1, short);
+    CropPlan {
+        index,
+        x: rng.below(s.w - side + 1),
+        y: rng.below(s.h - side + 1),
+        side,
+        flip: rng.coin(),
+        gain: rng.uniform(1.0 - o.jitter_gain, 1.0 + o.jitter_gain) as f32,
+        gamma: (rng.uniform(-1.0, 1.0) * (1.0 + o.jitter_gamma).ln()).exp() as f32,
+        noise: rng.uniform(0.0, o.jitter_noise) as f32,
+        noise_seed: rng.below(usize::MAX) as u64,
+    }
+}
+
+/// Cuts, resamples, flips and jitters one crop: (nir, rgb, mask) planes of crop x crop.
+fn make_crop(samples: &[Sample], p: &CropPlan, crop: usize) -> Crop {
+    let s = &samples[p.index];
+    let cut = |src: &[f32], channels: usize| -> Vec<f32> {
+        let mut out = Vec::with_capacity(channels * crop * crop);
+        for c in 0..channels {
+            let plane = &src[c * s.w * s.h..(c + 1) * s.w * s.h];
+            let mut region = Vec::with_capacity(p.side * p.side);
+            for y in p.y..p.y + p.side {
+                let row = &plane[y * s.w + p.x..y * s.w + p.x + p.side];
+                if p.flip {
+                    region.extend(row.iter().rev());
+                } else {
+                    region.extend_from_slice(row);
+                }
+            }
+            out.extend(resize_area(&region, p.side, p.side, 1, crop, crop));
+        }
+        out
+    };
+    let mut nir = cut(&s.nir, 1);
+    let rgb = cut(&s.rgb, 3);
+    // A resampled mask is fractional at the border of the valid area; only full pixels count.
+    let mask = cut(&s.mask, 1)
+        .into_iter()
+        .map(|m| if m > 0.999 { 1.0 } else { 0.0 })
+        .collect();
+    let mut noise = Rng::new(p.noise_seed);
+    for v in &mut nir {
+        let x = (v.max(0.0) * p.gain).min(1.0).powf(p.gamma);
+        *v = (x + p.noise * noise.normal() as f32).clamp(0.0, 1.0);
+    }
+    (nir, rgb, mask)
+}
+
+/// One crop's (nir, rgb, mask) planes.
+type Crop = (Vec<f32>, Vec<f32>, Vec<f32>);
+
+/// A batch as tensors (nir, rgb, mask), each (batch, c, crop, crop).
+fn make_batch(samples: &[Sample], plans: &[CropPlan], crop: usize, dev: Device) -> [Tensor; 3] {
+    let crops: Vec<_> = plans
+        .par_iter()
+        .map(|p| make_crop(samples, p, crop))
+        .collect();
+    let n = plans.len() as i64;
+    let c = crop as i64;
+    let stack = |pick: &dyn Fn(&Crop) -> &Vec<f32>, ch: i64| {
+        let flat: Vec<f32> = crops.iter().flat_map(|t| pick(t).iter().copied()).collect();
+        Tensor::from_slice(&flat).view([n, ch, c, c]).to_device(dev)
+    };
+    [
+        stack(&|t| &t.0, 1),
+        stack(&|t| &t.1, 3),
+        stack(&|t| &t.2, 1),
+    ]
+}
+
+/// The weighted loss of one batch and its parts (for logs).
+fn batch_loss(
+    model: &Model,
+    o: &TrainOptions,
+    nir: &Tensor,
+    rgb: &Tensor,
+    mask: &Tensor,
+) -> Tensor {
+    model.set_training(true);
+    let run = model.run(nir);
+    model.set_training(false);
+    let mut total = loss::l1(&run.rgb, rgb, mask) * o.w_l1;
+    if o.w_l2 > 0.0 {
+        total += loss::l2(&run.rgb, rgb, mask) * o.w_l2;
+    }
+    if o.w_sat > 0.0 {
+        total += loss::saturation(&run.rgb, rgb, mask) * o.w_sat;
+    }
+    if o.w_chroma > 0.0 {
+        total += loss::chroma(&run.rgb, rgb, mask) * o.w_chroma;
+    }
+    if o.w_ssim > 0.0 {
+        total += loss::ssim(&run.rgb, rgb, mask) * o.w_ssim;
+    }
+    if o.w_freq > 0.0 && model.cfg.arch != NetArch::Unet {
+        total += loss::frequency(&run.rgb, rgb, mask) * o.w_freq;
+    }
+    if let Some(gray) = &run.net.gray {
+        let s = gray.size();
+        let (low_rgb, low_mask) = if s[2..] == rgb.size()[2..] {
+            (rgb.shallow_clone(), mask.shallow_clone())
+        } else {
+            (
+                rgb.adaptive_avg_pool2d([s[2], s[3]]),
+                mask.adaptive_avg_pool2d([s[2], s[3]])
+                    .ge(0.999)
+                    .to_kind(Kind::Float),
+            )
+        };
+        let target_gray = layers::luma(&low_rgb);
+        total += loss::l1(gray, &target_gray, &low_mask) * o.w_gray;
+        if let Some(scale) = &run.net.scale {
+            let nir_low = run.low_nir.mean_dim([1i64].as_slice(), true, Kind::Float);
+            total += loss::gradient(gray, &nir_low, scale, &low_mask) * o.w_grad;
+            let rgb_gray = layers::luma(&run.net.rgb);
+            total += loss::ssim(gray, &rgb_gray, &low_mask) * o.w_cross;
+        }
+    }
+    total
+}
+
+/// Mean PSNR (8-bit, masked) of the model's full path over validation pairs.
+pub fn validate(model: &Model, val: &[Pair]) -> f64 {
+    let _guard = tch::no_grad_guard();
+    let dev = model.vs.device();
+    let mut sum = 0.0;
+    for p in val {
+        let s = Sample::from_pair(p);
+        let nir = Tensor::from_slice(&s.nir)
+            .view([1, 1, s.h as i64, s.w as i64])
+            .to_device(dev);
+        let target = Tensor::from_slice(&s.rgb)
+            .view([1, 3, s.h as i64, s.w as i64])
+            .to_device(dev);
+        let mask = Tensor::from_slice(&s.mask)
+            .view([1, 1, s.h as i64, s.w as i64])
+            .to_device(dev);
+        let out = (model.run(&nir).rgb.clamp(0.0, 1.0) * 255.0).round();
+        let err = (out - target * 255.0).square() * &mask;
+        let mse = f64::try_from(err.sum(Kind::Double)).unwrap_or(f64::NAN)
+            / (3.0 * f64::try_from(mask.sum(Kind::Double)).unwrap_or(1.0)).max(1.0);
+        sum += 10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10();
+    }
+    sum / val.len().max(1) as f64
+}
+
+/// One epoch's record, for the curve and the card.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EpochLog {
+    pub epoch: usize,
+    pub loss: f64,
+    pub val_psnr: Option<f64>,
+    pub seconds: f64,
+}
+
+/// Everything besides the weights that a resumed run needs to continue exactly.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Progress {
+    net: NetConfig,
+    options: TrainOptions,
+    /// Epochs planned (fixed after the first epoch with --minutes).
+    planned: Option<usize>,
+    epoch: usize,
+    /// Position inside `epoch`'s permutation (0 at an epoch boundary).
+    pos: usize,
+    perm: Vec<usize>,
+    step: usize,
+    rng: RngState,
+    history: Vec<EpochLog>,
+    losses_this_epoch: Vec<f64>,
+    samples: usize,
+}
+
+/// Adam's moments per trainable variable.
+struct Adam {
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+}
+
+impl Adam {
+    fn new(params: &[Tensor]) -> Adam {
+        Adam {
+            m: params.iter().map(Tensor::zeros_like).collect(),
+            v: params.iter().map(Tensor::zeros_like).collect(),
+        }
+    }
+
+    fn step(&mut self, params: &mut [Tensor], lr: f64, t: usize) {
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+        let c1 = 1.0 - b1.powi(t as i32);
+        let c2 = 1.0 - b2.powi(t as i32);
+        let _guard = tch::no_grad_guard();
+        for ((p, m), v) in params.iter_mut().zip(&mut self.m).zip(&mut self.v) {
+            let g = p.grad();
+            if !g.defined() {
+                continue;
+            }
+            let _ = m.g_mul_scalar_(b1).g_add_(&(&g * (1.0 - b1)));
+            let _ = v.g_mul_scalar_(b2).g_add_(&(g.square() * (1.0 - b2)));
+            let update = (&*m / c1) / ((&*v / c2).sqrt() + eps) * lr;
+            let _ = p.g_sub_(&update);
+            let _ = p.grad().zero_();
+        }
+    }
+}
+
+/// A running training job.
+pub struct Trainer {
+    pub model: Model,
+    params: Vec<Tensor>,
+    adam: Adam,
+    /// The moving average of `params` (with `--ema`), in the same order.
+    ema: Option<Vec<Tensor>>,
+    progress: Progress,
+    rng: Rng,
+    samples: Vec<Sample>,
+    /// The full command line, for the card.
+    pub command: String,
+    pub data_card: serde_json::Value,
+}
+
+/// What the trainer reports as it goes.
+pub enum Event<'a> {
+    Step {
+        epoch: usize,
+        planned: Option<usize>,
+        pos: usize,
+        of: usize,
+        loss: f64,
+    },
+    Epoch(&'a EpochLog),
+}
+
+/// How a call to [`Trainer::run`] ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Finish {
+    Done,
+    Interrupted,
+}
+
+fn var_names(model: &Model) -> Vec<String> {
+    let mut names: Vec<String> = model.vs.variables().into_keys().collect();
+    names.sort();
+    names
+}
+
+impl Trainer {
+    /// A new run on `pairs` (`init`: start from these weights instead of random ones).
+    pub fn new(
+        cfg: NetConfig,
+        options: TrainOptions,
+        pairs: &[Pair],
+        device: Device,
+        init: Option<&Weights>,
+    ) -> Result<Trainer, TrainError> {
+        if pairs.is_empty() {
+            return Err(TrainError::NoData);
+        }
+        let mut model = Model::new(cfg.clone(), device, options.seed);
+        if let Some(w) = init {
+            model.load_tensors(w)?;
+        }
+        let mut rng = Rng::new(options.seed.wrapping_add(1));
+        let perm = rng.permutation(pairs.len());
+        let progress = Progress {
+            net: cfg,
+            planned: options.minutes.is_none().then_some(options.epochs),
+            options: options.clone(),
+            epoch: 0,
+            pos: 0,
+            perm,
+            step: 0,
+            rng: rng.state(options.seed.wrapping_add(1)),
+            history: Vec::new(),
+            losses_this_epoch: Vec::new(),
+            samples: pairs.len(),
+        };
+        Ok(Trainer::assemble(model, progress, rng, pairs))
+    }
+
+    fn assemble(model: Model, progress: Progress, rng: Rng, pairs: &[Pair]) -> Trainer {
+        let names = var_names(&model);
+        let vars = model.vs.variables();
+        let params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
+        let adam = Adam::new(&params);
+        let ema = (progress.options.ema > 0.0).then(|| params.iter().map(Tensor::copy).collect());
+        Trainer {
+            model,
+            params,
+            adam,
+            ema,
+            progress,
+            rng,
+            samples: pairs.par_iter().map(Sample::from_pair).collect(),
+            command: String::new(),
+            data_card: serde_json::Value::Null,
+        }
+    }
+
+    /// Continues the run saved in checkpoint `file`, on the same pairs.
+    pub fn resume(file: &Path, pairs: &[Pair], device: Device) -> Result<Trainer, TrainError> {
+        let bad = |why: String| TrainError::BadCheckpoint {
+            file: file.display().to_string(),
+            why,
+        };
+        let w = Weights::load(file)?;
+        let progress: Progress = serde_json::from_value(w.card["training"].clone())
+            .map_err(|e| bad(format!("no training state in it ({e})")))?;
+        if progress.samples != pairs.len() {
+            return Err(bad(format!(
+                "it was trained on {} pairs, these folders hold {}",
+                progress.samples,
+                pairs.len()
+            )));
+        }
+        let mut model = Model::new(progress.net.clone(), device, 0);
+        model.load_tensors(&w.without_prefix("adam."))?;
+        let rng =
+            Rng::from_state(&progress.rng).ok_or_else(|| bad("unreadable RNG state".into()))?;
+        let mut t = Trainer::assemble(model, progress, rng, pairs);
+        let _guard = tch::no_grad_guard();
+        for (i, name) in var_names(&t.model).iter().enumerate() {
+            let mut state = vec![("m", &mut t.adam.m[i]), ("v", &mut t.adam.v[i])];
+            if let Some(ema) = &mut t.ema {
+                state.push(("ema", &mut ema[i]));
+            }
+            for (which, into) in state {
+                let key = format!("adam.{which}.{name}");
+                let shape: Vec<Option<usize>> =
+                    into.size().iter().map(|&d| Some(d as usize)).collect();
+                let (_, data) = w.tensor(&key, &shape)?;
+                into.copy_(&Tensor::from_slice(data).view(into.size().as_slice()));
+            }
+        }
+        Ok(t)
+    }
+
+    pub fn history(&self) -> &[EpochLog] {
+        &self.progress.history
+    }
+
+    pub fn options(&self) -> &TrainOptions {
+        &self.progress.options
+    }
+
+    /// The checkpoint: weights, Adam moments and the training state.
+    fn checkpoint(&self) -> Weights {
+        let mut w = self.model.to_weights(json!({
+            "training": serde_json::to_value(&self.progress).expect("state serialises"),
+        }));
+        for (i, name) in var_names(&self.model).iter().enumerate() {
+            let mut state = vec![("m", &self.adam.m[i]), ("v", &self.adam.v[i])];
+            if let Some(ema) = &self.ema {
+                state.push(("ema", &ema[i]));
+            }
+            for (which, t) in state {
+                let shape = t.size().iter().map(|&d| d as usize).collect();
+                let data = Vec::<f32>::try_from(t.to_device(Device::Cpu).flatten(0, -1))
+                    .expect("f32 moments");
+                w.insert(&format!("adam.{which}.{name}"), shape, data);
+            }
+        }
+        w
+    }
+
+    fn lr(&self) -> f64 {
+        let o = &self.progress.options;
+        let planned = self.progress.planned.unwrap_or(o.epochs.max(1)).max(1);
+        let per_epoch = self.progress.samples.div_ceil(o.batch).max(1);
+        let total = (planned * per_epoch) as f64;
+        let t = (self.progress.step as f64 / total).min(1.0);
+        // Short warm-up, then cosine down to 5%.
+        let warm = (self.progress.step as f64 / 50.0).min(1.0);
+        o.lr * warm * (0.05 + 0.95 * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()))
+    }
+
+    /// Trains until the planned epochs are done or `stop` is raised (then a checkpoint is saved
+    /// and [`Finish::Interrupted`] returned). `ckpt` is written after every epoch.
+    pub fn run(
+        &mut self,
+        val: &[Pair],
+        ckpt: &Path,
+        stop: &AtomicBool,
+        mut report: impl FnMut(Event),
+    ) -> Result<Finish, TrainError> {
+        let o = self.progress.options.clone();
+        let dev = self.model.vs.device();
+        let mut epoch_start = Instant::now();
+        loop {
+            if let Some(p) = self.progress.planned {
+                if self.progress.epoch >= p {
+                    return Ok(Finish::Done);
+                }
+            }
+            let n = self.progress.perm.len();
+            while self.progress.pos < n {
+                if stop.load(Ordering::Relaxed) {
+                    self.save_checkpoint(ckpt)?;
+                    return Ok(Finish::Interrupted);
+                }
+                let end = (self.progress.pos + o.batch).min(n);
+                let idx: Vec<usize> = self.progress.perm[self.progress.pos..end].to_vec();
+                let plans: Vec<CropPlan> = idx
+                    .iter()
+                    .map(|&i| plan_crop(&mut self.rng, &self.samples, i, &o))
+                    .collect();
+                let [nir, rgb, mask] = make_batch(&self.samples, &plans, o.crop, dev);
+                let loss = batch_loss(&self.model, &o, &nir, &rgb, &mask);
+                let value = f64::try_from(&loss).unwrap_or(f64::NAN);
+                let median = median(&self.progress.losses_this_epoch);
+                let exploded = self.progress.losses_this_epoch.len() >= 10 && value > 20.0 * median;
+                if !value.is_finite() || exploded {
+                    return Err(TrainError::Diverged {
+                        loss: value,
+                        median,
+                        epoch: self.progress.epoch + 1,
+                        step: self.progress.step,
+                        checkpoint: if ckpt.is_file() {
+                            ckpt.display().to_string()
+                        } else {
+                            format!(
+                                "{} (not written yet: the first epoch did not finish)",
+                                ckpt.display()
+                            )
+                        },
+                        lr: o.lr,
+                    });
+                }
+                loss.backward();
+                self.progress.step += 1;
+                let lr = self.lr();
+                self.adam.step(&mut self.params, lr, self.progress.step);
+                self.update_ema();
+                self.progress.losses_this_epoch.push(value);
+                self.progress.pos = end;
+                self.progress.rng = self.rng.state(self.progress.rng.seed);
+                report(Event::Step {
+                    epoch: self.progress.epoch + 1,
+                    planned: self.progress.planned,
+                    pos: end,
+                    of: n,
+                    loss: value,
+                });
+            }
+            let losses = std::mem::take(&mut self.progress.losses_this_epoch);
+            let log = EpochLog {
+                epoch: self.progress.epoch + 1,
+                loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
+                val_psnr: (!val.is_empty()).then(|| self.with_ema(|m| validate(m, val))),
+                seconds: epoch_start.elapsed().as_secs_f64(),
+            };
+            epoch_start = Instant::now();
+            if self.progress.planned.is_none() {
+                let minutes = o.minutes.unwrap_or(1.0);
+                let fit = (minutes * 60.0 / log.seconds.max(1e-3)).floor() as usize;
+                self.progress.planned = Some(fit.max(1));
+            }
+            self.progress.history.push(log);
+            self.progress.epoch += 1;
+            self.progress.pos = 0;
+            self.progress.perm = self.rng.permutation(n);
+            self.progress.rng = self.rng.state(self.progress.rng.seed);
+            report(Event::Epoch(
+                self.progress.history.last().expect("just pushed"),
+            ));
+            self.save_checkpoint(ckpt)?;
+        }
+    }
+
+    /// Moves the average toward the weights just stepped; the decay ramps up over the first
+    /// steps so the average does not hold on to the initial weights.
+    fn update_ema(&mut self) {
+        let Some(ema) = &mut self.ema else { return };
+        let step = self.progress.step as f64;
+        let decay = self.progress.options.ema.min((1.0 + step) / (10.0 + step));
+        let _guard = tch::no_grad_guard();
+        for (avg, p) in ema.iter_mut().zip(&self.params) {
+            let _ = avg.g_mul_scalar_(decay).g_add_(&(p * (1.0 - decay)));
+        }
+    }
+
+    /// Runs `f` on the model holding the averaged weights (the raw ones without `--ema`).
+    fn with_ema<R>(&mut self, f: impl FnOnce(&Model) -> R) -> R {
+        self.swap_ema();
+        let out = f(&self.model);
+        self.swap_ema();
+        out
+    }
+
+    fn swap_ema(&mut self) {
+        let Some(ema) = &mut self.ema else { return };
+        let _guard = tch::no_grad_guard();
+        for (avg, p) in ema.iter_mut().zip(&mut self.params) {
+            let raw = p.copy();
+            p.copy_(avg);
+            avg.copy_(&raw);
+        }
+    }
+
+    fn save_checkpoint(&self, ckpt: &Path) -> Result<(), TrainError> {
+        Ok(self.checkpoint().save(ckpt)?)
+    }
+
+    /// Changes the planned number of epochs (extending a resumed run); the learning-rate
+    /// schedule stretches to the new length.
+    pub fn set_epochs(&mut self, epochs: usize) {
+        self.progress.planned = Some(epochs.max(1));
+    }
+
+    /// The planned number of epochs (known after the first with --minutes).
+    pub fn planned(&self) -> Option<usize> {
+        self.progress.planned
+    }
+
+    /// The finished model's weights (the average with `--ema`) with its card (validation
+    /// metrics are added by the caller).
+    pub fn weights(&mut self) -> Weights {
+        let card = self.card();
+        self.with_ema(|m| m.to_weights(card))
+    }
+
+    fn card(&self) -> serde_json::Value {
+        let m = &self.model;
+        let o = &self.progress.options;
+        json!({
+            "arch": m.cfg.arch.name(),
+            "nircolor_version": env!("CARGO_PKG_VERSION"),
+            "input": "one NIR plane in [0,1] (8-bit / 255, 16-bit / 65535); the network sees it shrunk by `net.scale` (area average); the fast guided filter with the full-size NIR restores the detail",
+            "output": "sRGB in [0,1] at the input's size",
+            "inference_size": format!("{} x the frame (e.g. {}x{} for 640x480)", m.cfg.scale, m.cfg.inference_size(640, 480).0, m.cfg.inference_size(640, 480).1),
+            "parameters": m.parameters(),
+            "gflops_640x480": m.gflops(640, 480),
+            "hyper_parameters": o,
+            "training_data": self.data_card,
+            "epochs": self.progress.history.len(),
+            "history": self.progress.history,
+            "command": self.command,
+        })
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s: Vec<f64> = v.iter().rev().take(50).copied().collect();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+/// Where the checkpoint of a run writing `out` lives.
+pub fn checkpoint_path(out: &Path) -> PathBuf {
+    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    out.with_file_name(format!("{stem}.ckpt.safetensors"))
+}
+
+/// Where the loss/PSNR curve of a run writing `out` goes.
+pub fn curve_path(out: &Path) -> PathBuf {
+    let stem = out.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    out.with_file_name(format!("{stem}.curve.png"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::images::planes::Gray;
+
+    /// Small colourful pairs: the RGB is a fixed function of the NIR and its neighbourhood.
+    fn pairs(n: usize, size: usize) -> Vec<Pair> {
+        (0..n)
+            .map(|k| {
+                let mut nir = Vec::new();
+                let mut rgb = image::RgbImage::new(size as u32, size as u32);
+                for y in 0..size {
+                    for x in 0..size {
+                        let v = 0.5
+                            + 0.4 * ((x as f32 * 0.3 + k as f32).sin() * (y as f32 * 0.2).cos());
+                        nir.push(v);
+                        let sky = y < size / 3;
+                        let px = if sky {
+                            [60, 110, (200.0 * v) as u8]
+                        } else {
+                            [(80.0 * v) as u8, (200.0 * v) as u8, 40]
+                        };
+                        rgb.put_pixel(x as u32, y as u32, image::Rgb(px));
+                    }
+                }
+                Pair {
+                    name: format!("p{k}"),
+                    nir: Gray::new(size, size, nir),
+                    rgb,
+                    mask: None,
+                }
+            })
+            .collect()
+    }
+
+    fn options() -> TrainOptions {
+        TrainOptions {
+            epochs: 2,
+            batch: 2,
+            crop: 32,
+            min_zoom: 1.0,
+            lr: 3e-3,
+            ..TrainOptions::default()
+        }
+    }
+
+    fn small(arch: NetArch) -> NetConfig {
+        NetConfig {
+            width: 4,
+            ..arch.default_config()
+        }
+    }
+
+    #[test]
+    fn every_arch_learns_a_fixed_batch() {
+        let data = pairs(2, 32);
+        let samples: Vec<Sample> = data.iter().map(Sample::from_pair).collect();
+        // Every loss on, the optional ones included.
+        let o = TrainOptions {
+            lr: 5e-3,
+            w_l2: 1.0,
+            w_sat: 0.5,
+            ..options()
+        };
+        for arch in NetArch::ALL {
+            let model = Model::new(small(arch), Device::Cpu, 2);
+            let names = var_names(&model);
+            let vars = model.vs.variables();
+            let mut params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
+            let mut adam = Adam::new(&params);
+            let mut rng = Rng::new(1);
+            let plans: Vec<CropPlan> = (0..2)
+                .map(|i| plan_crop(&mut rng, &samples, i, &o))
+                .collect();
+            let [nir, rgb, mask] = make_batch(&samples, &plans, o.crop, Device::Cpu);
+            let mut first = 0.0;
+            let mut last = 0.0;
+            for step in 1..=40 {
+                let loss = batch_loss(&model, &o, &nir, &rgb, &mask);
+                last = f64::try_from(&loss).unwrap();
+                if step == 1 {
+                    first = last;
+                }
+                loss.backward();
+                adam.step(&mut params, o.lr, step);
+            }
+            assert!(last < 0.7 * first, "{arch:?}: loss {first} -> {last}");
+        }
+    }
+
+    fn train(t: &mut Trainer, ckpt: &Path, stop_after: Option<usize>) -> Finish {
+        let stop = AtomicBool::new(false);
+        let mut steps = 0;
+        t.run(&[], ckpt, &stop, |ev| {
+            if let Event::Step { .. } = ev {
+                steps += 1;
+                if Some(steps) == stop_after {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn interrupted_and_resumed_equals_uninterrupted() {
+        let data = pairs(5, 40);
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = small(NetArch::Fast);
+        // With and without the weight average, which is training state too.
+        for ema in [0.0, 0.9] {
+            let o = TrainOptions { ema, ..options() };
+            let mut straight =
+                Trainer::new(cfg.clone(), o.clone(), &data, Device::Cpu, None).unwrap();
+            assert_eq!(
+                train(&mut straight, &dir.path().join("a.st"), None),
+                Finish::Done
+            );
+
+            // Stopped in the middle of the second epoch (3 steps per epoch), then resumed.
+            let ckpt = dir.path().join("b.st");
+            let mut first = Trainer::new(cfg.clone(), o, &data, Device::Cpu, None).unwrap();
+            assert_eq!(train(&mut first, &ckpt, Some(4)), Finish::Interrupted);
+            let mut resumed = Trainer::resume(&ckpt, &data, Device::Cpu).unwrap();
+            assert_eq!(train(&mut resumed, &ckpt, None), Finish::Done);
+
+            assert_eq!(resumed.model.tensors(), straight.model.tensors());
+            let saved = |t: &mut Trainer| Model::from_weights(&t.weights(), Device::Cpu).unwrap();
+            assert_eq!(
+                saved(&mut resumed).tensors(),
+                saved(&mut straight).tensors()
+            );
+            assert_eq!(resumed.history().len(), 2);
+            assert_eq!(resumed.history()[1].loss, straight.history()[1].loss);
+        }
+    }
+
+    #[test]
+    fn the_average_is_saved_and_the_raw_weights_keep_training() {
+        let data = pairs(5, 40);
+        let dir = tempfile::tempdir().unwrap();
+        let o = TrainOptions {
+            ema: 0.9,
+            ..options()
+        };
+        let mut t = Trainer::new(small(NetArch::Fast), o, &data, Device::Cpu, None).unwrap();
+        let start = t.model.tensors();
+        assert_eq!(train(&mut t, &dir.path().join("e.st"), None), Finish::Done);
+        let raw = t.model.tensors();
+        let saved = Model::from_weights(&t.weights(), Device::Cpu)
+            .unwrap()
+            .tensors();
+        assert_eq!(t.model.tensors(), raw, "saving puts the raw weights back");
+        // The average moved from the start toward the raw weights, without reaching them.
+        let pick = |all: &[(String, Vec<usize>, Vec<f32>)]| {
+            all.iter()
+                .find(|(n, ..)| n == "fast.e1.w")
+                .map(|(_, _, d)| d.clone())
+                .unwrap()
+        };
+        let (a, r, s) = (pick(&start), pick(&raw), pick(&saved));
+        assert_ne!(s, r, "the average is not the raw weights");
+        let (mut toward, mut count) = (0usize, 0usize);
+        for ((a, r), s) in a.iter().zip(&r).zip(&s) {
+            if (r - a).abs() > 1e-6 {
+                count += 1;
+                toward += usize::from((s - a) * (r - a) > 0.0);
+            }
+        }
+        assert!(
+            toward * 10 >= count * 9,
+            "{toward} of {count} moved toward the raw weights"
+        );
+    }
+
+    #[test]
+    fn a_nan_stops_training_and_keeps_the_last_good_checkpoint() {
+        let data = pairs(4, 40);
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = dir.path().join("c.st");
+        let o = TrainOptions {
+            epochs: 1,
+            ..options()
+        };
+        let mut t = Trainer::new(small(NetArch::Fast), o, &data, Device::Cpu, None).unwrap();
+        assert_eq!(train(&mut t, &ckpt, None), Finish::Done);
+        let good = std::fs::read(&ckpt).unwrap();
+
+        let mut t = Trainer::resume(&ckpt, &data, Device::Cpu).unwrap();
+        t.set_epochs(2);
+        {
+            let _guard = tch::no_grad_guard();
+            let mut vars = t.model.vs.variables();
+            let _ = vars.get_mut("fast.head.b").unwrap().fill_(f64::NAN);
+        }
+        let stop = AtomicBool::new(false);
+        let err = t.run(&[], &ckpt, &stop, |_| {}).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, TrainError::Diverged { .. }), "{msg}");
+        assert!(
+            msg.contains("NaN") && msg.contains("c.st") && msg.contains("--lr"),
+            "{msg}"
+        );
+        assert_eq!(
+            std::fs::read(&ckpt).unwrap(),
+            good,
+            "the good checkpoint was overwritten"
+        );
+        assert!(Trainer::resume(&ckpt, &data, Device::Cpu).is_ok());
+    }
+
+    #[test]
+    fn resume_refuses_other_data_or_a_plain_weights_file() {
+        let data = pairs(4, 40);
+        let dir = tempfile::tempdir().unwrap();
+        let ckpt = dir.path().join("d.st");
+        let o = TrainOptions {
+            epochs: 1,
+            ..options()
+        };
+        let mut t = Trainer::new(small(NetArch::Fast), o, &data, Device::Cpu, None).unwrap();
+        train(&mut t, &ckpt, None);
+        let err = Trainer::resume(&ckpt, &data[..3], Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("4 pairs") && err.contains("3"), "{err}");
+        let plain = dir.path().join("plain.st");
+        t.weights().save(&plain).unwrap();
+        let err = Trainer::resume(&plain, &data, Device::Cpu)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("plain.st") && err.contains("training state"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn crops_honour_zoom_flip_and_mask() {
+        let mut data = pairs(1, 64);
+        data[0].mask = Some((0..64 * 64).map(|i| i % 64 < 32).collect());
+        let samples: Vec<Sample> = data.iter().map(Sample::from_pair).collect();
+        let o = TrainOptions {
+            crop: 16,
+            min_zoom: 0.25,
+            ..options()
+        };
+        let mut rng = Rng::new(4);
+        let mut sides = Vec::new();
+        for _ in 0..50 {
+            let p = plan_crop(&mut rng, &samples, 0, &o);
+            assert!(p.side >= 16 && p.side <= 64 && p.x + p.side <= 64 && p.y + p.side <= 64);
+            sides.push(p.side);
+            let (nir, rgb, mask) = make_crop(&samples, &p, 16);
+            assert_eq!((nir.len(), rgb.len(), mask.len()), (256, 768, 256));
+            assert!(nir.iter().all(|v| (0.0..=1.0).contains(v)));
+            assert!(mask.iter().all(|&m| m == 0.0 || m == 1.0));
+        }
+        assert!(
+            sides.iter().any(|&s| s > 40) && sides.iter().any(|&s| s < 24),
+            "{sides:?}"
+        );
+    }
+}

@@ -1,0 +1,390 @@
+//! Operations: Prometheus metrics (`/metrics`) and health (`/healthz`) over HTTP, from counters
+//! the stages keep anyway (camera status, queue drops, batches, encoder latency).
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::capture::CameraStatus;
+use crate::infer::InferStats;
+use crate::runtime::worker::Worker;
+
+/// A camera down for less than this is "reconnecting" and still healthy: just past the longest
+/// backoff, so one retry cycle fits.
+pub const RECONNECT_WINDOW: Duration = Duration::from_secs(15);
+
+/// A cumulative latency histogram in seconds.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: Vec<f64>,
+    counts: Vec<AtomicU64>,
+    sum_us: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        let bounds = vec![
+            0.005, 0.01, 0.02, 0.033, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0,
+        ];
+        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
+        Histogram {
+            bounds,
+            counts,
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        let i = self
+            .bounds
+            .iter()
+            .position(|&b| s <= b)
+            .unwrap_or(self.bounds.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, labels: &str, out: &mut String) {
+        let mut cumulative = 0;
+        for (i, b) in self.bounds.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
+        }
+        cumulative += self.counts[self.bounds.len()].load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+/// What the encoder side of one camera counts.
+#[derive(Debug, Default)]
+pub struct EncodeStats {
+    pub frames: AtomicU64,
+    /// "No signal" cards shown while no frame arrived.
+    pub no_signal: AtomicU64,
+    /// Capture to leaving the H.264 encoder, per frame.
+    pub encoded_latency: Histogram,
+    /// While set, every encoded latency is also kept (ms) in `encoded_samples`, for exact
+    /// quantiles in `nircolor bench pipeline`.
+    pub keep_samples: std::sync::atomic::AtomicBool,
+    pub encoded_samples: std::sync::Mutex<Vec<f32>>,
+    /// Capture to encoder hand-off, per frame.
+    pub latency: Histogram,
+    /// Hand-off to leaving the H.264 encoder, per frame: the encode stage's own time.
+    pub encode_time: Histogram,
+}
+
+/// One camera's counters, gathered from its stages.
+pub struct CameraTelemetry {
+    pub id: String,
+    pub status: Arc<CameraStatus>,
+    /// Frames dropped between capture and inference, and between inference and encoding.
+    pub capture_drops: Box<dyn Fn() -> u64 + Send + Sync>,
+    pub colour_drops: Box<dyn Fn() -> u64 + Send + Sync>,
+    pub encode: Arc<EncodeStats>,
+}
+
+/// Everything `/metrics` and `/healthz` report.
+pub struct Telemetry {
+    pub cameras: Vec<CameraTelemetry>,
+    pub infer: Arc<InferStats>,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Telemetry {
+    /// The Prometheus text exposition.
+    pub fn metrics(&self) -> String {
+        let mut s = String::new();
+        let family = |s: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        let per_camera = |s: &mut String,
+                          name: &str,
+                          kind: &str,
+                          help: &str,
+                          value: &dyn Fn(&CameraTelemetry) -> u64| {
+            family(s, name, kind, help);
+            for c in &self.cameras {
+                let _ = writeln!(s, "{name}{{camera=\"{}\"}} {}", escape(&c.id), value(c));
+            }
+        };
+        per_camera(
+            &mut s,
+            "nircolor_camera_up",
+            "gauge",
+            "1 while the camera delivers frames",
+            &|c| u64::from(c.status.up.load(Ordering::SeqCst)),
+        );
+        per_camera(
+            &mut s,
+            "nircolor_camera_reconnects_total",
+            "counter",
+            "Pipeline restarts after a failure",
+            &|c| c.status.restarts.load(Ordering::SeqCst),
+        );
+        per_camera(
+            &mut s,
+            "nircolor_frames_captured_total",
+            "counter",
+            "Frames captured",
+            &|c| c.status.frames.load(Ordering::Relaxed),
+        );
+        per_camera(
+            &mut s,
+            "nircolor_frames_encoded_total",
+            "counter",
+            "Frames encoded",
+            &|c| c.encode.frames.load(Ordering::Relaxed),
+        );
+        per_camera(
+            &mut s,
+            "nircolor_no_signal_frames_total",
+            "counter",
+            "\"No signal\" cards shown while the camera delivered nothing",
+            &|c| c.encode.no_signal.load(Ordering::Relaxed),
+        );
+        family(
+            &mut s,
+            "nircolor_frames_dropped_total",
+            "counter",
+            "Frames dropped because the next stage was busy",
+        );
+        for c in &self.cameras {
+            let id = escape(&c.id);
+            let _ = writeln!(
+                s,
+                "nircolor_frames_dropped_total{{camera=\"{id}\",stage=\"infer\"}} {}",
+                (c.capture_drops)()
+            );
+            let _ = writeln!(
+                s,
+                "nircolor_frames_dropped_total{{camera=\"{id}\",stage=\"encode\"}} {}",
+                (c.colour_drops)()
+            );
+        }
+        family(
+            &mut s,
+            "nircolor_encoded_latency_seconds",
+            "histogram",
+            "Capture to leaving the H.264 encoder",
+        );
+        for c in &self.cameras {
+            c.encode.encoded_latency.render(
+                "nircolor_encoded_latency_seconds",
+                &format!("camera=\"{}\"", escape(&c.id)),
+                &mut s,
+            );
+        }
+        family(
+            &mut s,
+            "nircolor_latency_seconds",
+            "histogram",
+            "Capture to encoder hand-off",
+        );
+        for c in &self.cameras {
+            c.encode.latency.render(
+                "nircolor_latency_seconds",
+                &format!("camera=\"{}\"", escape(&c.id)),
+                &mut s,
+            );
+        }
+        family(
+            &mut s,
+            "nircolor_stage_latency_seconds",
+            "histogram",
+            "Time a frame spends in each stage: queue (capture to its batch starting), infer (its batch: calibration, model, detail), encode (hand-off to leaving the H.264 encoder)",
+        );
+        for c in &self.cameras {
+            let id = escape(&c.id);
+            if let Some(t) = self.infer.cameras.get(c.id.as_str()) {
+                t.queued.render(
+                    "nircolor_stage_latency_seconds",
+                    &format!("camera=\"{id}\",stage=\"queue\""),
+                    &mut s,
+                );
+                t.processed.render(
+                    "nircolor_stage_latency_seconds",
+                    &format!("camera=\"{id}\",stage=\"infer\""),
+                    &mut s,
+                );
+            }
+            c.encode.encode_time.render(
+                "nircolor_stage_latency_seconds",
+                &format!("camera=\"{id}\",stage=\"encode\""),
+                &mut s,
+            );
+        }
+        let infer = &self.infer;
+        family(
+            &mut s,
+            "nircolor_batches_total",
+            "counter",
+            "Inference batches run",
+        );
+        let _ = writeln!(
+            s,
+            "nircolor_batches_total {}",
+            infer.batches.load(Ordering::Relaxed)
+        );
+        family(
+            &mut s,
+            "nircolor_batched_frames_total",
+            "counter",
+            "Frames through inference (divide by batches for the mean batch size)",
+        );
+        let _ = writeln!(
+            s,
+            "nircolor_batched_frames_total {}",
+            infer.frames.load(Ordering::Relaxed)
+        );
+        s
+    }
+
+    /// (status code, JSON body): 200 while every camera streams, has finished its file, or is
+    /// inside its reconnect window; 503 naming the cameras that are not.
+    pub fn health(&self) -> (u16, String) {
+        let mut healthy = true;
+        let cams: Vec<serde_json::Value> = self
+            .cameras
+            .iter()
+            .map(|c| {
+                let (up, finished, down_for) = (c.status.up.load(Ordering::SeqCst), c.status.finished.load(Ordering::SeqCst), c.status.down_for());
+                let state = if up {
+                    "streaming"
+                } else if finished {
+                    "finished"
+                } else if down_for < RECONNECT_WINDOW {
+                    "reconnecting"
+                } else {
+                    healthy = false;
+                    "down"
+                };
+                serde_json::json!({"camera": c.id, "state": state, "down_seconds": down_for.as_secs_f64(), "last_error": c.status.last_error()})
+            })
+            .collect();
+        let body = serde_json::json!({"healthy": healthy, "cameras": cams}).to_string();
+        (if healthy { 200 } else { 503 }, body)
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `addr` until stopped.
+pub fn serve(addr: SocketAddr, telemetry: Arc<Telemetry>) -> std::io::Result<Worker> {
+    let server = tiny_http::Server::http(addr)
+        .map_err(|e| std::io::Error::other(format!("metrics on {addr}: {e}")))?;
+    Worker::spawn("metrics".into(), move |stop| {
+        while !stop.load(Ordering::SeqCst) {
+            let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            let (code, body, kind) = match request.url() {
+                "/metrics" => (200, telemetry.metrics(), "text/plain; version=0.0.4"),
+                "/healthz" => {
+                    let (code, body) = telemetry.health();
+                    (code, body, "application/json")
+                }
+                _ => (
+                    404,
+                    "not found: try /metrics or /healthz\n".to_string(),
+                    "text/plain",
+                ),
+            };
+            let header = tiny_http::Header::from_bytes("Content-Type", kind).expect("valid header");
+            let _ = request.respond(
+                tiny_http::Response::from_string(body)
+                    .with_status_code(code)
+                    .with_header(header),
+            );
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use std::time::Instant;
+
+    fn camera(id: &str, up: bool, down_for: Option<Duration>) -> CameraTelemetry {
+        let status = CameraStatus {
+            up: AtomicBool::new(up),
+            frames: AtomicU64::new(42),
+            down_since: std::sync::Mutex::new(down_for.map(|d| Instant::now() - d)),
+            ..Default::default()
+        };
+        let encode = Arc::new(EncodeStats::default());
+        encode.latency.observe(Duration::from_millis(40));
+        encode.latency.observe(Duration::from_secs(2));
+        CameraTelemetry {
+            id: id.into(),
+            status: Arc::new(status),
+            capture_drops: Box::new(|| 3),
+            colour_drops: Box::new(|| 0),
+            encode,
+        }
+    }
+
+    #[test]
+    fn health_is_503_only_for_a_camera_down_past_its_window() {
+        let t = |cams| Telemetry {
+            cameras: cams,
+            infer: Arc::new(InferStats::default()),
+        };
+        let (code, body) = t(vec![
+            camera("a", true, None),
+            camera("b", false, Some(Duration::from_secs(3))),
+        ])
+        .health();
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("\"reconnecting\""), "{body}");
+        let (code, body) = t(vec![
+            camera("a", true, None),
+            camera("b", false, Some(Duration::from_secs(60))),
+        ])
+        .health();
+        assert_eq!(code, 503);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["cameras"][1]["camera"], "b");
+        assert_eq!(v["cameras"][1]["state"], "down");
+    }
+
+    #[test]
+    fn metrics_are_prometheus_text() {
+        let t = Telemetry {
+            cameras: vec![camera("front\"door", true, None)],
+            infer: Arc::new(InferStats::default()),
+        };
+        let text = t.metrics();
+        assert!(
+            text.contains("nircolor_camera_up{camera=\"front\\\"door\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("nircolor_frames_captured_total{camera=\"front\\\"door\"} 42"));
+        assert!(text
+            .contains("nircolor_frames_dropped_total{camera=\"front\\\"door\",stage=\"infer\"} 3"));
+        assert!(text
+            .contains("nircolor_latency_seconds_bucket{camera=\"front\\\"door\",le=\"0.05\"} 1"));
+        assert!(text
+            .contains("nircolor_latency_seconds_bucket{camera=\"front\\\"door\",le=\"+Inf\"} 2"));
+        assert!(text.contains("nircolor_latency_seconds_count{camera=\"front\\\"door\"} 2"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap();
+            assert!(value.parse::<f64>().is_ok(), "not a sample line: {line}");
+        }
+    }
+}
