@@ -1,0 +1,271 @@
+//! `nircolor calibrate flat|color`: derive a camera's calibration file.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use nircolor::calibrate::{self, Calibration, Flat};
+use nircolor::images::planes::Rgb;
+use nircolor::models::colorizer;
+use nircolor::offline::data::{self};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Subcommand)]
+pub(crate) enum CalibrateCommand {
+    /// The flat field (lens and lighting fall-off) from frames of a uniformly lit target.
+    Flat(FlatArgs),
+    /// The output colour matrix from a NIR frame and a colour photo of the same view.
+    Color(ColorArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct FlatArgs {
+    /// A folder of frames of the target (PNG, JPEG or TIFF, 8 or 16 bit).
+    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    pub(crate) folder: Option<PathBuf>,
+    /// Capture the frames from a camera of this pipeline configuration instead (with --camera).
+    #[arg(long, requires = "camera")]
+    pub(crate) config: Option<PathBuf>,
+    /// The camera id in --config.
+    #[arg(long, requires = "config")]
+    pub(crate) camera: Option<String>,
+    /// Frames to average when capturing from a camera.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) frames: u32,
+    /// A folder of frames taken with the lens capped: their mean becomes black_level (otherwise
+    /// the file's black_level, or 0).
+    #[arg(long)]
+    pub(crate) dark: Option<PathBuf>,
+    /// Degree of the fitted polynomial.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=8))]
+    pub(crate) degree: u32,
+    /// Store the smoothed mean frame as a 16-bit PNG beside the file instead of a polynomial
+    /// (for fall-off a polynomial cannot follow).
+    #[arg(long)]
+    pub(crate) image: bool,
+    /// The calibration file to write, or to update (its other keys are kept).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+#[derive(Args)]
+pub(crate) struct ColorArgs {
+    /// A NIR frame from the camera.
+    #[arg(long)]
+    pub(crate) nir: PathBuf,
+    /// A colour photo of the same view (same framing; it is resized to the NIR frame).
+    #[arg(long)]
+    pub(crate) reference: PathBuf,
+    /// The model the camera's pipeline runs (a weights file or a built-in).
+    #[arg(long, default_value = "default")]
+    pub(crate) model: String,
+    /// Fit white-balance gains only (a diagonal matrix) instead of a full 3x3 matrix.
+    #[arg(long)]
+    pub(crate) gains_only: bool,
+    /// The calibration file to write, or to update: its NIR correction is applied to the frame
+    /// before the model, as the daemon does.
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+}
+
+/// The calibration already in `path`, or none when the file does not exist yet.
+pub(crate) fn existing_calibration(path: &Path) -> Result<Calibration> {
+    Ok(if path.exists() {
+        Calibration::load(path)?
+    } else {
+        Calibration::identity(path)
+    })
+}
+
+pub(crate) fn run_calibrate_flat(args: &FlatArgs) -> Result<()> {
+    let existing = existing_calibration(&args.out)?;
+    let (frames, from) = match (&args.folder, &args.config, &args.camera) {
+        (Some(folder), _, _) => (
+            calibrate::frames_from_folder(folder)?,
+            folder.display().to_string(),
+        ),
+        (None, Some(config), Some(id)) => {
+            let config = nircolor::daemon::config::Config::load(config)?;
+            let cam = config
+                .cameras
+                .iter()
+                .find(|c| &c.spec.id == id)
+                .with_context(|| {
+                    format!(
+                        "{} has no camera '{id}'; its cameras: {}",
+                        config.file.display(),
+                        config
+                            .cameras
+                            .iter()
+                            .map(|c| c.spec.id.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                })?;
+            println!(
+                "capturing {} frames from camera '{id}' ({})",
+                args.frames,
+                cam.spec.source.describe()
+            );
+            let frames = calibrate::frames_from_camera(
+                &cam.spec,
+                args.frames as usize,
+                5,
+                Duration::from_secs(20 + u64::from(args.frames / cam.spec.fps.max(1))),
+            )?;
+            (frames, format!("camera '{id}'"))
+        }
+        _ => bail!("give --folder, or --config with --camera"),
+    };
+    let mean = calibrate::mean_frame(&frames);
+    let black = match &args.dark {
+        Some(dir) => {
+            let dark = calibrate::frames_from_folder(dir)?;
+            let d = calibrate::mean_frame(&dark);
+            if (d.width, d.height) != (mean.width, mean.height) {
+                bail!(
+                    "the dark frames in {} are {}x{}, the flat frames {}x{}; take both with one camera mode",
+                    dir.display(),
+                    d.width,
+                    d.height,
+                    mean.width,
+                    mean.height
+                );
+            }
+            let level = d.data.iter().sum::<f32>() / d.data.len() as f32;
+            if level > 0.5 {
+                bail!(
+                    "the dark frames in {} average {level:.3} of full scale; with the lens capped they should be near 0",
+                    dir.display()
+                );
+            }
+            level
+        }
+        None => existing.black_level,
+    };
+    let mut flat_table = toml::Table::new();
+    let summary = if args.image {
+        let image = calibrate::flat_image(&mean, black)?;
+        let stem = args
+            .out
+            .file_stem()
+            .context("--out has no file name")?
+            .to_string_lossy()
+            .to_string();
+        let name = format!("{stem}-flat.png");
+        let path = args.out.with_file_name(&name);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let raw: Vec<u16> = image
+            .data
+            .iter()
+            .map(|v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16)
+            .collect();
+        image::ImageBuffer::<image::Luma<u16>, _>::from_raw(
+            image.width as u32,
+            image.height as u32,
+            raw,
+        )
+        .context("flat image buffer")?
+        .save(&path)
+        .with_context(|| format!("writing {}", path.display()))?;
+        flat_table.insert("image".into(), toml::Value::String(name));
+        let low = image.data.iter().copied().fold(f32::MAX, f32::min);
+        format!(
+            "flat field image {} (darkest point at {:.0}% of the brightest)",
+            path.display(),
+            low * 100.0
+        )
+    } else {
+        let fit = calibrate::fit_flat(&mean, black, args.degree)?;
+        let Flat::Poly {
+            degree,
+            coefficients,
+        } = &fit.flat
+        else {
+            unreachable!("fit_flat returns a polynomial")
+        };
+        flat_table.insert("degree".into(), toml::Value::Integer(i64::from(*degree)));
+        flat_table.insert(
+            "coefficients".into(),
+            toml::Value::Array(
+                coefficients
+                    .iter()
+                    .map(|&c| toml::Value::Float(f64::from(c)))
+                    .collect(),
+            ),
+        );
+        format!(
+            "flat field: degree {degree} polynomial, residual {:.2}% rms, darkest point at {:.0}% of the brightest",
+            fit.rms * 100.0,
+            fit.falloff * 100.0
+        )
+    };
+    calibrate::update_file(&args.out, |t| {
+        t.insert("flat".into(), toml::Value::Table(flat_table));
+        if args.dark.is_some() {
+            t.insert("black_level".into(), toml::Value::Float(f64::from(black)));
+        }
+    })?;
+    println!(
+        "{} frame(s) of {}x{} from {from}, black level {black:.4}",
+        frames.len(),
+        mean.width,
+        mean.height
+    );
+    println!("{summary}");
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+pub(crate) fn run_calibrate_color(args: &ColorArgs) -> Result<()> {
+    let existing = existing_calibration(&args.out)?;
+    let mut nir = data::read_nir(&args.nir)?;
+    existing.prepare(nir.width, nir.height)?.nir(&mut nir);
+    let reference = Rgb::from_rgb8(&data::read_rgb(&args.reference)?);
+    let model =
+        colorizer::load(&args.model).with_context(|| format!("loading model '{}'", args.model))?;
+    let output = model.colorize(&nir);
+    let fit = calibrate::fit_color(&output, &reference, args.gains_only)?;
+    let m = fit.matrix;
+    calibrate::update_file(&args.out, |t| {
+        let mut color = toml::Table::new();
+        let num = |v: f32| toml::Value::Float((f64::from(v) * 1e4).round() / 1e4);
+        if args.gains_only {
+            color.insert(
+                "gains".into(),
+                toml::Value::Array((0..3).map(|i| num(m[i][i])).collect()),
+            );
+        } else {
+            color.insert(
+                "matrix".into(),
+                toml::Value::Array(
+                    m.iter()
+                        .map(|row| toml::Value::Array(row.iter().map(|&v| num(v)).collect()))
+                        .collect(),
+                ),
+            );
+        }
+        t.insert("color".into(), toml::Value::Table(color));
+    })?;
+    println!(
+        "{} fit on {} pixels with {}: RMS error {:.1} -> {:.1} (0-255)",
+        if args.gains_only {
+            "white-balance gains"
+        } else {
+            "colour matrix"
+        },
+        fit.pixels,
+        model.name(),
+        fit.rmse_before,
+        fit.rmse_after
+    );
+    for row in m {
+        println!("  [{:7.4} {:7.4} {:7.4}]", row[0], row[1], row[2]);
+    }
+    if fit.rmse_after > 0.97 * fit.rmse_before {
+        println!("note: the correction barely helps on this pair; is the reference the same view?");
+    }
+    println!("wrote {}", args.out.display());
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! `nircolor check`: validate a pipeline configuration and say what it will run.
+
+use anyhow::Result;
+use std::path::Path;
+
+pub(crate) fn run_check(file: &Path) -> Result<()> {
+    let c = nircolor::daemon::config::Config::load(file)?;
+    let m = &c.model;
+    println!("{} is valid:", file.display());
+    println!(
+        "  model {} (device {}) at {} size, batches of up to {} within {} ms; detail radius {}, eps {:e}",
+        m.weights,
+        format!("{:?}", m.device).to_lowercase(),
+        m.scale
+            .map_or("the model's own inference".to_string(), |s| format!("{s}x")),
+        m.max_batch,
+        m.max_wait.as_millis(),
+        m.radius,
+        m.eps
+    );
+    for cam in &c.cameras {
+        let s = &cam.spec;
+        print!(
+            "  camera '{}': {}, {} {}x{} @ {} fps -> rtsp://{}:{}{}",
+            s.id,
+            s.source.describe(),
+            s.format.caps_format(),
+            s.width,
+            s.height,
+            s.fps,
+            c.rtsp_bind,
+            c.rtsp_port,
+            cam.rtsp.mount
+        );
+        if let Some(cal) = &cam.calibration {
+            print!(", calibration {}", cal.file.display());
+        }
+        if let Some(r) = &cam.record {
+            print!(
+                ", recorded as .{} in {} every {} s",
+                r.container.extension(),
+                r.folder.display(),
+                r.segment.as_secs()
+            );
+        }
+        println!();
+    }
+    println!("  metrics on http://{}/metrics", c.metrics_bind);
+    Ok(())
+}

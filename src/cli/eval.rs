@@ -1,0 +1,58 @@
+//! `nircolor eval`: score a model on a paired folder.
+
+use anyhow::{Context, Result};
+use clap::Args;
+use nircolor::offline::eval;
+use nircolor::offline::report::Report;
+use std::path::PathBuf;
+
+use super::{progress, ModelArgs, SelectArgs};
+
+#[derive(Args)]
+pub(crate) struct EvalArgs {
+    #[command(flatten)]
+    pub(crate) model: ModelArgs,
+    /// Paired folder with nir/ and rgb/ (optional mask/).
+    #[arg(long)]
+    pub(crate) data: PathBuf,
+    #[command(flatten)]
+    pub(crate) select: SelectArgs,
+    /// Write the results as JSON here.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Write an HTML page with every picture and the table into this folder.
+    #[arg(long)]
+    pub(crate) report: Option<PathBuf>,
+}
+
+pub(crate) fn run_eval(args: &EvalArgs) -> Result<()> {
+    let model = args.model.load()?;
+    let ds = args.select.open(&args.data)?;
+    let report = args.report.as_deref().map(Report::create).transpose()?;
+    let bar = progress(ds.len(), "evaluating");
+    let mut report_err = None;
+    let result = eval::evaluate(model.as_ref(), &ds, |pair, out, _| {
+        if let Some(r) = &report {
+            if let Err(e) = r.add(pair, out) {
+                report_err.get_or_insert(e);
+            }
+        }
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    if let Some(e) = report_err {
+        return Err(e.into());
+    }
+    println!("model: {}\ndata:  {}\n", result.model, result.data);
+    print!("{}\n{}", eval::table(&result), eval::error_split(&result));
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&result)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        println!("\nJSON: {}", path.display());
+    }
+    if let Some(r) = &report {
+        let page = r.finish(&result)?;
+        println!("report: {}", page.display());
+    }
+    Ok(())
+}

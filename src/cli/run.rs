@@ -1,0 +1,77 @@
+//! `nircolor run`: the daemon until SIGTERM or Ctrl-C, with systemd readiness and watchdog.
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+pub(crate) fn run_daemon(file: &Path) -> Result<()> {
+    let config = nircolor::daemon::config::Config::load(file)?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .context("installing the signal handlers")?;
+    }
+    let daemon = nircolor::daemon::Daemon::start(&config)
+        .with_context(|| format!("starting {}", file.display()))?;
+    for (cam, url) in config.cameras.iter().zip(daemon.urls()) {
+        let recording = cam
+            .record
+            .as_ref()
+            .map(|r| format!(", recording into {}", r.folder.display()))
+            .unwrap_or_default();
+        println!("camera '{}': watch {url}{recording}", cam.spec.id);
+    }
+    println!(
+        "metrics: http://{0}/metrics, health: http://{0}/healthz",
+        config.metrics_bind
+    );
+    println!("running; SIGTERM or Ctrl-C stops and finalises the recordings");
+    let cameras = config.cameras.len();
+    nircolor::runtime::notify::notify(&format!("READY=1\nSTATUS=serving {cameras} camera(s)"))
+        .context("telling systemd the daemon is ready")?;
+    // Keep-alives at half the watchdog interval, and only while frames flow (or no camera is
+    // up to send any): a stalled pipeline stops them and systemd restarts the service.
+    let mut watchdog = nircolor::runtime::notify::watchdog_interval()
+        .map(|i| nircolor::runtime::notify::Watchdog::new(i / 2, std::time::Instant::now()));
+    let mut fatal = None;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if daemon.all_finished() {
+            println!("every source has ended; finishing the recordings");
+            break;
+        }
+        if let Some((id, why)) = daemon.failed_camera() {
+            fatal = Some(format!("camera '{id}' failed and has retry = false: {why}"));
+            break;
+        }
+        if let Some(w) = watchdog.as_mut() {
+            let (encoded, any_up) = daemon.progress();
+            match w.tick(std::time::Instant::now(), encoded, any_up) {
+                Some(true) => {
+                    let _ = nircolor::runtime::notify::notify("WATCHDOG=1");
+                }
+                Some(false) => tracing::warn!(
+                    "no frame encoded since the last keep-alive while a camera is up; withholding the watchdog keep-alive"
+                ),
+                None => {}
+            }
+        }
+    }
+    let _ = nircolor::runtime::notify::notify("STOPPING=1");
+    let mut failed = false;
+    for (cam, result) in config.cameras.iter().zip(daemon.shutdown()) {
+        match result {
+            Ok(frames) => println!("camera '{}': {frames} frames encoded", cam.spec.id),
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+            }
+        }
+    }
+    if let Some(why) = fatal {
+        bail!("{why}");
+    }
+    if failed {
+        bail!("some cameras did not finish cleanly");
+    }
+    Ok(())
+}

@@ -1,0 +1,522 @@
+//! `nircolor train`: fit a classical model or train a network, with a progress bar and checkpoints.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use nircolor::models::colorizer;
+use nircolor::models::l3::L3Config;
+use nircolor::models::net::NetArch;
+use nircolor::offline::data::{self, Dataset};
+use nircolor::offline::eval;
+use nircolor::offline::train::{self, Arch, ClassicalOptions};
+use nircolor::offline::train_net::TrainOptions;
+use std::path::{Path, PathBuf};
+
+use super::{command_line, progress, set_threads, SelectArgs};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TrainArch {
+    /// Classical: a per-pixel polynomial of the NIR (least squares).
+    Linear,
+    /// Classical: local, linear, learned filters per pixel class (least squares).
+    L3,
+    /// Network, the real-time default: reduced inference size + fast guided filter.
+    Fast,
+    /// Network: the plain U-Net baseline, full resolution.
+    Unet,
+    /// Network: grayscale-assisted two-stage (NIR -> gray -> RGB) with frequency learning.
+    Ring,
+    /// Network: shared encoder, gray and RGB decoders, gradient and cross-branch losses.
+    Twobranch,
+    /// Network: residual asymmetric encoder, global + local fusion, bilinear decoder.
+    Colornet,
+    /// Network, the quality model: 4x the default's inference pixels, residual levels.
+    Hq,
+}
+
+impl TrainArch {
+    pub(crate) fn net(self) -> Option<NetArch> {
+        match self {
+            TrainArch::Linear | TrainArch::L3 => None,
+            TrainArch::Fast => Some(NetArch::Fast),
+            TrainArch::Unet => Some(NetArch::Unet),
+            TrainArch::Ring => Some(NetArch::Ring),
+            TrainArch::Twobranch => Some(NetArch::Twobranch),
+            TrainArch::Colornet => Some(NetArch::Colornet),
+            TrainArch::Hq => Some(NetArch::Hq),
+        }
+    }
+}
+
+/// Options of the networks (ignored by linear and l3).
+#[derive(Args)]
+pub(crate) struct NetTrainArgs {
+    /// Where the networks run: auto picks CUDA when a device is usable.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "cpu", "cuda"])]
+    pub(crate) device: String,
+    /// Train for this many epochs.
+    #[arg(long, conflicts_with = "minutes")]
+    pub(crate) epochs: Option<usize>,
+    /// Train for about this many minutes instead (the epoch count is fixed after the first).
+    #[arg(long)]
+    pub(crate) minutes: Option<f64>,
+    /// Continue the run saved in this checkpoint (written beside --out every epoch).
+    #[arg(long)]
+    pub(crate) resume: Option<PathBuf>,
+    /// Start from these weights (fine-tuning, e.g. models/default.safetensors).
+    #[arg(long)]
+    pub(crate) init: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    pub(crate) seed: u64,
+    /// CPU threads for libtorch (default: all cores).
+    #[arg(long)]
+    pub(crate) threads: Option<i32>,
+    #[arg(long, default_value_t = TrainOptions::default().batch)]
+    pub(crate) batch: usize,
+    /// Side of the square training crops.
+    #[arg(long, default_value_t = TrainOptions::default().crop)]
+    pub(crate) crop: usize,
+    /// Smallest zoom of the multi-scale crops, in (0, 1].
+    #[arg(long, default_value_t = TrainOptions::default().min_zoom)]
+    pub(crate) min_zoom: f64,
+    #[arg(long, default_value_t = TrainOptions::default().lr)]
+    pub(crate) lr: f64,
+    /// Channels of the first level (the network's width).
+    #[arg(long)]
+    pub(crate) width: Option<i64>,
+    /// Inference size as a factor of the frame (fast: 0.5 by default).
+    #[arg(long)]
+    pub(crate) scale: Option<f64>,
+    /// Restore full size by bilinear upsampling instead of the fast guided filter (ablation).
+    #[arg(long)]
+    pub(crate) no_guided: bool,
+    /// fast: predict RGB directly instead of luminance + chroma (ablation).
+    #[arg(long)]
+    pub(crate) direct: bool,
+    /// fast: batch normalisation after each convolution.
+    #[arg(long)]
+    pub(crate) norm: bool,
+    /// Guided filter radius (full-resolution pixels) and eps the network trains through.
+    #[arg(long, default_value_t = 8)]
+    pub(crate) detail_radius: usize,
+    #[arg(long, default_value_t = 1e-4)]
+    pub(crate) detail_eps: f64,
+    /// Loss weights.
+    #[arg(long, default_value_t = TrainOptions::default().w_l1)]
+    pub(crate) w_l1: f64,
+    /// Mean squared error (what PSNR scores); 0 turns it off.
+    #[arg(long, default_value_t = TrainOptions::default().w_l2)]
+    pub(crate) w_l2: f64,
+    #[arg(long, default_value_t = TrainOptions::default().w_ssim)]
+    pub(crate) w_ssim: f64,
+    /// Frequency (FFT amplitude and phase) loss; 0 turns it off.
+    #[arg(long, default_value_t = TrainOptions::default().w_freq)]
+    pub(crate) w_freq: f64,
+    /// Colourfulness: chroma magnitude in 8x8 blocks against the truth's (against pale output).
+    #[arg(long, default_value_t = TrainOptions::default().w_sat)]
+    pub(crate) w_sat: f64,
+    /// Chroma: L1 on the BT.601 Cb and Cr planes, so colour gets gradient of its own beside
+    /// the luminance that dominates an RGB loss.
+    #[arg(long, default_value_t = TrainOptions::default().w_chroma)]
+    pub(crate) w_chroma: f64,
+    /// Gray (luminance) branch loss.
+    #[arg(long, default_value_t = TrainOptions::default().w_gray)]
+    pub(crate) w_gray: f64,
+    /// twobranch: gradient loss with the learned NIR-to-gray scale map.
+    #[arg(long, default_value_t = TrainOptions::default().w_grad)]
+    pub(crate) w_grad: f64,
+    /// twobranch: SSIM cross-branch loss.
+    #[arg(long, default_value_t = TrainOptions::default().w_cross)]
+    pub(crate) w_cross: f64,
+    /// NIR exposure jitter: gain in [1-G, 1+G] (cameras differ in exposure).
+    #[arg(long, default_value_t = TrainOptions::default().jitter_gain)]
+    pub(crate) jitter_gain: f64,
+    /// NIR gamma jitter: gamma in [1/(1+Y), 1+Y].
+    #[arg(long, default_value_t = TrainOptions::default().jitter_gamma)]
+    pub(crate) jitter_gamma: f64,
+    /// NIR noise: Gaussian sigma up to N (on [0,1]).
+    #[arg(long, default_value_t = TrainOptions::default().jitter_noise)]
+    pub(crate) jitter_noise: f64,
+    /// Validate and save an exponential moving average of the weights with this decay per
+    /// step (e.g. 0.999); 0 keeps the raw weights.
+    #[arg(long, default_value_t = TrainOptions::default().ema)]
+    pub(crate) ema: f64,
+}
+
+#[derive(Args)]
+pub(crate) struct TrainArgs {
+    #[arg(long, value_enum)]
+    pub(crate) arch: TrainArch,
+    /// Paired training folder; may be repeated.
+    #[arg(long, required = true)]
+    pub(crate) data: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) select: SelectArgs,
+    /// Where to write the weights (safetensors with the model card inside).
+    #[arg(long)]
+    pub(crate) out: PathBuf,
+    /// Validation folder: scored after fitting and recorded in the model card.
+    #[arg(long)]
+    pub(crate) val: Option<PathBuf>,
+    /// Fit on every N-th pixel in x and y.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) stride: usize,
+    /// Polynomial degree (linear).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) degree: usize,
+    /// Intensity-level classes (l3).
+    #[arg(long, default_value_t = L3Config::default().levels)]
+    pub(crate) levels: usize,
+    /// Local-contrast classes (l3).
+    #[arg(long, default_value_t = L3Config::default().contrasts)]
+    pub(crate) contrasts: usize,
+    #[command(flatten)]
+    pub(crate) net: Box<NetTrainArgs>,
+    /// Context classes (l3).
+    #[arg(long, default_value_t = L3Config::default().contexts)]
+    pub(crate) contexts: usize,
+    /// Patch radius of each class's linear filter (l3).
+    #[arg(long, default_value_t = L3Config::default().patch_radius)]
+    pub(crate) patch_radius: usize,
+    /// Radius of the context window (l3).
+    #[arg(long, default_value_t = L3Config::default().context_radius)]
+    pub(crate) context_radius: usize,
+}
+
+/// The `--data` folders and every selected pair in them, loaded with a progress bar.
+pub(crate) fn load_training_pairs(args: &TrainArgs) -> Result<(Vec<Dataset>, Vec<data::Pair>)> {
+    let datasets = args
+        .data
+        .iter()
+        .map(|d| args.select.open(d))
+        .collect::<Result<Vec<_>>>()?;
+    let total: usize = datasets.iter().map(Dataset::len).sum();
+    let bar = progress(total, "loading pairs");
+    let pairs = train::load_pairs(&datasets, || bar.inc(1))?;
+    bar.finish_and_clear();
+    Ok((datasets, pairs))
+}
+
+pub(crate) fn run_train(args: &TrainArgs) -> Result<()> {
+    if let Some(arch) = args.arch.net() {
+        return run_train_net(args, arch);
+    }
+    // The bounds the weights loaders enforce, checked before minutes of fitting.
+    use nircolor::models::{l3, linear};
+    let bins = 1..=l3::MAX_BINS;
+    let checks = [
+        (args.stride >= 1, "--stride must be at least 1".to_string()),
+        (
+            args.degree <= linear::MAX_DEGREE,
+            format!("--degree must be from 0 to {}", linear::MAX_DEGREE),
+        ),
+        (
+            bins.contains(&args.levels),
+            format!("--levels must be from 1 to {}", l3::MAX_BINS),
+        ),
+        (
+            bins.contains(&args.contrasts),
+            format!("--contrasts must be from 1 to {}", l3::MAX_BINS),
+        ),
+        (
+            bins.contains(&args.contexts),
+            format!("--contexts must be from 1 to {}", l3::MAX_BINS),
+        ),
+        (
+            args.patch_radius <= l3::MAX_PATCH_RADIUS,
+            format!("--patch-radius must be from 0 to {}", l3::MAX_PATCH_RADIUS),
+        ),
+        (
+            args.context_radius <= l3::MAX_CONTEXT_RADIUS,
+            format!(
+                "--context-radius must be from 0 to {}",
+                l3::MAX_CONTEXT_RADIUS
+            ),
+        ),
+    ];
+    if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
+        bail!("{msg}");
+    }
+    let (datasets, pairs) = load_training_pairs(args)?;
+    let opts = ClassicalOptions {
+        degree: args.degree,
+        stride: args.stride,
+        l3: L3Config {
+            levels: args.levels,
+            contrasts: args.contrasts,
+            contexts: args.contexts,
+            patch_radius: args.patch_radius,
+            context_radius: args.context_radius,
+        },
+    };
+    let arch = match args.arch {
+        TrainArch::Linear => Arch::Linear,
+        TrainArch::L3 => Arch::L3,
+        _ => unreachable!("networks are trained by run_train_net"),
+    };
+    let total = pairs.len();
+    let bar = progress(total, "fitting");
+    let mut weights = train::fit_classical(arch, &pairs, &datasets, &opts, || bar.inc(1));
+    bar.finish_and_clear();
+    if let Some(val) = &args.val {
+        validate_into_card(&mut weights, val)?;
+    }
+    weights.card["command"] = serde_json::json!(command_line());
+    weights.save(&args.out)?;
+    println!(
+        "wrote {} ({} model fitted on {} pairs)",
+        args.out.display(),
+        arch.name(),
+        total
+    );
+    Ok(())
+}
+
+/// Scores `weights` on the paired folder `val`, prints the mean row, and records the scores in
+/// the model card.
+pub(crate) fn validate_into_card(
+    weights: &mut nircolor::models::weights::Weights,
+    val: &Path,
+) -> Result<()> {
+    let model = colorizer::from_weights(weights)?;
+    let ds = Dataset::open(val)?;
+    let result = eval::evaluate(model.as_ref(), &ds, |_, _, _| {})?;
+    print!(
+        "validation on {}:\n{}\n{}",
+        val.display(),
+        eval::table(&result).lines().last().unwrap_or(""),
+        eval::error_split(&result)
+    );
+    weights.card["validation"] = serde_json::json!({"data": result.data, "mean": result.mean});
+    Ok(())
+}
+
+/// `nircolor train` for the networks: load, train with a progress bar, checkpoint, card.
+pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
+    use nircolor::models::weights::Weights;
+    use nircolor::offline::train_net::{self as tn, Event, Finish, Trainer};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let n = &args.net;
+    set_threads(n.threads)?;
+    let device = nircolor::models::net::pick_device(&n.device).map_err(anyhow::Error::msg)?;
+    let options = TrainOptions {
+        epochs: n.epochs.unwrap_or(TrainOptions::default().epochs),
+        minutes: n.minutes,
+        batch: n.batch,
+        crop: n.crop,
+        min_zoom: n.min_zoom,
+        lr: n.lr,
+        seed: n.seed,
+        w_l1: n.w_l1,
+        w_l2: n.w_l2,
+        w_ssim: n.w_ssim,
+        w_freq: n.w_freq,
+        w_sat: n.w_sat,
+        w_chroma: n.w_chroma,
+        w_gray: n.w_gray,
+        w_grad: n.w_grad,
+        w_cross: n.w_cross,
+        jitter_gain: n.jitter_gain,
+        jitter_gamma: n.jitter_gamma,
+        jitter_noise: n.jitter_noise,
+        ema: n.ema,
+    };
+    let checks = [
+        (options.batch >= 1, "--batch must be at least 1"),
+        (options.crop >= 16, "--crop must be at least 16"),
+        (
+            options.min_zoom > 0.0 && options.min_zoom <= 1.0,
+            "--min-zoom must be in (0, 1]",
+        ),
+        (
+            options.lr > 0.0 && options.lr.is_finite(),
+            "--lr must be a positive number",
+        ),
+        (options.epochs >= 1, "--epochs must be at least 1"),
+        (
+            (0.0..1.0).contains(&options.ema),
+            "--ema must be in [0, 1) (0 turns the average off; 0.999 is typical)",
+        ),
+        (
+            [
+                options.w_l1,
+                options.w_l2,
+                options.w_ssim,
+                options.w_freq,
+                options.w_sat,
+                options.w_chroma,
+                options.w_gray,
+                options.w_grad,
+                options.w_cross,
+            ]
+            .iter()
+            .all(|w| *w >= 0.0 && w.is_finite()),
+            "loss weights (--w-*) must be 0 or positive",
+        ),
+        (
+            (0.0..1.0).contains(&options.jitter_gain)
+                && (0.0..=4.0).contains(&options.jitter_gamma)
+                && (0.0..=0.5).contains(&options.jitter_noise),
+            "--jitter-gain must be in [0, 1), --jitter-gamma in [0, 4], --jitter-noise in [0, 0.5]",
+        ),
+        (
+            options.minutes.is_none_or(|m| m > 0.0 && m.is_finite()),
+            "--minutes must be a positive number",
+        ),
+    ];
+    if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
+        bail!("{msg}");
+    }
+    let init = n
+        .init
+        .as_ref()
+        .map(|p| Weights::load(p).with_context(|| format!("loading --init {}", p.display())))
+        .transpose()?;
+    let mut cfg = match &init {
+        // Fine-tuning keeps the network's shape; its card says what that is.
+        Some(w) => nircolor::models::net::Model::from_weights(w, tch::Device::Cpu)?.cfg,
+        None => arch.default_config(),
+    };
+    if init.as_ref().is_some_and(|_| cfg.arch != arch) {
+        bail!(
+            "--init holds a '{}' network but --arch is '{}'",
+            cfg.arch.name(),
+            arch.name()
+        );
+    }
+    if init.is_none() {
+        if let Some(w) = n.width {
+            cfg.width = w;
+        }
+        if let Some(s) = n.scale {
+            cfg.scale = s;
+        }
+        cfg.guided = !n.no_guided;
+        cfg.decoupled = !n.direct;
+        // hq normalises by default; --norm turns it on for the others.
+        cfg.norm = n.norm || cfg.norm;
+        cfg.detail_radius = n.detail_radius;
+        cfg.detail_eps = n.detail_eps;
+    }
+    cfg.check()
+        .map_err(|e| anyhow::anyhow!("invalid network options: {e}"))?;
+
+    let (datasets, pairs) = load_training_pairs(args)?;
+    let val = match &args.val {
+        Some(v) => {
+            let ds = Dataset::open(v)?;
+            train::load_pairs(&[ds], || {})?
+        }
+        None => Vec::new(),
+    };
+
+    let ckpt = tn::checkpoint_path(&args.out);
+    let mut trainer = match &n.resume {
+        Some(file) => {
+            let mut t = Trainer::resume(file, &pairs, device)
+                .with_context(|| format!("resuming from {}", file.display()))?;
+            // --epochs on a resumed run re-plans it (to extend or shorten the schedule).
+            if let Some(e) = n.epochs {
+                t.set_epochs(e);
+            }
+            t
+        }
+        None => Trainer::new(cfg, options, &pairs, device, init.as_ref())?,
+    };
+    trainer.command = command_line();
+    trainer.data_card = train::data_card(&datasets);
+    let m = &trainer.model;
+    println!(
+        "training {} ({} parameters, {:.3} GFLOPs per 640x480 frame) on {} pairs, {}; checkpoint {}",
+        m.cfg.arch.name(),
+        m.parameters(),
+        m.gflops(640, 480),
+        pairs.len(),
+        nircolor::runtime::cuda::describe(),
+        ckpt.display()
+    );
+
+    let stop = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} {msg} {elapsed_precise} (eta {eta})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let mut last_val = String::from("-");
+    let mut smooth: Option<f64> = None;
+    let finish = trainer.run(&val, &ckpt, &stop, |ev| match ev {
+        Event::Step {
+            epoch,
+            planned,
+            pos,
+            of,
+            loss,
+        } => {
+            let planned = planned.unwrap_or(0);
+            let steps = (planned.max(epoch)) as u64 * of as u64;
+            bar.set_length(steps);
+            bar.set_position((epoch as u64 - 1) * of as u64 + pos as u64);
+            bar.set_prefix(if planned > 0 {
+                format!("{epoch}/{planned}")
+            } else {
+                format!("{epoch}/?")
+            });
+            let s = smooth.map_or(loss, |s| 0.95 * s + 0.05 * loss);
+            smooth = Some(s);
+            bar.set_message(format!("loss {s:.4} val {last_val}"));
+        }
+        Event::Epoch(log) => {
+            if let Some(p) = log.val_psnr {
+                last_val = format!("{p:.2} dB");
+            }
+            let line = format!(
+                "epoch {}: loss {:.4}, val PSNR {}, {:.0} s",
+                log.epoch, log.loss, last_val, log.seconds
+            );
+            // Without a terminal (CI, journald, a log file) the bar is hidden; the epoch lines
+            // still belong in the log.
+            if bar.is_hidden() {
+                println!("{line}");
+            } else {
+                bar.println(line);
+            }
+        }
+    });
+    bar.finish_and_clear();
+    let history = trainer.history().to_vec();
+    if !history.is_empty() {
+        let curve = tn::curve_path(&args.out);
+        nircolor::offline::curve::write(&history, &curve)
+            .with_context(|| format!("writing {}", curve.display()))?;
+    }
+    match finish? {
+        Finish::Interrupted => {
+            println!(
+                "interrupted: checkpoint saved to {}; continue with --resume {}",
+                ckpt.display(),
+                ckpt.display()
+            );
+            return Ok(());
+        }
+        Finish::Done => {}
+    }
+    let mut weights = trainer.weights();
+    if let Some(val) = &args.val {
+        validate_into_card(&mut weights, val)?;
+    }
+    weights.save(&args.out)?;
+    println!(
+        "wrote {} ({} epochs; curve {})",
+        args.out.display(),
+        history.len(),
+        tn::curve_path(&args.out).display()
+    );
+    Ok(())
+}
