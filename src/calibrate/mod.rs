@@ -12,11 +12,11 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::capture::{Backoff, Camera, CameraSpec, CaptureError};
-use crate::daemon::config::{read_text, Checker, ConfigError};
 use crate::detail::{box_mean, resize_bilinear, GuidedFilter};
 use crate::images::planes::{Gray, Rgb};
 use crate::models::lstsq::{self, NormalEquations, Prior};
 use crate::offline::data::{self, DataError};
+use crate::runtime::toml_file::{read_text, Checker, ConfigError};
 
 /// What can go wrong deriving a calibration (`nircolor calibrate`); mistakes in a calibration
 /// file itself are [`ConfigError`]s with its line.

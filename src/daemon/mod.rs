@@ -14,11 +14,12 @@ use crossbeam_channel::RecvTimeoutError;
 use crate::capture::{Backoff, Camera, CaptureError};
 use crate::daemon::config::{Config, Device};
 use crate::detail::GuidedFilter;
+use crate::encode::EncodeStats;
 use crate::encode::{self, EncodeError, Encoder, EncoderSpec, RecordSpec, RtspServer};
 use crate::infer::{ColourFrame, InferConfig, InferStage};
 use crate::models::colorizer::{self, ColorizerError};
 use crate::runtime::queue::{lossless, newest_wins, Consumer, NewestWins};
-use crate::runtime::telemetry::{self, CameraTelemetry, EncodeStats, Telemetry};
+use crate::runtime::telemetry::{self, CameraTelemetry, Telemetry};
 use crate::runtime::worker::Worker;
 
 #[derive(Debug, thiserror::Error)]

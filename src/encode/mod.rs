@@ -3,6 +3,7 @@
 //! recorder (splitmuxsink segments, Matroska or fragmented MP4).
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,6 +16,25 @@ use gstreamer_rtsp_server::prelude::*;
 use gstreamer_video as gst_video;
 
 use crate::images::planes::Rgb;
+use crate::runtime::histogram::Histogram;
+
+/// What the encoder side of one camera counts.
+#[derive(Debug, Default)]
+pub struct EncodeStats {
+    pub frames: AtomicU64,
+    /// "No signal" cards shown while no frame arrived.
+    pub no_signal: AtomicU64,
+    /// Capture to leaving the H.264 encoder, per frame.
+    pub encoded_latency: Histogram,
+    /// While set, every encoded latency is also kept (ms) in `encoded_samples`, for exact
+    /// quantiles in `nircolor bench pipeline`.
+    pub keep_samples: std::sync::atomic::AtomicBool,
+    pub encoded_samples: std::sync::Mutex<Vec<f32>>,
+    /// Capture to encoder hand-off, per frame.
+    pub latency: Histogram,
+    /// Hand-off to leaving the H.264 encoder, per frame: the encode stage's own time.
+    pub encode_time: Histogram,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {

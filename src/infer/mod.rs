@@ -16,8 +16,8 @@ use crate::capture::Frame;
 use crate::detail::GuidedFilter;
 use crate::images::planes::Rgb;
 use crate::models::colorizer::{inference_size, restore, shrink_to, Colorizer};
+use crate::runtime::histogram::Histogram;
 use crate::runtime::queue::{Consumer, NewestWins};
-use crate::runtime::telemetry::Histogram;
 use crate::runtime::worker::Worker;
 
 /// How frames are batched and colorized.

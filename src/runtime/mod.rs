@@ -4,7 +4,9 @@
 //! backend at run time ([`cuda`]).
 
 pub mod cuda;
+pub mod histogram;
 pub mod notify;
 pub mod queue;
 pub mod telemetry;
+pub mod toml_file;
 pub mod worker;

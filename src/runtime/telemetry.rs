@@ -3,87 +3,18 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::capture::CameraStatus;
+use crate::encode::EncodeStats;
 use crate::infer::InferStats;
 use crate::runtime::worker::Worker;
 
 /// A camera down for less than this is "reconnecting" and still healthy: just past the longest
 /// backoff, so one retry cycle fits.
 pub const RECONNECT_WINDOW: Duration = Duration::from_secs(15);
-
-/// A cumulative latency histogram in seconds.
-#[derive(Debug)]
-pub struct Histogram {
-    bounds: Vec<f64>,
-    counts: Vec<AtomicU64>,
-    sum_us: AtomicU64,
-}
-
-impl Default for Histogram {
-    fn default() -> Self {
-        let bounds = vec![
-            0.005, 0.01, 0.02, 0.033, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0,
-        ];
-        let counts = (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect();
-        Histogram {
-            bounds,
-            counts,
-            sum_us: AtomicU64::new(0),
-        }
-    }
-}
-
-impl Histogram {
-    pub fn observe(&self, d: Duration) {
-        let s = d.as_secs_f64();
-        let i = self
-            .bounds
-            .iter()
-            .position(|&b| s <= b)
-            .unwrap_or(self.bounds.len());
-        self.counts[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_us
-            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
-    }
-
-    fn render(&self, name: &str, labels: &str, out: &mut String) {
-        let mut cumulative = 0;
-        for (i, b) in self.bounds.iter().enumerate() {
-            cumulative += self.counts[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
-        }
-        cumulative += self.counts[self.bounds.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(
-            out,
-            "{name}_sum{{{labels}}} {}",
-            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
-    }
-}
-
-/// What the encoder side of one camera counts.
-#[derive(Debug, Default)]
-pub struct EncodeStats {
-    pub frames: AtomicU64,
-    /// "No signal" cards shown while no frame arrived.
-    pub no_signal: AtomicU64,
-    /// Capture to leaving the H.264 encoder, per frame.
-    pub encoded_latency: Histogram,
-    /// While set, every encoded latency is also kept (ms) in `encoded_samples`, for exact
-    /// quantiles in `nircolor bench pipeline`.
-    pub keep_samples: std::sync::atomic::AtomicBool,
-    pub encoded_samples: std::sync::Mutex<Vec<f32>>,
-    /// Capture to encoder hand-off, per frame.
-    pub latency: Histogram,
-    /// Hand-off to leaving the H.264 encoder, per frame: the encode stage's own time.
-    pub encode_time: Histogram,
-}
 
 /// One camera's counters, gathered from its stages.
 pub struct CameraTelemetry {
