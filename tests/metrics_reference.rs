@@ -22,8 +22,8 @@ fn real_cases() -> Vec<Case> {
     let data = common::shared_data();
     let mut cases = Vec::new();
     let vcip = Dataset::open(&data.join("vcip2020/val")).unwrap();
-    let l3 = colorizer::load("l3").unwrap();
-    let identity = colorizer::load("identity").unwrap();
+    let l3 = nircolor::models::load("l3").unwrap();
+    let identity = nircolor::models::load("identity").unwrap();
     for i in 0..3 {
         let pair = vcip.load(i).unwrap();
         let model = if i == 0 { &identity } else { &l3 };

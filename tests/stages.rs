@@ -37,7 +37,7 @@ fn test_source_to_colour_recording() {
     )
     .unwrap();
     let infer = InferStage::spawn(
-        colorizer::load("l3").unwrap(),
+        nircolor::models::load("l3").unwrap(),
         vec![frames_rx],
         HashMap::from([(Arc::from("demo"), colour_tx)]),
         InferConfig {

@@ -2,7 +2,6 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use nircolor::models::colorizer::{self};
 use nircolor::models::net::NetArch;
 use std::path::{Path, PathBuf};
 
@@ -109,9 +108,9 @@ pub(crate) fn run_bench_model(args: &ModelBenchArgs) -> Result<()> {
     set_threads(args.threads)?;
     let (w, h) = parse_size(&args.size)?;
     let nir = Gray::new(w, h, bench::test_images(w, h).0);
-    let model =
-        colorizer::load(&args.model).with_context(|| format!("loading model '{}'", args.model))?;
-    let inference = match colorizer::load_bare(&args.model, tch::Device::Cpu) {
+    let model = nircolor::models::load(&args.model)
+        .with_context(|| format!("loading model '{}'", args.model))?;
+    let inference = match nircolor::models::load_bare(&args.model, tch::Device::Cpu) {
         Ok((_, Some(cfg))) => cfg.inference_size(w, h),
         _ => (w, h),
     };

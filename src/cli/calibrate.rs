@@ -4,7 +4,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use nircolor::calibrate::{self, Calibration, Flat};
 use nircolor::images::planes::Rgb;
-use nircolor::models::colorizer;
 use nircolor::offline::data::{self};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -223,8 +222,8 @@ pub(crate) fn run_calibrate_color(args: &ColorArgs) -> Result<()> {
     let mut nir = data::read_nir(&args.nir)?;
     existing.prepare(nir.width, nir.height)?.nir(&mut nir);
     let reference = Rgb::from_rgb8(&data::read_rgb(&args.reference)?);
-    let model =
-        colorizer::load(&args.model).with_context(|| format!("loading model '{}'", args.model))?;
+    let model = nircolor::models::load(&args.model)
+        .with_context(|| format!("loading model '{}'", args.model))?;
     let output = model.colorize(&nir);
     let fit = calibrate::fit_color(&output, &reference, args.gains_only)?;
     let m = fit.matrix;

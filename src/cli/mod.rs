@@ -63,7 +63,7 @@ impl ModelArgs {
         if !(self.scale > 0.0 && self.scale <= 1.0) {
             bail!("--scale {} must be in (0, 1], e.g. 0.5 or 0.25", self.scale);
         }
-        let inner = colorizer::load(&self.model)
+        let inner = nircolor::models::load(&self.model)
             .with_context(|| format!("loading model '{}'", self.model))?;
         let filter = GuidedFilter {
             radius: self.radius,

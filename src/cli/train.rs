@@ -3,7 +3,6 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use nircolor::models::colorizer;
 use nircolor::models::l3::L3Config;
 use nircolor::models::net::NetArch;
 use nircolor::offline::data::{self, Dataset};
@@ -278,7 +277,7 @@ pub(crate) fn validate_into_card(
     weights: &mut nircolor::models::weights::Weights,
     val: &Path,
 ) -> Result<()> {
-    let model = colorizer::from_weights(weights)?;
+    let model = nircolor::models::from_weights(weights)?;
     let ds = Dataset::open(val)?;
     let result = eval::evaluate(model.as_ref(), &ds, |_, _, _| {})?;
     print!(

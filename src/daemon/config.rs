@@ -12,7 +12,7 @@ use toml::Spanned;
 use crate::calibrate::Calibration;
 use crate::capture::{CameraSpec, PixelFormat, Source};
 use crate::encode::Container;
-use crate::models::colorizer::BUILTIN;
+use crate::models::BUILTIN;
 pub use crate::runtime::toml_file::ConfigError;
 use crate::runtime::toml_file::{read_text, Checker};
 

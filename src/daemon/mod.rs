@@ -3,6 +3,7 @@
 //! every recording ends complete.
 
 pub mod config;
+pub mod telemetry;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,10 +18,10 @@ use crate::detail::GuidedFilter;
 use crate::encode::EncodeStats;
 use crate::encode::{self, EncodeError, Encoder, EncoderSpec, RecordSpec, RtspServer};
 use crate::infer::{ColourFrame, InferConfig, InferStage};
-use crate::models::colorizer::{self, ColorizerError};
+use crate::models::ColorizerError;
 use crate::runtime::queue::{lossless, newest_wins, Consumer, NewestWins};
-use crate::runtime::telemetry::{self, CameraTelemetry, Telemetry};
 use crate::runtime::worker::Worker;
+use telemetry::{CameraTelemetry, Telemetry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -87,7 +88,7 @@ impl Daemon {
             file: config.file.display().to_string(),
             why,
         })?;
-        let (model, net) = colorizer::load_bare(&config.model.weights, device)?;
+        let (model, net) = crate::models::load_bare(&config.model.weights, device)?;
         if config.model.device == Device::Cuda && net.is_none() {
             return Err(unsupported(
                 "model.device = \"cuda\" with a classical colorizer (identity, linear and l3 run on the CPU; use a network's weights)",

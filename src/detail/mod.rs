@@ -2,6 +2,7 @@
 //! Images are planar f32: a gray guide is `width*height` row-major, multi-channel data is CHW.
 
 pub mod bfwls;
+pub mod lowres;
 
 use std::mem::MaybeUninit;
 

@@ -13,9 +13,10 @@ use rayon::prelude::*;
 
 use crate::calibrate::Corrector;
 use crate::capture::Frame;
+use crate::detail::lowres::{inference_size, restore, shrink_to};
 use crate::detail::GuidedFilter;
 use crate::images::planes::Rgb;
-use crate::models::colorizer::{inference_size, restore, shrink_to, Colorizer};
+use crate::models::colorizer::Colorizer;
 use crate::runtime::histogram::Histogram;
 use crate::runtime::queue::{Consumer, NewestWins};
 use crate::runtime::worker::Worker;

@@ -6,7 +6,10 @@
 pub mod colorizer;
 pub mod l3;
 pub mod linear;
+pub mod load;
 pub mod lstsq;
 pub mod net;
 pub mod rng;
 pub mod weights;
+
+pub use load::{from_weights, load, load_bare, ColorizerError, BUILTIN};

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use tch::{Kind, Tensor};
 
 use super::Model;
+use crate::detail::lowres::{restore, shrink_to};
 use crate::detail::{resize_bilinear, GuidedFilter};
 use crate::images::planes::{Gray, Rgb};
-use crate::models::colorizer::{restore, shrink_to, Colorizer};
+use crate::models::colorizer::Colorizer;
 
 pub struct NetColorizer {
     model: Model,

@@ -155,7 +155,7 @@ impl NetConfig {
     /// The size the network sees for a `width` x `height` frame: `scale` times it, shrunk
     /// further to `max_pixels` when set.
     pub fn inference_size(&self, width: usize, height: usize) -> (usize, usize) {
-        crate::models::colorizer::inference_size(width, height, self.scale, self.max_pixels)
+        crate::detail::lowres::inference_size(width, height, self.scale, self.max_pixels)
     }
 
     /// The guided filter radius at the inference size for a frame `width` wide (at least 1).
