@@ -200,43 +200,6 @@ pub(crate) fn run_train(args: &TrainArgs) -> Result<()> {
     if let Some(arch) = args.arch.net() {
         return run_train_net(args, arch);
     }
-    // The bounds the weights loaders enforce, checked before minutes of fitting.
-    use nircolor::models::{l3, linear};
-    let bins = 1..=l3::MAX_BINS;
-    let checks = [
-        (args.stride >= 1, "--stride must be at least 1".to_string()),
-        (
-            args.degree <= linear::MAX_DEGREE,
-            format!("--degree must be from 0 to {}", linear::MAX_DEGREE),
-        ),
-        (
-            bins.contains(&args.levels),
-            format!("--levels must be from 1 to {}", l3::MAX_BINS),
-        ),
-        (
-            bins.contains(&args.contrasts),
-            format!("--contrasts must be from 1 to {}", l3::MAX_BINS),
-        ),
-        (
-            bins.contains(&args.contexts),
-            format!("--contexts must be from 1 to {}", l3::MAX_BINS),
-        ),
-        (
-            args.patch_radius <= l3::MAX_PATCH_RADIUS,
-            format!("--patch-radius must be from 0 to {}", l3::MAX_PATCH_RADIUS),
-        ),
-        (
-            args.context_radius <= l3::MAX_CONTEXT_RADIUS,
-            format!(
-                "--context-radius must be from 0 to {}",
-                l3::MAX_CONTEXT_RADIUS
-            ),
-        ),
-    ];
-    if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
-        bail!("{msg}");
-    }
-    let (datasets, pairs) = load_training_pairs(args)?;
     let opts = ClassicalOptions {
         degree: args.degree,
         stride: args.stride,
@@ -248,6 +211,9 @@ pub(crate) fn run_train(args: &TrainArgs) -> Result<()> {
             context_radius: args.context_radius,
         },
     };
+    // The bounds the weights loaders enforce, checked before minutes of fitting.
+    opts.validate()?;
+    let (datasets, pairs) = load_training_pairs(args)?;
     let arch = match args.arch {
         TrainArch::Linear => Arch::Linear,
         TrainArch::L3 => Arch::L3,
@@ -299,7 +265,7 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
 
     let n = &args.net;
     set_threads(n.threads)?;
-    let device = nircolor::models::net::pick_device(&n.device).map_err(anyhow::Error::msg)?;
+    let device = nircolor::models::net::pick_device(&n.device)?;
     let options = TrainOptions {
         epochs: n.epochs.unwrap_or(TrainOptions::default().epochs),
         minutes: n.minutes,
@@ -322,52 +288,7 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         jitter_noise: n.jitter_noise,
         ema: n.ema,
     };
-    let checks = [
-        (options.batch >= 1, "--batch must be at least 1"),
-        (options.crop >= 16, "--crop must be at least 16"),
-        (
-            options.min_zoom > 0.0 && options.min_zoom <= 1.0,
-            "--min-zoom must be in (0, 1]",
-        ),
-        (
-            options.lr > 0.0 && options.lr.is_finite(),
-            "--lr must be a positive number",
-        ),
-        (options.epochs >= 1, "--epochs must be at least 1"),
-        (
-            (0.0..1.0).contains(&options.ema),
-            "--ema must be in [0, 1) (0 turns the average off; 0.999 is typical)",
-        ),
-        (
-            [
-                options.w_l1,
-                options.w_l2,
-                options.w_ssim,
-                options.w_freq,
-                options.w_sat,
-                options.w_chroma,
-                options.w_gray,
-                options.w_grad,
-                options.w_cross,
-            ]
-            .iter()
-            .all(|w| *w >= 0.0 && w.is_finite()),
-            "loss weights (--w-*) must be 0 or positive",
-        ),
-        (
-            (0.0..1.0).contains(&options.jitter_gain)
-                && (0.0..=4.0).contains(&options.jitter_gamma)
-                && (0.0..=0.5).contains(&options.jitter_noise),
-            "--jitter-gain must be in [0, 1), --jitter-gamma in [0, 4], --jitter-noise in [0, 0.5]",
-        ),
-        (
-            options.minutes.is_none_or(|m| m > 0.0 && m.is_finite()),
-            "--minutes must be a positive number",
-        ),
-    ];
-    if let Some((_, msg)) = checks.iter().find(|(ok, _)| !ok) {
-        bail!("{msg}");
-    }
+    options.validate()?;
     let init = n
         .init
         .as_ref()
@@ -399,7 +320,7 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         cfg.detail_radius = n.detail_radius;
         cfg.detail_eps = n.detail_eps;
     }
-    cfg.check()
+    cfg.validate()
         .map_err(|e| anyhow::anyhow!("invalid network options: {e}"))?;
 
     let (datasets, pairs) = load_training_pairs(args)?;

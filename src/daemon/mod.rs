@@ -36,7 +36,10 @@ pub enum DaemonError {
     #[error("{file}: {what} is not supported by this version of nircolor yet; remove it from the configuration")]
     Unsupported { file: String, what: String },
     #[error("{file}: model.device: {why}")]
-    Device { file: String, why: String },
+    Device {
+        file: String,
+        why: crate::models::net::DeviceError,
+    },
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
     #[error("cannot serve metrics on {addr}: {why}; pick a free address in [metrics] bind")]

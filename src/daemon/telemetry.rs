@@ -249,6 +249,7 @@ pub fn serve(addr: SocketAddr, telemetry: Arc<Telemetry>) -> std::io::Result<Wor
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
+    use std::sync::atomic::AtomicU64;
     use std::time::Instant;
 
     fn camera(id: &str, up: bool, down_for: Option<Duration>) -> CameraTelemetry {

@@ -35,6 +35,77 @@ pub struct ClassicalOptions {
     pub stride: usize,
 }
 
+/// A training option outside what the trainer, or the weights loader that will read the result,
+/// accepts: the command-line option and what it allows. Checked before minutes of fitting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{option} must be {allowed}")]
+pub struct OptionError {
+    pub option: &'static str,
+    pub allowed: String,
+}
+
+impl OptionError {
+    pub fn new(option: &'static str, allowed: impl Into<String>) -> OptionError {
+        OptionError {
+            option,
+            allowed: allowed.into(),
+        }
+    }
+}
+
+/// The first failed check: `checks` pairs a condition that must hold with its error.
+pub(crate) fn first_failure(
+    checks: impl IntoIterator<Item = (bool, OptionError)>,
+) -> Result<(), OptionError> {
+    match checks.into_iter().find(|(ok, _)| !ok) {
+        Some((_, e)) => Err(e),
+        None => Ok(()),
+    }
+}
+
+impl ClassicalOptions {
+    /// The bounds the `linear` and `l3` weights loaders enforce.
+    pub fn validate(&self) -> Result<(), OptionError> {
+        use crate::models::{l3, linear};
+        let bins = 1..=l3::MAX_BINS;
+        let bins_allowed = format!("from 1 to {}", l3::MAX_BINS);
+        let l = &self.l3;
+        first_failure([
+            (self.stride >= 1, OptionError::new("--stride", "at least 1")),
+            (
+                self.degree <= linear::MAX_DEGREE,
+                OptionError::new("--degree", format!("from 0 to {}", linear::MAX_DEGREE)),
+            ),
+            (
+                bins.contains(&l.levels),
+                OptionError::new("--levels", bins_allowed.clone()),
+            ),
+            (
+                bins.contains(&l.contrasts),
+                OptionError::new("--contrasts", bins_allowed.clone()),
+            ),
+            (
+                bins.contains(&l.contexts),
+                OptionError::new("--contexts", bins_allowed),
+            ),
+            (
+                l.patch_radius <= l3::MAX_PATCH_RADIUS,
+                OptionError::new(
+                    "--patch-radius",
+                    format!("from 0 to {}", l3::MAX_PATCH_RADIUS),
+                ),
+            ),
+            (
+                l.context_radius <= l3::MAX_CONTEXT_RADIUS,
+                OptionError::new(
+                    "--context-radius",
+                    format!("from 0 to {}", l3::MAX_CONTEXT_RADIUS),
+                ),
+            ),
+        ])
+    }
+}
+
 impl Default for ClassicalOptions {
     fn default() -> Self {
         ClassicalOptions {

@@ -17,6 +17,7 @@ use crate::models::net::{layers, loss, Model, NetArch, NetConfig};
 use crate::models::rng::{Rng, RngState};
 use crate::models::weights::{Weights, WeightsError};
 use crate::offline::data::Pair;
+use crate::offline::train::{first_failure, OptionError};
 
 /// Loss weights and optimisation settings; recorded in checkpoints and the model card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -81,6 +82,63 @@ impl Default for TrainOptions {
             jitter_noise: 0.02,
             ema: 0.0,
         }
+    }
+}
+
+impl TrainOptions {
+    /// Every option in range, checked before the data is loaded.
+    pub fn validate(&self) -> Result<(), OptionError> {
+        let weights = [
+            self.w_l1,
+            self.w_l2,
+            self.w_ssim,
+            self.w_freq,
+            self.w_sat,
+            self.w_chroma,
+            self.w_gray,
+            self.w_grad,
+            self.w_cross,
+        ];
+        first_failure([
+            (self.batch >= 1, OptionError::new("--batch", "at least 1")),
+            (self.crop >= 16, OptionError::new("--crop", "at least 16")),
+            (
+                self.min_zoom > 0.0 && self.min_zoom <= 1.0,
+                OptionError::new("--min-zoom", "in (0, 1]"),
+            ),
+            (
+                self.lr > 0.0 && self.lr.is_finite(),
+                OptionError::new("--lr", "a positive number"),
+            ),
+            (self.epochs >= 1, OptionError::new("--epochs", "at least 1")),
+            (
+                (0.0..1.0).contains(&self.ema),
+                OptionError::new(
+                    "--ema",
+                    "in [0, 1) (0 turns the average off; 0.999 is typical)",
+                ),
+            ),
+            (
+                weights.iter().all(|w| *w >= 0.0 && w.is_finite()),
+                OptionError::new("loss weights (--w-*)", "0 or positive"),
+            ),
+            (
+                (0.0..1.0).contains(&self.jitter_gain),
+                OptionError::new("--jitter-gain", "in [0, 1)"),
+            ),
+            (
+                (0.0..=4.0).contains(&self.jitter_gamma),
+                OptionError::new("--jitter-gamma", "in [0, 4]"),
+            ),
+            (
+                (0.0..=0.5).contains(&self.jitter_noise),
+                OptionError::new("--jitter-noise", "in [0, 0.5]"),
+            ),
+            (
+                self.minutes.is_none_or(|m| m > 0.0 && m.is_finite()),
+                OptionError::new("--minutes", "a positive number"),
+            ),
+        ])
     }
 }
 

@@ -94,6 +94,20 @@ impl NetArch {
     }
 }
 
+/// A network configuration out of range (from a model card or the training options).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NetConfigError(pub String);
+
+/// Why a `--device` / `model.device` choice cannot be used here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("--device cuda, but no CUDA device is usable: {why}")]
+    NoCuda { why: String },
+    #[error("device '{0}' is not one of auto, cpu, cuda")]
+    Unknown(String),
+}
+
 /// Everything that fixes a network's shape and how it is run; stored in the model card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,32 +138,37 @@ pub struct NetConfig {
 
 impl NetConfig {
     /// What is wrong with this configuration, if anything.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), NetConfigError> {
+        self.problem()
+            .map_or(Ok(()), |why| Err(NetConfigError(why)))
+    }
+
+    fn problem(&self) -> Option<String> {
         if !(1..=256).contains(&self.width) {
-            return Err(format!("width {} is outside 1..=256", self.width));
+            return Some(format!("width {} is outside 1..=256", self.width));
         }
         if !(1..=16).contains(&self.in_channels) {
-            return Err(format!(
+            return Some(format!(
                 "in_channels {} is outside 1..=16",
                 self.in_channels
             ));
         }
         if !(self.scale > 0.0 && self.scale <= 1.0) {
-            return Err(format!("scale {} is outside (0, 1]", self.scale));
+            return Some(format!("scale {} is outside (0, 1]", self.scale));
         }
         if self.max_pixels > 0 && self.max_pixels < 64 {
-            return Err(format!(
+            return Some(format!(
                 "max_pixels {} is below 64 (0 turns the cap off)",
                 self.max_pixels
             ));
         }
         if !(self.detail_eps > 0.0 && self.detail_eps.is_finite()) || self.detail_radius > 64 {
-            return Err(format!(
+            return Some(format!(
                 "detail radius {} / eps {} out of range (radius <= 64, eps > 0)",
                 self.detail_radius, self.detail_eps
             ));
         }
-        Ok(())
+        None
     }
 
     /// The size the network sees for a `width` x `height` frame: `scale` times it, shrunk
@@ -357,7 +376,7 @@ impl Model {
                 cfg.arch.name()
             )));
         }
-        cfg.check().map_err(|e| w.invalid(e))?;
+        cfg.validate().map_err(|e| w.invalid(e.0))?;
         let mut m = Model::new(cfg, device, 0);
         m.load_tensors(w)?;
         Ok(m)
@@ -365,17 +384,16 @@ impl Model {
 }
 
 /// The device a `--device auto|cpu|cuda` choice means here.
-pub fn pick_device(choice: &str) -> Result<Device, String> {
+pub fn pick_device(choice: &str) -> Result<Device, DeviceError> {
     match choice {
         "cpu" => Ok(Device::Cpu),
         "cuda" => {
             if crate::runtime::cuda::available() {
                 Ok(Device::Cuda(0))
             } else {
-                Err(format!(
-                    "--device cuda, but no CUDA device is usable: {}",
-                    crate::runtime::cuda::why_not()
-                ))
+                Err(DeviceError::NoCuda {
+                    why: crate::runtime::cuda::why_not(),
+                })
             }
         }
         "auto" => Ok(if crate::runtime::cuda::available() {
@@ -383,7 +401,7 @@ pub fn pick_device(choice: &str) -> Result<Device, String> {
         } else {
             Device::Cpu
         }),
-        other => Err(format!("device '{other}' is not one of auto, cpu, cuda")),
+        other => Err(DeviceError::Unknown(other.to_string())),
     }
 }
 
