@@ -67,10 +67,10 @@ fn test_source_delivers_sized_ordered_frames() {
     );
     assert!(frames
         .iter()
-        .all(|f| (f.luma.width, f.luma.height) == (160, 120) && &*f.camera == "front"));
+        .all(|f| (f.luma.width, f.luma.height) == (160, 120) && &*f.meta.camera == "front"));
     assert!(frames
         .windows(2)
-        .all(|p| p[1].seq > p[0].seq && p[1].captured_at >= p[0].captured_at));
+        .all(|p| p[1].meta.seq > p[0].meta.seq && p[1].meta.captured_at >= p[0].meta.captured_at));
     assert!(camera.status().up.load(std::sync::atomic::Ordering::SeqCst));
     let started = Instant::now();
     camera.stop();
@@ -135,13 +135,13 @@ fn a_slow_consumer_gets_the_newest_frames_and_drops_are_counted() {
     let frames = camera_frames(&queued);
     assert!(frames.windows(2).all(|p| p[1] > p[0]));
     assert!(
-        queued.last().unwrap().seq >= counter.dropped(),
+        queued.last().unwrap().meta.seq >= counter.dropped(),
         "the queue holds the newest frames"
     );
 }
 
 fn camera_frames(frames: &[Frame]) -> Vec<u64> {
-    frames.iter().map(|f| f.seq).collect()
+    frames.iter().map(|f| f.meta.seq).collect()
 }
 
 /// A 15-frame H.264 Matroska clip made with GStreamer itself.

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nircolor::capture::Frame;
+use nircolor::capture::{Frame, FrameMeta};
 use nircolor::detail::GuidedFilter;
 use nircolor::images::planes::{Gray, Rgb};
 use nircolor::infer::{ColourFrame, InferConfig, InferStage};
@@ -35,10 +35,12 @@ fn frame(camera: &str, seq: u64) -> Frame {
         .map(|i| 0.2 + 0.6 * ((i % w) as f32 / w as f32) + 0.1 * ((i / w) % 2) as f32)
         .collect();
     Frame {
-        camera: camera.into(),
-        seq,
-        pts: None,
-        captured_at: Instant::now(),
+        meta: FrameMeta {
+            camera: camera.into(),
+            seq,
+            pts: None,
+            captured_at: Instant::now(),
+        },
         luma: Gray::new(w, h, data),
     }
 }
@@ -96,7 +98,10 @@ fn frames_waiting_on_several_cameras_share_one_batch_and_come_back_full_size() {
         let out = rx
             .recv_timeout(Duration::from_secs(5))
             .expect("a colour frame");
-        assert_eq!((&*out.camera, out.seq, out.batch_size), (cams[i], 7, 3));
+        assert_eq!(
+            (&*out.meta.camera, out.meta.seq, out.batch_size),
+            (cams[i], 7, 3)
+        );
         assert_eq!((out.rgb.width, out.rgb.height), (64, 48));
         // Identity colour at half size, restored by the guided filter: the NIR again.
         let nir = frame(cams[i], 7).luma;
@@ -148,7 +153,13 @@ fn batches_never_exceed_max_batch() {
     )
     .unwrap();
     let seqs: Vec<u64> = (0..10)
-        .map(|_| out_rx[0].recv_timeout(Duration::from_secs(5)).unwrap().seq)
+        .map(|_| {
+            out_rx[0]
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap()
+                .meta
+                .seq
+        })
         .collect();
     assert_eq!(seqs, (0..10).collect::<Vec<_>>(), "in order, none lost");
     let sizes = sizes.lock().unwrap().clone();
@@ -166,7 +177,11 @@ fn a_camera_that_goes_away_does_not_stop_the_others_and_strays_are_counted() {
     drop(ins.remove(0)); // camera a's capture ends
     ins[0].push(frame("b", 3));
     assert_eq!(
-        out_rx[1].recv_timeout(Duration::from_secs(5)).unwrap().seq,
+        out_rx[1]
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap()
+            .meta
+            .seq,
         3
     );
     ins[0].push(frame("nobody", 4)); // a frame no output is wired for

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use image::{GrayImage, RgbImage};
-use nircolor::models::colorizer;
 use nircolor::offline::data::Dataset;
 use nircolor::offline::metrics::{self, Metrics};
 

@@ -12,7 +12,6 @@ use nircolor::capture::{Backoff, Camera, CameraSpec, PixelFormat, Source};
 use nircolor::detail::GuidedFilter;
 use nircolor::encode::{Container, Encoder, EncoderSpec, RecordSpec};
 use nircolor::infer::{InferConfig, InferStage};
-use nircolor::models::colorizer;
 use nircolor::runtime::queue::newest_wins;
 
 #[test]
@@ -78,9 +77,12 @@ fn test_source_to_colour_recording() {
         let Ok(frame) = colour_rx.recv_timeout(Duration::from_millis(100)) else {
             continue;
         };
-        let t0 = *first.get_or_insert(frame.captured_at);
+        let t0 = *first.get_or_insert(frame.meta.captured_at);
         encoder
-            .push(&frame.rgb, frame.captured_at.saturating_duration_since(t0))
+            .push(
+                &frame.rgb,
+                frame.meta.captured_at.saturating_duration_since(t0),
+            )
             .unwrap();
         let n = w * h;
         chroma = (0..n)

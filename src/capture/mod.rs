@@ -125,13 +125,20 @@ pub struct CameraSpec {
 /// One captured frame: the luma plane in [0,1] with where and when it came from.
 #[derive(Clone, Debug)]
 pub struct Frame {
+    pub meta: FrameMeta,
+    pub luma: Gray,
+}
+
+/// What every frame carries from capture to encode, whatever its pixels: the NIR [`Frame`] and
+/// the colour frame inference makes of it share it.
+#[derive(Clone, Debug)]
+pub struct FrameMeta {
     pub camera: Arc<str>,
     /// Counts up across restarts of the camera's pipeline.
     pub seq: u64,
     /// The buffer's presentation time in its pipeline, when it has one.
     pub pts: Option<Duration>,
     pub captured_at: Instant,
-    pub luma: Gray,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -447,10 +454,12 @@ fn run_once(
                         .and_then(|b| b.pts())
                         .map(|t| Duration::from_nanos(t.nseconds()));
                     let frame = Frame {
-                        camera: id.clone(),
-                        seq: seq.fetch_add(1, Ordering::SeqCst),
-                        pts,
-                        captured_at: Instant::now(),
+                        meta: FrameMeta {
+                            camera: id.clone(),
+                            seq: seq.fetch_add(1, Ordering::SeqCst),
+                            pts,
+                            captured_at: Instant::now(),
+                        },
                         luma,
                     };
                     status.came_up();
@@ -529,10 +538,12 @@ fn run_images(
                 }
             }
             out.push(Frame {
-                camera: id.clone(),
-                seq: seq.fetch_add(1, Ordering::SeqCst),
-                pts: Some(period * shown),
-                captured_at: Instant::now(),
+                meta: FrameMeta {
+                    camera: id.clone(),
+                    seq: seq.fetch_add(1, Ordering::SeqCst),
+                    pts: Some(period * shown),
+                    captured_at: Instant::now(),
+                },
                 luma,
             });
             status.came_up();
@@ -640,15 +651,29 @@ fn error_text(e: &gst::message::Error) -> String {
 }
 
 /// The luma plane of a GRAY8 or GRAY16_LE sample, in [0,1], honouring the row stride.
-fn sample_luma(sample: &gst::Sample) -> Result<Gray, String> {
-    let caps = sample.caps().ok_or("sample without caps")?;
-    let info = gst_video::VideoInfo::from_caps(caps).map_err(|e| e.to_string())?;
-    let buffer = sample.buffer().ok_or("sample without buffer")?;
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)
-        .map_err(|e| e.to_string())?;
+/// Why an appsink sample could not become a luma plane (the frame is skipped and logged).
+#[derive(Debug, thiserror::Error)]
+enum SampleError {
+    #[error("sample without caps")]
+    NoCaps,
+    #[error("sample without buffer")]
+    NoBuffer,
+    #[error("unreadable video frame: {0}")]
+    Video(#[from] gst::glib::BoolError),
+    #[error("unexpected format {0:?} at the appsink")]
+    Format(gst_video::VideoFormat),
+    #[error("short frame: {got} of {wanted} pixels")]
+    Short { got: usize, wanted: usize },
+}
+
+fn sample_luma(sample: &gst::Sample) -> Result<Gray, SampleError> {
+    let caps = sample.caps().ok_or(SampleError::NoCaps)?;
+    let info = gst_video::VideoInfo::from_caps(caps)?;
+    let buffer = sample.buffer().ok_or(SampleError::NoBuffer)?;
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)?;
     let (w, h) = (info.width() as usize, info.height() as usize);
     let stride = frame.plane_stride()[0] as usize;
-    let data = frame.plane_data(0).map_err(|e| e.to_string())?;
+    let data = frame.plane_data(0)?;
     let mut luma = Vec::with_capacity(w * h);
     match info.format() {
         gst_video::VideoFormat::Gray8 => {
@@ -665,10 +690,13 @@ fn sample_luma(sample: &gst::Sample) -> Result<Gray, String> {
                 );
             }
         }
-        other => return Err(format!("unexpected format {other:?} at the appsink")),
+        other => return Err(SampleError::Format(other)),
     }
     if luma.len() != w * h {
-        return Err(format!("short frame: {} of {} pixels", luma.len(), w * h));
+        return Err(SampleError::Short {
+            got: luma.len(),
+            wanted: w * h,
+        });
     }
     Ok(Gray::new(w, h, luma))
 }

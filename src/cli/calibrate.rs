@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
-use nircolor::calibrate::{self, Calibration, Flat};
+use nircolor::calibrate::{self, Calibration};
 use nircolor::images::planes::Rgb;
 use nircolor::offline::data::{self};
 use std::path::{Path, PathBuf};
@@ -141,71 +141,26 @@ pub(crate) fn run_calibrate_flat(args: &FlatArgs) -> Result<()> {
         }
         None => existing.black_level,
     };
-    let mut flat_table = toml::Table::new();
+    let measured_black = args.dark.is_some().then_some(black);
     let summary = if args.image {
         let image = calibrate::flat_image(&mean, black)?;
-        let stem = args
-            .out
-            .file_stem()
-            .context("--out has no file name")?
-            .to_string_lossy()
-            .to_string();
-        let name = format!("{stem}-flat.png");
-        let path = args.out.with_file_name(&name);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        let raw: Vec<u16> = image
-            .data
-            .iter()
-            .map(|v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16)
-            .collect();
-        image::ImageBuffer::<image::Luma<u16>, _>::from_raw(
-            image.width as u32,
-            image.height as u32,
-            raw,
-        )
-        .context("flat image buffer")?
-        .save(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-        flat_table.insert("image".into(), toml::Value::String(name));
+        let png = calibrate::write_flat_image(&args.out, &image, measured_black)?;
         let low = image.data.iter().copied().fold(f32::MAX, f32::min);
         format!(
             "flat field image {} (darkest point at {:.0}% of the brightest)",
-            path.display(),
+            png.display(),
             low * 100.0
         )
     } else {
         let fit = calibrate::fit_flat(&mean, black, args.degree)?;
-        let Flat::Poly {
-            degree,
-            coefficients,
-        } = &fit.flat
-        else {
-            unreachable!("fit_flat returns a polynomial")
-        };
-        flat_table.insert("degree".into(), toml::Value::Integer(i64::from(*degree)));
-        flat_table.insert(
-            "coefficients".into(),
-            toml::Value::Array(
-                coefficients
-                    .iter()
-                    .map(|&c| toml::Value::Float(f64::from(c)))
-                    .collect(),
-            ),
-        );
+        calibrate::write_flat_fit(&args.out, &fit, measured_black)?;
         format!(
-            "flat field: degree {degree} polynomial, residual {:.2}% rms, darkest point at {:.0}% of the brightest",
+            "flat field: degree {} polynomial, residual {:.2}% rms, darkest point at {:.0}% of the brightest",
+            args.degree,
             fit.rms * 100.0,
             fit.falloff * 100.0
         )
     };
-    calibrate::update_file(&args.out, |t| {
-        t.insert("flat".into(), toml::Value::Table(flat_table));
-        if args.dark.is_some() {
-            t.insert("black_level".into(), toml::Value::Float(f64::from(black)));
-        }
-    })?;
     println!(
         "{} frame(s) of {}x{} from {from}, black level {black:.4}",
         frames.len(),
@@ -227,26 +182,7 @@ pub(crate) fn run_calibrate_color(args: &ColorArgs) -> Result<()> {
     let output = model.colorize(&nir);
     let fit = calibrate::fit_color(&output, &reference, args.gains_only)?;
     let m = fit.matrix;
-    calibrate::update_file(&args.out, |t| {
-        let mut color = toml::Table::new();
-        let num = |v: f32| toml::Value::Float((f64::from(v) * 1e4).round() / 1e4);
-        if args.gains_only {
-            color.insert(
-                "gains".into(),
-                toml::Value::Array((0..3).map(|i| num(m[i][i])).collect()),
-            );
-        } else {
-            color.insert(
-                "matrix".into(),
-                toml::Value::Array(
-                    m.iter()
-                        .map(|row| toml::Value::Array(row.iter().map(|&v| num(v)).collect()))
-                        .collect(),
-                ),
-            );
-        }
-        t.insert("color".into(), toml::Value::Table(color));
-    })?;
+    calibrate::write_color(&args.out, &m, args.gains_only)?;
     println!(
         "{} fit on {} pixels with {}: RMS error {:.1} -> {:.1} (0-255)",
         if args.gains_only {

@@ -42,10 +42,10 @@ pub(crate) struct ModelArgs {
     #[arg(long, value_enum, default_value_t = PostArg::None)]
     pub(crate) post: PostArg,
     /// Guided filter radius in full-resolution pixels (with --post guided or fast-guided).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = nircolor::detail::STILL_RADIUS)]
     pub(crate) radius: usize,
     /// Guided filter regularisation on [0,1] data (with --post guided or fast-guided).
-    #[arg(long, default_value_t = 1e-5)]
+    #[arg(long, default_value_t = nircolor::detail::STILL_EPS)]
     pub(crate) eps: f32,
     /// Size factor the colorizer runs at with --post fast-guided, in (0, 1].
     #[arg(long, default_value_t = 0.5)]

@@ -96,9 +96,9 @@ pub(crate) struct NetTrainArgs {
     #[arg(long)]
     pub(crate) norm: bool,
     /// Guided filter radius (full-resolution pixels) and eps the network trains through.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = nircolor::detail::NET_RADIUS)]
     pub(crate) detail_radius: usize,
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = nircolor::detail::NET_EPS)]
     pub(crate) detail_eps: f64,
     /// Loss weights.
     #[arg(long, default_value_t = TrainOptions::default().w_l1)]
@@ -140,6 +140,9 @@ pub(crate) struct NetTrainArgs {
     /// step (e.g. 0.999); 0 keeps the raw weights.
     #[arg(long, default_value_t = TrainOptions::default().ema)]
     pub(crate) ema: f64,
+    /// Store the final weights as F16 where they fit (half the file; checkpoints stay F32).
+    #[arg(long)]
+    pub(crate) half: bool,
 }
 
 #[derive(Args)]
@@ -431,7 +434,11 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
     if let Some(val) = &args.val {
         validate_into_card(&mut weights, val)?;
     }
-    weights.save(&args.out)?;
+    if n.half {
+        weights.save_half(&args.out)?;
+    } else {
+        weights.save(&args.out)?;
+    }
     println!(
         "wrote {} ({} epochs; curve {})",
         args.out.display(),

@@ -169,10 +169,10 @@ fn default_max_wait_ms() -> Spanned<u64> {
     Spanned::new(0..0, 10)
 }
 fn default_radius() -> Spanned<usize> {
-    Spanned::new(0..0, 8)
+    Spanned::new(0..0, crate::detail::DAEMON_RADIUS)
 }
 fn default_eps() -> Spanned<f32> {
-    Spanned::new(0..0, 1e-3)
+    Spanned::new(0..0, crate::detail::DAEMON_EPS)
 }
 fn default_bind() -> Spanned<String> {
     Spanned::new(0..0, "127.0.0.1".into())

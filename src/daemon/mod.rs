@@ -7,16 +7,14 @@ pub mod telemetry;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-use crossbeam_channel::RecvTimeoutError;
 
 use crate::capture::{Backoff, Camera, CaptureError};
 use crate::daemon::config::{Config, Device};
 use crate::detail::GuidedFilter;
-use crate::encode::EncodeStats;
-use crate::encode::{self, EncodeError, Encoder, EncoderSpec, RecordSpec, RtspServer};
+use crate::encode::{
+    EncodeError, EncodeSettings, EncodeStage, EncodeStats, Encoder, EncoderSpec, RecordSpec,
+    Retention, RtspServer,
+};
 use crate::infer::{ColourFrame, InferConfig, InferStage};
 use crate::models::ColorizerError;
 use crate::runtime::queue::{lossless, newest_wins, Consumer, NewestWins};
@@ -49,6 +47,14 @@ pub enum DaemonError {
     },
 }
 
+/// Frames a camera may have waiting for inference: two, so the newest frame always waits while
+/// one is being batched, and anything older is stale for live video.
+const CAPTURE_QUEUE: usize = 2;
+
+/// Colour frames a camera may have waiting for its encoder: one batch of up to 4 frames from
+/// inference (the default `max_batch`) fits without dropping.
+const COLOUR_QUEUE: usize = 4;
+
 /// The H.264 bitrate for a camera: about 0.1 bit per pixel per frame, at least 500 kbit/s.
 fn bitrate_kbps(width: u32, height: u32, fps: u32) -> u32 {
     ((u64::from(width) * u64::from(height) * u64::from(fps) / 10_000) as u32).max(500)
@@ -59,7 +65,7 @@ pub struct Daemon {
     server: RtspServer,
     cameras: Vec<Camera>,
     infer: Option<InferStage>,
-    encoders: Vec<JoinHandle<Result<u64, EncodeError>>>,
+    encoders: Vec<EncodeStage>,
     metrics: Option<Worker>,
     telemetry: Arc<Telemetry>,
     urls: Vec<String>,
@@ -115,11 +121,11 @@ impl Daemon {
         for (i, cam) in config.cameras.iter().enumerate() {
             // A batch source (realtime = false) loses no frame: its queues wait instead.
             let realtime = cam.spec.source.realtime();
-            let (tx, rx) = queue(2, realtime);
+            let (tx, rx) = queue(CAPTURE_QUEUE, realtime);
             let capture_drops = tx.drop_counter();
             let camera = Camera::spawn(cam.spec.clone(), tx, Backoff::default())?;
             inputs.push(rx);
-            let (tx, rx) = queue(4, realtime);
+            let (tx, rx) = queue(COLOUR_QUEUE, realtime);
             let colour_drops = tx.drop_counter();
             outputs.insert(Arc::from(cam.spec.id.as_str()), tx);
             colour_rx.push((i, rx));
@@ -159,19 +165,25 @@ impl Daemon {
                 }),
             };
             let encoder = Encoder::start(spec, Some(feed))?;
-            let (record, id, stats) = (
-                cam.record.clone(),
-                cam.spec.id.clone(),
+            let settings = EncodeSettings {
+                camera: cam.spec.id.clone(),
+                realtime: cam.spec.source.realtime(),
+                retention: cam
+                    .record
+                    .as_ref()
+                    .filter(|r| r.max_age.is_some() || r.max_total_bytes.is_some())
+                    .map(|r| Retention {
+                        folder: r.folder.clone(),
+                        max_age: r.max_age,
+                        max_total_bytes: r.max_total_bytes,
+                    }),
+            };
+            encoders.push(EncodeStage::spawn(
+                encoder,
+                rx,
+                settings,
                 telemetry[i].encode.clone(),
-            );
-            let realtime = cam.spec.source.realtime();
-            encoders.push(
-                std::thread::Builder::new()
-                    .name(format!("encode-{id}"))
-                    .spawn(move || {
-                        encode_loop(encoder, &rx, record.as_ref(), &id, &stats, realtime)
-                    })?,
-            );
+            )?);
         }
         let infer = InferStage::spawn_calibrated(
             model,
@@ -277,14 +289,7 @@ impl Daemon {
         if let Some(infer) = self.infer.take() {
             infer.stop();
         }
-        let results = self
-            .encoders
-            .drain(..)
-            .map(|t| {
-                t.join()
-                    .unwrap_or_else(|_| Err(EncodeError::Init("encoder thread panicked".into())))
-            })
-            .collect();
+        let results = self.encoders.drain(..).map(EncodeStage::finish).collect();
         if let Some(metrics) = self.metrics.take() {
             metrics.stop();
         }
@@ -299,98 +304,4 @@ fn queue<T>(capacity: usize, realtime: bool) -> (NewestWins<T>, Consumer<T>) {
     } else {
         lossless(capacity)
     }
-}
-
-/// How long without a frame before a mount shows the "no signal" card.
-const NO_SIGNAL_AFTER: Duration = Duration::from_secs(1);
-
-/// Encodes one camera's colour frames until stopped, then finishes its recording. For a
-/// `realtime` source frame times are capture times relative to the first frame, so gaps stay
-/// gaps and a silent camera gets the "no signal" card; a batch source keeps its own times (it
-/// is processed faster or slower than it plays) and never gets the card.
-fn encode_loop(
-    mut encoder: Encoder,
-    rx: &Consumer<ColourFrame>,
-    record: Option<&crate::daemon::config::Recording>,
-    camera: &str,
-    stats: &Arc<EncodeStats>,
-    realtime: bool,
-) -> Result<u64, EncodeError> {
-    let mut first_pts: Option<Duration> = None;
-    let mut first: Option<Instant> = None;
-    let mut last_prune = Instant::now();
-    let mut last_frame = Instant::now();
-    {
-        let stats = stats.clone();
-        encoder.on_encoded(Arc::new(move |d, in_encoder| {
-            stats.encoded_latency.observe(d);
-            stats.encode_time.observe(in_encoder);
-            if stats
-                .keep_samples
-                .load(std::sync::atomic::Ordering::Relaxed)
-            {
-                if let Ok(mut v) = stats.encoded_samples.lock() {
-                    v.push(d.as_secs_f32() * 1e3);
-                }
-            }
-        }));
-    }
-    let mut card: Option<crate::images::planes::Rgb> = None;
-    loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(frame) => {
-                last_frame = Instant::now();
-                let t0 = *first.get_or_insert(frame.captured_at);
-                let pts = match (realtime, frame.pts) {
-                    (false, Some(pts)) => pts.saturating_sub(*first_pts.get_or_insert(pts)),
-                    _ => frame.captured_at.saturating_duration_since(t0),
-                };
-                if let Err(e) = encoder.push_captured(&frame.rgb, pts, frame.captured_at) {
-                    tracing::error!(camera, error = %e, "encoding failed");
-                    return Err(e);
-                }
-                stats
-                    .frames
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                stats.latency.observe(frame.captured_at.elapsed());
-            }
-            // Inference has stopped and everything it sent is encoded.
-            Err(RecvTimeoutError::Disconnected) => break,
-            Err(RecvTimeoutError::Timeout) => {
-                // No frame for a while (camera away, reconnecting, or stalled): show the
-                // "no signal" card, about 10 times a second, so RTSP viewers stay
-                // connected and recordings show the gap.
-                if realtime && last_frame.elapsed() > NO_SIGNAL_AFTER {
-                    let card = card.get_or_insert_with(|| {
-                        encode::no_signal_frame(camera, encoder.width(), encoder.height())
-                    });
-                    let t0 = *first.get_or_insert_with(Instant::now);
-                    if let Err(e) = encoder.push(card, t0.elapsed()) {
-                        tracing::error!(camera, error = %e, "encoding failed");
-                        return Err(e);
-                    }
-                    stats
-                        .no_signal
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        }
-        if let Some(r) = record {
-            if (r.max_age.is_some() || r.max_total_bytes.is_some())
-                && last_prune.elapsed() > Duration::from_secs(30)
-            {
-                last_prune = Instant::now();
-                match encode::prune_recordings(&r.folder, camera, r.max_age, r.max_total_bytes) {
-                    Ok(deleted) if !deleted.is_empty() => {
-                        tracing::info!(camera, deleted = deleted.len(), "old recordings removed")
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(camera, error = %e, "cannot prune recordings"),
-                }
-            }
-        }
-    }
-    let frames = encoder.frames();
-    encoder.finish(Duration::from_secs(4))?;
-    Ok(frames)
 }

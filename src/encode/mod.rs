@@ -2,6 +2,10 @@
 //! an RTSP mount (gst-rtsp-server, one shared media for every viewer) and to a crash-safe
 //! recorder (splitmuxsink segments, Matroska or fragmented MP4).
 
+mod stage;
+
+pub use stage::{EncodeSettings, EncodeStage, Retention, NO_SIGNAL_AFTER};
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};

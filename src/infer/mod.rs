@@ -12,7 +12,7 @@ use crossbeam_channel::{Select, TryRecvError};
 use rayon::prelude::*;
 
 use crate::calibrate::Corrector;
-use crate::capture::Frame;
+use crate::capture::{Frame, FrameMeta};
 use crate::detail::lowres::{inference_size, restore, shrink_to};
 use crate::detail::GuidedFilter;
 use crate::images::planes::Rgb;
@@ -37,10 +37,7 @@ pub struct InferConfig {
 /// A colorized frame on its way to its camera's encoder.
 #[derive(Clone, Debug)]
 pub struct ColourFrame {
-    pub camera: Arc<str>,
-    pub seq: u64,
-    pub pts: Option<Duration>,
-    pub captured_at: Instant,
+    pub meta: FrameMeta,
     pub rgb: Rgb,
     /// How many frames shared this frame's batch.
     pub batch_size: usize,
@@ -241,8 +238,8 @@ fn process(stage: &Stage, batch: Vec<Frame>) {
         .iter()
         .map(|f| {
             (
-                f.camera.clone(),
-                started.saturating_duration_since(f.captured_at),
+                f.meta.camera.clone(),
+                started.saturating_duration_since(f.meta.captured_at),
             )
         })
         .collect();
@@ -250,7 +247,7 @@ fn process(stage: &Stage, batch: Vec<Frame>) {
     let batch: Vec<Frame> = batch
         .into_par_iter()
         .map(|mut f| {
-            if let Some(c) = stage.calibrations.get(&f.camera) {
+            if let Some(c) = stage.calibrations.get(&f.meta.camera) {
                 c.nir(&mut f.luma);
             }
             f
@@ -273,7 +270,7 @@ fn process(stage: &Stage, batch: Vec<Frame>) {
         .into_par_iter()
         .zip(lows.par_iter().zip(colours.par_iter()))
         .map(|(frame, (low, colour))| {
-            let calibration = stage.calibrations.get(&frame.camera);
+            let calibration = stage.calibrations.get(&frame.meta.camera);
             let filter = calibration.map_or(config.detail, |c| c.filter(config.detail));
             let mut rgb = restore(
                 filter,
@@ -287,10 +284,7 @@ fn process(stage: &Stage, batch: Vec<Frame>) {
             }
             ColourFrame {
                 rgb,
-                camera: frame.camera,
-                seq: frame.seq,
-                pts: frame.pts,
-                captured_at: frame.captured_at,
+                meta: frame.meta,
                 batch_size: size,
             }
         })
@@ -305,7 +299,7 @@ fn process(stage: &Stage, batch: Vec<Frame>) {
     stage.stats.batches.fetch_add(1, Ordering::Relaxed);
     stage.stats.frames.fetch_add(size as u64, Ordering::Relaxed);
     for frame in results {
-        match stage.outputs.get(&frame.camera) {
+        match stage.outputs.get(&frame.meta.camera) {
             Some(out) => {
                 out.push(frame);
             }

@@ -42,7 +42,7 @@ pub enum WeightsError {
     },
     #[error("{file} lacks tensor '{name}'; the file is incomplete or from another version")]
     MissingTensor { file: String, name: String },
-    #[error("{file}: tensor '{name}' has shape {found:?} and type {dtype}, expected {expected:?} and F32")]
+    #[error("{file}: tensor '{name}' has shape {found:?} and type {dtype}, expected {expected:?} and F32 or F16")]
     BadShape {
         file: String,
         name: String,
@@ -154,14 +154,36 @@ impl Weights {
         }
     }
 
+    /// The safetensors file: every tensor as F32.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let views: Vec<(String, TensorView<'_>)> = self
+        self.serialize(Storage::F32)
+    }
+
+    /// The safetensors file with tensors stored as F16 where every value survives it (finite,
+    /// within F16's normal range, or zero), F32 otherwise: half the size for shipped models,
+    /// read back as f32. Training checkpoints stay F32 so a resumed run continues exactly.
+    pub fn to_bytes_half(&self) -> Vec<u8> {
+        self.serialize(Storage::Half)
+    }
+
+    fn serialize(&self, storage: Storage) -> Vec<u8> {
+        let encoded: Vec<(&String, &Vec<usize>, Dtype, Vec<u8>)> = self
             .tensors
             .iter()
             .map(|(name, (shape, data))| {
-                let view = TensorView::new(Dtype::F32, shape.clone(), bytemuck_f32(data))
-                    .expect("shape matches data");
-                (name.clone(), view)
+                let (dtype, bytes) = match storage {
+                    Storage::Half if fits_f16(data) => (Dtype::F16, f16_le_bytes(data)),
+                    _ => (Dtype::F32, f32_le_bytes(data)),
+                };
+                (name, shape, dtype, bytes)
+            })
+            .collect();
+        let views: Vec<(String, TensorView<'_>)> = encoded
+            .iter()
+            .map(|(name, shape, dtype, bytes)| {
+                let view =
+                    TensorView::new(*dtype, (*shape).clone(), bytes).expect("shape matches data");
+                ((*name).clone(), view)
             })
             .collect();
         let meta = HashMap::from([
@@ -176,10 +198,19 @@ impl Weights {
     }
 
     pub fn save(&self, path: &Path) -> Result<(), WeightsError> {
+        self.write(path, self.to_bytes())
+    }
+
+    /// [`save`](Self::save) with [`to_bytes_half`](Self::to_bytes_half)'s storage.
+    pub fn save_half(&self, path: &Path) -> Result<(), WeightsError> {
+        self.write(path, self.to_bytes_half())
+    }
+
+    fn write(&self, path: &Path, bytes: Vec<u8>) -> Result<(), WeightsError> {
         let file = path.display().to_string();
         // Write beside and rename, so an interrupted save never leaves a truncated model behind.
         let tmp = path.with_extension("safetensors.partial");
-        fs::write(&tmp, self.to_bytes()).map_err(|source| WeightsError::Write {
+        fs::write(&tmp, bytes).map_err(|source| WeightsError::Write {
             file: file.clone(),
             source,
         })?;
@@ -223,7 +254,20 @@ impl Weights {
         };
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
-            if view.dtype() != Dtype::F32 {
+            let data: Vec<f32> = match view.dtype() {
+                Dtype::F32 => view
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                Dtype::F16 => view
+                    .data()
+                    .chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if !matches!(view.dtype(), Dtype::F32 | Dtype::F16) {
                 return Err(WeightsError::BadShape {
                     file,
                     name,
@@ -232,11 +276,6 @@ impl Weights {
                     expected: view.shape().to_vec(),
                 });
             }
-            let data = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
             tensors.insert(name, (view.shape().to_vec(), data));
         }
         Ok(Weights {
@@ -248,10 +287,33 @@ impl Weights {
     }
 }
 
-fn bytemuck_f32(data: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding and any byte pattern is a valid u8; safetensors is little-endian,
-    // as is every target nircolor builds for (x86_64, aarch64).
-    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
+/// How tensors are stored in a file.
+#[derive(Clone, Copy)]
+enum Storage {
+    F32,
+    Half,
+}
+
+/// Little-endian bytes, as safetensors stores them, whatever the host's byte order.
+fn f32_le_bytes(data: &[f32]) -> Vec<u8> {
+    data.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn f16_le_bytes(data: &[f32]) -> Vec<u8> {
+    data.iter()
+        .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+        .collect()
+}
+
+/// Whether F16 keeps every value of `data` to its 11 significant bits: no overflow, and no
+/// value so small that it would lose precision as a subnormal.
+fn fits_f16(data: &[f32]) -> bool {
+    let (lo, hi) = (
+        f32::from(half::f16::MIN_POSITIVE),
+        f32::from(half::f16::MAX),
+    );
+    data.iter()
+        .all(|v| v.is_finite() && (*v == 0.0 || (lo..=hi).contains(&v.abs())))
 }
 
 #[cfg(test)]
@@ -266,6 +328,38 @@ mod tests {
             (0..12).map(|v| v as f32 * 0.5).collect(),
         );
         w
+    }
+
+    #[test]
+    fn half_storage_is_half_the_size_and_keeps_what_f16_cannot_hold_in_f32() {
+        let mut w = sample();
+        let big: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        w.insert("big", vec![1000], big.clone());
+        w.insert("tiny", vec![2], vec![1e-7, 0.5]);
+        w.insert("huge", vec![1], vec![1e6]);
+        let full = w.to_bytes();
+        let half = w.to_bytes_half();
+        assert!(
+            half.len() < full.len() - 1800,
+            "{} vs {}",
+            half.len(),
+            full.len()
+        );
+        let back = Weights::from_bytes(&half, "h").unwrap();
+        let (_, got) = back.tensor("big", &[Some(1000)]).unwrap();
+        for (a, b) in got.iter().zip(&big) {
+            assert!((a - b).abs() <= b.abs() / 1024.0 + 1e-7, "{a} vs {b}");
+        }
+        // Out of F16's normal range: stored as F32, exact.
+        assert_eq!(back.tensor("tiny", &[Some(2)]).unwrap().1, &[1e-7, 0.5]);
+        assert_eq!(back.tensor("huge", &[Some(1)]).unwrap().1, &[1e6]);
+        // Once in F16, saving again the same way changes nothing.
+        assert_eq!(
+            back.to_bytes_half(),
+            Weights::from_bytes(&back.to_bytes_half(), "h")
+                .unwrap()
+                .to_bytes_half()
+        );
     }
 
     #[test]
@@ -293,7 +387,8 @@ mod tests {
     #[test]
     fn foreign_safetensors_is_rejected() {
         let data = [1.0f32, 2.0];
-        let view = TensorView::new(Dtype::F32, vec![2], bytemuck_f32(&data)).unwrap();
+        let bytes = f32_le_bytes(&data);
+        let view = TensorView::new(Dtype::F32, vec![2], &bytes).unwrap();
         let bytes = safetensors::serialize([("x", view)], None).unwrap();
         assert!(matches!(
             Weights::from_bytes(&bytes, "f").unwrap_err(),

@@ -88,8 +88,8 @@ impl NetArch {
                 _ => 0,
             },
             guided: true,
-            detail_radius: 8,
-            detail_eps: 1e-4,
+            detail_radius: crate::detail::NET_RADIUS,
+            detail_eps: crate::detail::NET_EPS,
         }
     }
 }

@@ -1,0 +1,264 @@
+//! Unit tests of `train_net`.
+
+use super::*;
+use crate::images::planes::Gray;
+
+/// Small colourful pairs: the RGB is a fixed function of the NIR and its neighbourhood.
+fn pairs(n: usize, size: usize) -> Vec<Pair> {
+    (0..n)
+        .map(|k| {
+            let mut nir = Vec::new();
+            let mut rgb = image::RgbImage::new(size as u32, size as u32);
+            for y in 0..size {
+                for x in 0..size {
+                    let v =
+                        0.5 + 0.4 * ((x as f32 * 0.3 + k as f32).sin() * (y as f32 * 0.2).cos());
+                    nir.push(v);
+                    let sky = y < size / 3;
+                    let px = if sky {
+                        [60, 110, (200.0 * v) as u8]
+                    } else {
+                        [(80.0 * v) as u8, (200.0 * v) as u8, 40]
+                    };
+                    rgb.put_pixel(x as u32, y as u32, image::Rgb(px));
+                }
+            }
+            Pair {
+                name: format!("p{k}"),
+                nir: Gray::new(size, size, nir),
+                rgb,
+                mask: None,
+            }
+        })
+        .collect()
+}
+
+fn options() -> TrainOptions {
+    TrainOptions {
+        epochs: 2,
+        batch: 2,
+        crop: 32,
+        min_zoom: 1.0,
+        lr: 3e-3,
+        ..TrainOptions::default()
+    }
+}
+
+fn small(arch: NetArch) -> NetConfig {
+    NetConfig {
+        width: 4,
+        ..arch.default_config()
+    }
+}
+
+#[test]
+fn every_arch_learns_a_fixed_batch() {
+    let data = pairs(2, 32);
+    let samples: Vec<Sample> = data.iter().map(Sample::from_pair).collect();
+    // Every loss on, the optional ones included.
+    let o = TrainOptions {
+        lr: 5e-3,
+        w_l2: 1.0,
+        w_sat: 0.5,
+        ..options()
+    };
+    for arch in NetArch::ALL {
+        let model = Model::new(small(arch), Device::Cpu, 2);
+        let names = var_names(&model);
+        let vars = model.vs.variables();
+        let mut params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
+        let mut adam = Adam::new(&params);
+        let mut rng = Rng::new(1);
+        let plans: Vec<CropPlan> = (0..2)
+            .map(|i| plan_crop(&mut rng, &samples, i, &o))
+            .collect();
+        let [nir, rgb, mask] = make_batch(&samples, &plans, o.crop, Device::Cpu);
+        let mut first = 0.0;
+        let mut last = 0.0;
+        for step in 1..=40 {
+            let loss = batch_loss(&model, &o, &nir, &rgb, &mask);
+            last = f64::try_from(&loss).unwrap();
+            if step == 1 {
+                first = last;
+            }
+            loss.backward();
+            adam.step(&mut params, o.lr, step);
+        }
+        assert!(last < 0.7 * first, "{arch:?}: loss {first} -> {last}");
+    }
+}
+
+fn train(t: &mut Trainer, ckpt: &Path, stop_after: Option<usize>) -> Finish {
+    let stop = AtomicBool::new(false);
+    let mut steps = 0;
+    t.run(&[], ckpt, &stop, |ev| {
+        if let Event::Step { .. } = ev {
+            steps += 1;
+            if Some(steps) == stop_after {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+    })
+    .unwrap()
+}
+
+#[test]
+fn interrupted_and_resumed_equals_uninterrupted() {
+    let data = pairs(5, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small(NetArch::Fast);
+    // With and without the weight average, which is training state too.
+    for ema in [0.0, 0.9] {
+        let o = TrainOptions { ema, ..options() };
+        let mut straight = Trainer::new(cfg.clone(), o.clone(), &data, Device::Cpu, None).unwrap();
+        assert_eq!(
+            train(&mut straight, &dir.path().join("a.st"), None),
+            Finish::Done
+        );
+
+        // Stopped in the middle of the second epoch (3 steps per epoch), then resumed.
+        let ckpt = dir.path().join("b.st");
+        let mut first = Trainer::new(cfg.clone(), o, &data, Device::Cpu, None).unwrap();
+        assert_eq!(train(&mut first, &ckpt, Some(4)), Finish::Interrupted);
+        let mut resumed = Trainer::resume(&ckpt, &data, Device::Cpu).unwrap();
+        assert_eq!(train(&mut resumed, &ckpt, None), Finish::Done);
+
+        assert_eq!(resumed.model.tensors(), straight.model.tensors());
+        let saved = |t: &mut Trainer| Model::from_weights(&t.weights(), Device::Cpu).unwrap();
+        assert_eq!(
+            saved(&mut resumed).tensors(),
+            saved(&mut straight).tensors()
+        );
+        assert_eq!(resumed.history().len(), 2);
+        assert_eq!(resumed.history()[1].loss, straight.history()[1].loss);
+    }
+}
+
+#[test]
+fn the_average_is_saved_and_the_raw_weights_keep_training() {
+    let data = pairs(5, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let o = TrainOptions {
+        ema: 0.9,
+        ..options()
+    };
+    let mut t = Trainer::new(small(NetArch::Fast), o, &data, Device::Cpu, None).unwrap();
+    let start = t.model.tensors();
+    assert_eq!(train(&mut t, &dir.path().join("e.st"), None), Finish::Done);
+    let raw = t.model.tensors();
+    let saved = Model::from_weights(&t.weights(), Device::Cpu)
+        .unwrap()
+        .tensors();
+    assert_eq!(t.model.tensors(), raw, "saving puts the raw weights back");
+    // The average moved from the start toward the raw weights, without reaching them.
+    let pick = |all: &[(String, Vec<usize>, Vec<f32>)]| {
+        all.iter()
+            .find(|(n, ..)| n == "fast.e1.w")
+            .map(|(_, _, d)| d.clone())
+            .unwrap()
+    };
+    let (a, r, s) = (pick(&start), pick(&raw), pick(&saved));
+    assert_ne!(s, r, "the average is not the raw weights");
+    let (mut toward, mut count) = (0usize, 0usize);
+    for ((a, r), s) in a.iter().zip(&r).zip(&s) {
+        if (r - a).abs() > 1e-6 {
+            count += 1;
+            toward += usize::from((s - a) * (r - a) > 0.0);
+        }
+    }
+    assert!(
+        toward * 10 >= count * 9,
+        "{toward} of {count} moved toward the raw weights"
+    );
+}
+
+#[test]
+fn a_nan_stops_training_and_keeps_the_last_good_checkpoint() {
+    let data = pairs(4, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("c.st");
+    let o = TrainOptions {
+        epochs: 1,
+        ..options()
+    };
+    let mut t = Trainer::new(small(NetArch::Fast), o, &data, Device::Cpu, None).unwrap();
+    assert_eq!(train(&mut t, &ckpt, None), Finish::Done);
+    let good = std::fs::read(&ckpt).unwrap();
+
+    let mut t = Trainer::resume(&ckpt, &data, Device::Cpu).unwrap();
+    t.set_epochs(2);
+    {
+        let _guard = tch::no_grad_guard();
+        let mut vars = t.model.vs.variables();
+        let _ = vars.get_mut("fast.head.b").unwrap().fill_(f64::NAN);
+    }
+    let stop = AtomicBool::new(false);
+    let err = t.run(&[], &ckpt, &stop, |_| {}).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, TrainError::Diverged { .. }), "{msg}");
+    assert!(
+        msg.contains("NaN") && msg.contains("c.st") && msg.contains("--lr"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read(&ckpt).unwrap(),
+        good,
+        "the good checkpoint was overwritten"
+    );
+    assert!(Trainer::resume(&ckpt, &data, Device::Cpu).is_ok());
+}
+
+#[test]
+fn resume_refuses_other_data_or_a_plain_weights_file() {
+    let data = pairs(4, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("d.st");
+    let o = TrainOptions {
+        epochs: 1,
+        ..options()
+    };
+    let mut t = Trainer::new(small(NetArch::Fast), o, &data, Device::Cpu, None).unwrap();
+    train(&mut t, &ckpt, None);
+    let err = Trainer::resume(&ckpt, &data[..3], Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("4 pairs") && err.contains("3"), "{err}");
+    let plain = dir.path().join("plain.st");
+    t.weights().save(&plain).unwrap();
+    let err = Trainer::resume(&plain, &data, Device::Cpu)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("plain.st") && err.contains("training state"),
+        "{err}"
+    );
+}
+
+#[test]
+fn crops_honour_zoom_flip_and_mask() {
+    let mut data = pairs(1, 64);
+    data[0].mask = Some((0..64 * 64).map(|i| i % 64 < 32).collect());
+    let samples: Vec<Sample> = data.iter().map(Sample::from_pair).collect();
+    let o = TrainOptions {
+        crop: 16,
+        min_zoom: 0.25,
+        ..options()
+    };
+    let mut rng = Rng::new(4);
+    let mut sides = Vec::new();
+    for _ in 0..50 {
+        let p = plan_crop(&mut rng, &samples, 0, &o);
+        assert!(p.side >= 16 && p.side <= 64 && p.x + p.side <= 64 && p.y + p.side <= 64);
+        sides.push(p.side);
+        let (nir, rgb, mask) = make_crop(&samples, &p, 16);
+        assert_eq!((nir.len(), rgb.len(), mask.len()), (256, 768, 256));
+        assert!(nir.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert!(mask.iter().all(|&m| m == 0.0 || m == 1.0));
+    }
+    assert!(
+        sides.iter().any(|&s| s > 40) && sides.iter().any(|&s| s < 24),
+        "{sides:?}"
+    );
+}
