@@ -362,3 +362,113 @@ fn devices_lists_cameras_or_says_there_are_none() {
         assert!(text.contains("no V4L2 cameras found"), "{text}");
     }
 }
+
+#[test]
+fn compare_scores_other_outputs_on_the_same_pixels_in_table_json_and_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // l3's outputs written as PNG, then compared: they must score exactly what eval --model l3
+    // scores (the same 8-bit pixels against the same truth).
+    let l3_dir = d.join("l3-out");
+    let out = nircolor(&[
+        "colorize",
+        "--model",
+        "l3",
+        "samples/nir",
+        "-o",
+        l3_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id_dir = d.join("identity-out");
+    let out = nircolor(&[
+        "colorize",
+        "--model",
+        "identity",
+        "samples/nir",
+        "-o",
+        id_dir.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (json, report) = (d.join("r.json"), d.join("report"));
+    let l3_arg = format!("l3-files={}", l3_dir.display());
+    let id_arg = format!("gray={}", id_dir.display());
+    let out = nircolor(&[
+        "eval",
+        "--model",
+        "default",
+        "--data",
+        "samples",
+        "--compare",
+        &l3_arg,
+        "--compare",
+        &id_arg,
+        "--json",
+        json.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("side by side") && text.contains("l3-files") && text.contains("gray"));
+    assert!(text.contains("truth"), "{text}");
+    let j: serde_json::Value = serde_json::from_str(&fs::read_to_string(&json).unwrap()).unwrap();
+    let direct = eval_json(&["--model", "l3", "--data", "samples"]);
+    for key in ["psnr", "ssim", "delta_e2000"] {
+        let a = j["compare"]["l3-files"]["mean"][key].as_f64().unwrap();
+        assert!(
+            (a - mean_of(&direct, key)).abs() < 1e-9,
+            "{key}: {a} vs {direct}"
+        );
+    }
+    assert_eq!(
+        j["compare"]["l3-files"]["images"].as_array().unwrap().len(),
+        4
+    );
+    // The gray copy has no colour at all, and scores below the model.
+    assert!(
+        j["compare"]["gray"]["mean"]["colourfulness"]
+            .as_f64()
+            .unwrap()
+            < 0.5
+    );
+    assert!(j["compare"]["gray"]["mean"]["psnr"].as_f64().unwrap() < mean_of(&j, "psnr"));
+    let page = fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(page.contains("Side by side") && page.contains("l3-files"));
+    let cmp = fs::read_dir(report.join("images"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("_cmp")
+        })
+        .count();
+    assert_eq!(cmp, 8, "two compared pictures per pair");
+    // A folder missing an output names the model and the stem; a bad argument says the form.
+    fs::remove_file(l3_dir.join("street_0001.png")).unwrap();
+    assert_clean_failure(
+        &[
+            "eval",
+            "--model",
+            "l3",
+            "--data",
+            "samples",
+            "--compare",
+            &l3_arg,
+        ],
+        &["l3-files", "street_0001"],
+    );
+    assert_clean_failure(
+        &[
+            "eval",
+            "--model",
+            "l3",
+            "--data",
+            "samples",
+            "--compare",
+            "nodir",
+        ],
+        &["NAME=DIR"],
+    );
+}

@@ -265,3 +265,32 @@ fn a_broken_calibration_file_is_reported_at_its_own_line() {
     assert!(ok, "{out}");
     assert!(out.contains("calibration/front.toml, recorded"), "{out}");
 }
+
+#[test]
+fn the_pipeline_benchmark_config_built_in_code_equals_its_file_form() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = nircolor::offline::bench::PipelineCase {
+        model: "default",
+        width: 640,
+        height: 480,
+        cameras: 2,
+        fps: 30,
+        dir: dir.path(),
+        rtsp_port: 18554,
+        metrics_port: 19464,
+    };
+    let built = case.config();
+    let mut text = "[model]\nweights = \"default\"\nmax_batch = 2\nmax_wait_ms = 5\n\
+                    [rtsp]\nport = 18554\n[metrics]\nbind = \"127.0.0.1:19464\"\n"
+        .to_string();
+    for i in 0..2 {
+        text += &format!(
+            "[[camera]]\nid = \"cam{i}\"\nsource = {{ kind = \"test\", pattern = \"ball\" }}\n\
+             format = \"GRAY8\"\nwidth = 640\nheight = 480\nfps = 30\n\
+             record = {{ folder = \"rec{i}\", segment_seconds = 60, container = \"mkv\" }}\n"
+        );
+    }
+    let file = dir.path().join("bench-pipeline (built in code)");
+    let parsed = nircolor::daemon::config::Config::parse(&file, &text).unwrap();
+    assert_eq!(built, parsed);
+}

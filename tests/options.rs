@@ -124,11 +124,15 @@ fn each_out_of_range_training_option_is_named() {
 
 #[test]
 fn classical_options_stay_within_what_the_loaders_read() {
-    let mut o = ClassicalOptions::default();
-    o.stride = 0;
+    let o = ClassicalOptions {
+        stride: 0,
+        ..Default::default()
+    };
     assert_eq!(o.validate().unwrap_err().option, "--stride");
-    let mut o = ClassicalOptions::default();
-    o.degree = nircolor::models::linear::MAX_DEGREE + 1;
+    let o = ClassicalOptions {
+        degree: nircolor::models::linear::MAX_DEGREE + 1,
+        ..Default::default()
+    };
     let e = o.validate().unwrap_err();
     assert_eq!(e.option, "--degree");
     assert!(e

@@ -205,21 +205,17 @@ pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
     println!("|---|---|---|---|---|");
     for (w, h, n) in cases {
         let dir = tempfile_dir()?;
-        let mut toml = format!(
-            "[model]\nweights = \"{}\"\nmax_batch = {n}\nmax_wait_ms = 5\n[rtsp]\nport = {}\n[metrics]\nbind = \"127.0.0.1:{}\"\n",
-            args.model,
-            free_port()?,
-            free_port()?
-        );
-        for i in 0..n {
-            toml += &format!(
-                "[[camera]]\nid = \"cam{i}\"\nsource = {{ kind = \"test\", pattern = \"ball\" }}\nformat = \"GRAY8\"\nwidth = {w}\nheight = {h}\nfps = {}\nrecord = {{ folder = \"rec{i}\", segment_seconds = 60, container = \"mkv\" }}\n",
-                args.fps
-            );
+        let config = nircolor::offline::bench::PipelineCase {
+            model: &args.model,
+            width: w,
+            height: h,
+            cameras: n,
+            fps: args.fps,
+            dir: &dir,
+            rtsp_port: free_port()?,
+            metrics_port: free_port()?,
         }
-        let file = dir.join("bench.toml");
-        std::fs::write(&file, toml)?;
-        let config = nircolor::daemon::config::Config::load(&file)?;
+        .config();
         let daemon = nircolor::daemon::Daemon::start(&config)?;
         std::thread::sleep(std::time::Duration::from_secs(3));
         let t = daemon.telemetry().clone();

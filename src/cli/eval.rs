@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use nircolor::offline::eval;
+use nircolor::offline::eval::{self, Compare};
 use nircolor::offline::report::Report;
 use std::path::PathBuf;
 
@@ -23,6 +23,22 @@ pub(crate) struct EvalArgs {
     /// Write an HTML page with every picture and the table into this folder.
     #[arg(long)]
     pub(crate) report: Option<PathBuf>,
+    /// Score another model's outputs on the same pairs: NAME=DIR, DIR holding one image per
+    /// pair named by its stem (e.g. a published model's results). May be repeated.
+    #[arg(long, value_name = "NAME=DIR", value_parser = parse_compare)]
+    pub(crate) compare: Vec<Compare>,
+}
+
+fn parse_compare(s: &str) -> Result<Compare, String> {
+    match s.split_once('=') {
+        Some((name, dir)) if !name.trim().is_empty() && !dir.is_empty() => Ok(Compare {
+            name: name.trim().to_string(),
+            dir: PathBuf::from(dir),
+        }),
+        _ => Err(format!(
+            "'{s}' is not NAME=DIR (e.g. dct-rcan=../shared/data/published/dct-rcan)"
+        )),
+    }
 }
 
 pub(crate) fn run_eval(args: &EvalArgs) -> Result<()> {
@@ -31,20 +47,27 @@ pub(crate) fn run_eval(args: &EvalArgs) -> Result<()> {
     let report = args.report.as_deref().map(Report::create).transpose()?;
     let bar = progress(ds.len(), "evaluating");
     let mut report_err = None;
-    let result = eval::evaluate(model.as_ref(), &ds, |pair, out, _| {
-        if let Some(r) = &report {
-            if let Err(e) = r.add(pair, out) {
-                report_err.get_or_insert(e);
+    let result =
+        eval::evaluate_compared(model.as_ref(), &ds, &args.compare, |pair, out, _, cmp| {
+            if let Some(r) = &report {
+                if let Err(e) = r.add(pair, out, cmp) {
+                    report_err.get_or_insert(e);
+                }
             }
-        }
-        bar.inc(1);
-    })?;
+            bar.inc(1);
+        })?;
     bar.finish_and_clear();
     if let Some(e) = report_err {
         return Err(e.into());
     }
     println!("model: {}\ndata:  {}\n", result.model, result.data);
     print!("{}\n{}", eval::table(&result), eval::error_split(&result));
+    if !result.compare.is_empty() {
+        print!(
+            "\nside by side (means over the same pairs):\n{}",
+            eval::compare_table(&result)
+        );
+    }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&result)?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;

@@ -354,12 +354,8 @@ mod tests {
         assert_eq!(back.tensor("tiny", &[Some(2)]).unwrap().1, &[1e-7, 0.5]);
         assert_eq!(back.tensor("huge", &[Some(1)]).unwrap().1, &[1e6]);
         // Once in F16, saving again the same way changes nothing.
-        assert_eq!(
-            back.to_bytes_half(),
-            Weights::from_bytes(&back.to_bytes_half(), "h")
-                .unwrap()
-                .to_bytes_half()
-        );
+        let again = Weights::from_bytes(&back.to_bytes_half(), "h").unwrap();
+        assert_eq!(again.tensors, back.tensors);
     }
 
     #[test]

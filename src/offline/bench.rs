@@ -9,7 +9,10 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::capture::{CameraSpec, PixelFormat, Source};
+use crate::daemon::config::{CameraConfig, Config, Device, ModelConfig, Recording, RtspOutput};
 use crate::detail::{resize_area, GuidedFilter};
+use crate::encode::Container;
 
 /// What the filter benchmark runs.
 #[derive(Clone, Debug)]
@@ -275,6 +278,80 @@ pub fn filter_table(rows: &[FilterBenchRow], opts: &FilterBenchOptions) -> Strin
         s += "\nOpenCV was not run (no Python with cv2): `scripts/setup --venv` installs it into .venv.\n";
     }
     s
+}
+
+/// One case of `nircolor bench pipeline`: `cameras` live test cameras (videotestsrc's moving
+/// ball, GRAY8) of `width` x `height` at `fps`, each streamed over RTSP and recorded as Matroska
+/// into `dir`, colorized by `model` in batches of one frame per camera.
+pub struct PipelineCase<'a> {
+    pub model: &'a str,
+    pub width: u32,
+    pub height: u32,
+    pub cameras: usize,
+    pub fps: u32,
+    pub dir: &'a Path,
+    pub rtsp_port: u16,
+    pub metrics_port: u16,
+}
+
+/// Recording segments of the pipeline benchmark: longer than any run, so no segment switch
+/// (with its keyframe and file creation) lands inside the measurement.
+const BENCH_SEGMENT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// How long inference waits to fill a batch in the benchmark: short, so a batch closes as soon
+/// as every camera's frame is in.
+const BENCH_MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
+
+impl PipelineCase<'_> {
+    /// The daemon configuration of this case, built in code (no file behind it).
+    pub fn config(&self) -> Config {
+        let cameras = (0..self.cameras)
+            .map(|i| {
+                let id = format!("cam{i}");
+                CameraConfig {
+                    spec: CameraSpec {
+                        source: Source::Test {
+                            pattern: "ball".into(),
+                        },
+                        format: PixelFormat::Gray8,
+                        width: self.width,
+                        height: self.height,
+                        fps: self.fps,
+                        id: id.clone(),
+                    },
+                    calibration: None,
+                    retry: true,
+                    rtsp: RtspOutput {
+                        mount: format!("/{id}"),
+                        credentials: None,
+                    },
+                    record: Some(Recording {
+                        folder: self.dir.join(format!("rec{i}")),
+                        segment: BENCH_SEGMENT,
+                        container: Container::Matroska,
+                        max_age: None,
+                        max_total_bytes: None,
+                    }),
+                }
+            })
+            .collect();
+        Config {
+            file: self.dir.join("bench-pipeline (built in code)"),
+            model: ModelConfig {
+                weights: self.model.to_string(),
+                device: Device::Auto,
+                scale: None,
+                max_batch: self.cameras,
+                max_wait: BENCH_MAX_WAIT,
+                radius: crate::detail::DAEMON_RADIUS,
+                eps: crate::detail::DAEMON_EPS,
+            },
+            rtsp_bind: "127.0.0.1".into(),
+            rtsp_port: self.rtsp_port,
+            metrics_bind: std::net::SocketAddr::from(([127, 0, 0, 1], self.metrics_port)),
+            cameras,
+        }
+    }
 }
 
 /// Per-frame times of one model at one size.

@@ -1,13 +1,15 @@
 //! Evaluation: run a colorizer over a paired dataset, time it, score every image with
 //! [`crate::offline::metrics`], and summarise as the mean over images (the published protocol).
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::images::planes::Rgb;
 use crate::models::colorizer::Colorizer;
-use crate::offline::data::{DataError, Dataset, Pair};
+use crate::offline::data::{self, DataError, Dataset, Pair};
 use crate::offline::metrics::{self, Metrics, MetricsError, Split};
 
 /// Scores of one image.
@@ -39,6 +41,25 @@ pub struct Evaluation {
     pub data: String,
     pub mean: MeanScore,
     pub images: Vec<ImageScore>,
+    /// Other models' outputs scored on the same pairs (`--compare`), by name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub compare: BTreeMap<String, Compared>,
+}
+
+/// Another model's outputs on disk, scored beside the colorizer: one image per pair in `dir`,
+/// named by the pair's stem (any of the readable image types).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Compare {
+    pub name: String,
+    pub dir: PathBuf,
+}
+
+/// A compared model's scores (its `ms` are 0: it was not run here).
+#[derive(Clone, Debug, Serialize)]
+pub struct Compared {
+    pub dir: String,
+    pub mean: MeanScore,
+    pub images: Vec<ImageScore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +68,49 @@ pub enum EvalError {
     Data(#[from] DataError),
     #[error("{name}: {source}")]
     Metrics { name: String, source: MetricsError },
+    #[error("--compare {model}: {dir} has no image named '{stem}' (png, jpg or tif); give a folder with one output per evaluated pair, or select the pairs it has with --only")]
+    MissingCompared {
+        model: String,
+        dir: PathBuf,
+        stem: String,
+    },
+    #[error("--compare {model}: {path} is {got_w}x{got_h}, the ground truth {w}x{h}; compared outputs must be at the truth's size")]
+    ComparedSize {
+        model: String,
+        path: PathBuf,
+        got_w: u32,
+        got_h: u32,
+        w: u32,
+        h: u32,
+    },
+    #[error("--compare {0} is given twice; give each compared model a name of its own")]
+    DuplicateCompare(String),
+}
+
+/// One output's score against `pair`'s truth.
+fn score(pair: &Pair, out8: &image::RgbImage, ms: f64) -> Result<ImageScore, EvalError> {
+    let metrics = metrics::compute(out8, &pair.rgb, pair.mask.as_deref()).map_err(|source| {
+        EvalError::Metrics {
+            name: pair.name.clone(),
+            source,
+        }
+    })?;
+    Ok(ImageScore {
+        name: pair.name.clone(),
+        metrics,
+        split: metrics::split(out8, &pair.rgb, pair.mask.as_deref()),
+        ms,
+    })
+}
+
+fn mean_of(images: &[ImageScore]) -> MeanScore {
+    let all: Vec<Metrics> = images.iter().map(|s| s.metrics).collect();
+    let splits: Vec<Split> = images.iter().map(|s| s.split).collect();
+    MeanScore {
+        metrics: Metrics::mean(&all),
+        split: Split::mean(&splits),
+        ms_per_image: images.iter().map(|s| s.ms).sum::<f64>() / images.len().max(1) as f64,
+    }
 }
 
 /// Evaluates `colorizer` on every pair of `data`, calling `on_image` after each (for progress
@@ -56,42 +120,110 @@ pub fn evaluate(
     data: &Dataset,
     mut on_image: impl FnMut(&Pair, &Rgb, &ImageScore),
 ) -> Result<Evaluation, EvalError> {
+    evaluate_compared(colorizer, data, &[], |pair, out, score, _| {
+        on_image(pair, out, score)
+    })
+}
+
+/// [`evaluate`], with the outputs of the `compare` models scored on the same pairs;
+/// `on_image` also gets their images (in `compare`'s order sorted by name).
+pub fn evaluate_compared(
+    colorizer: &dyn Colorizer,
+    data: &Dataset,
+    compare: &[Compare],
+    mut on_image: impl FnMut(&Pair, &Rgb, &ImageScore, &[(String, image::RgbImage)]),
+) -> Result<Evaluation, EvalError> {
+    let mut compare = compare.to_vec();
+    compare.sort_by(|a, b| a.name.cmp(&b.name));
+    if let Some(w) = compare.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(EvalError::DuplicateCompare(w[0].name.clone()));
+    }
+    let listings = compare
+        .iter()
+        .map(|c| data::list_images(&c.dir))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut images = Vec::with_capacity(data.len());
+    let mut compared: Vec<Vec<ImageScore>> = vec![Vec::new(); compare.len()];
     for i in 0..data.len() {
         let pair = data.load(i)?;
         let start = Instant::now();
         let out = colorizer.colorize(&pair.nir);
         let ms = start.elapsed().as_secs_f64() * 1e3;
-        let out8 = out.to_rgb8();
-        let metrics =
-            metrics::compute(&out8, &pair.rgb, pair.mask.as_deref()).map_err(|source| {
-                EvalError::Metrics {
-                    name: pair.name.clone(),
-                    source,
-                }
-            })?;
-        let score = ImageScore {
-            name: pair.name.clone(),
-            metrics,
-            split: metrics::split(&out8, &pair.rgb, pair.mask.as_deref()),
-            ms,
-        };
-        on_image(&pair, &out, &score);
-        images.push(score);
+        let image_score = score(&pair, &out.to_rgb8(), ms)?;
+        let mut others = Vec::with_capacity(compare.len());
+        for ((c, listing), scores) in compare.iter().zip(&listings).zip(&mut compared) {
+            let path = listing
+                .get(&pair.name)
+                .ok_or_else(|| EvalError::MissingCompared {
+                    model: c.name.clone(),
+                    dir: c.dir.clone(),
+                    stem: pair.name.clone(),
+                })?;
+            let img = data::read_rgb(path)?;
+            if img.dimensions() != pair.rgb.dimensions() {
+                return Err(EvalError::ComparedSize {
+                    model: c.name.clone(),
+                    path: path.clone(),
+                    got_w: img.width(),
+                    got_h: img.height(),
+                    w: pair.rgb.width(),
+                    h: pair.rgb.height(),
+                });
+            }
+            scores.push(score(&pair, &img, 0.0)?);
+            others.push((c.name.clone(), img));
+        }
+        on_image(&pair, &out, &image_score, &others);
+        images.push(image_score);
     }
-    let all: Vec<Metrics> = images.iter().map(|s| s.metrics).collect();
-    let splits: Vec<Split> = images.iter().map(|s| s.split).collect();
-    let ms_per_image = images.iter().map(|s| s.ms).sum::<f64>() / images.len().max(1) as f64;
+    let compare = compare
+        .into_iter()
+        .zip(compared)
+        .map(|(c, images)| {
+            let scores = Compared {
+                dir: c.dir.display().to_string(),
+                mean: mean_of(&images),
+                images,
+            };
+            (c.name, scores)
+        })
+        .collect();
     Ok(Evaluation {
         model: colorizer.name(),
         data: data.root.display().to_string(),
-        mean: MeanScore {
-            metrics: Metrics::mean(&all),
-            split: Split::mean(&splits),
-            ms_per_image,
-        },
+        mean: mean_of(&images),
         images,
+        compare,
     })
+}
+
+/// The side-by-side of the colorizer and every compared model: one row each (means over the
+/// same pairs), with colourfulness beside the truth's.
+pub fn compare_table(e: &Evaluation) -> String {
+    let rows: Vec<(&str, &MeanScore)> = std::iter::once((e.model.as_str(), &e.mean))
+        .chain(e.compare.iter().map(|(n, c)| (n.as_str(), &c.mean)))
+        .collect();
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(5).max(5);
+    let mut out = format!(
+        "{:<width$}  {:>7} {:>6} {:>6} {:>7} {:>14}\n",
+        "model", "PSNR", "SSIM", "AE", "dE2000", "colourfulness"
+    );
+    for (name, m) in rows {
+        out += &format!(
+            "{:<width$}  {:>7.3} {:>6.4} {:>6.3} {:>7.3} {:>14.1}\n",
+            name,
+            m.metrics.psnr,
+            m.metrics.ssim,
+            m.metrics.ae,
+            m.metrics.delta_e2000,
+            m.split.colourfulness
+        );
+    }
+    out += &format!(
+        "{:<width$}  {:>7} {:>6} {:>6} {:>7} {:>14.1}\n",
+        "truth", "-", "-", "-", "-", e.mean.split.truth_colourfulness
+    );
+    out
 }
 
 /// The table `nircolor eval` prints: one row per image, then the mean.

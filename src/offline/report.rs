@@ -1,5 +1,5 @@
-//! The HTML evaluation report: a picture grid (NIR | output | ground truth for every image) and
-//! the metrics table, so a person can look rather than read.
+//! The HTML evaluation report: a picture grid (NIR | output | each compared model | ground truth
+//! for every image) and the metrics tables, so a person can look rather than read.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -31,8 +31,14 @@ impl Report {
         })
     }
 
-    /// Saves the three pictures of one evaluated pair.
-    pub fn add(&self, pair: &Pair, output: &Rgb) -> Result<(), ReportError> {
+    /// Saves the pictures of one evaluated pair: NIR, output, the compared models' outputs (in
+    /// the order of [`Evaluation::compare`]) and the truth.
+    pub fn add(
+        &self,
+        pair: &Pair,
+        output: &Rgb,
+        compared: &[(String, image::RgbImage)],
+    ) -> Result<(), ReportError> {
         let save = |suffix: &str, img: image::DynamicImage| {
             let path = self
                 .dir
@@ -45,6 +51,9 @@ impl Report {
         };
         save("nir", pair.nir.to_luma8().into())?;
         save("out", output.to_rgb8().into())?;
+        for (i, (_, img)) in compared.iter().enumerate() {
+            save(&format!("cmp{i}"), img.clone().into())?;
+        }
         save("gt", pair.rgb.clone().into())
     }
 
@@ -86,24 +95,39 @@ fn html(e: &Evaluation) -> String {
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>nircolor: {model} on {data}</title>\n<style>\
 body{{font-family:sans-serif;margin:1.5em;background:#fafafa}} table{{border-collapse:collapse}}\
 td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}} td:first-child,th:first-child{{text-align:left}}\
-.grid{{display:grid;grid-template-columns:repeat(3,1fr);gap:6px;max-width:1400px}} .grid img{{width:100%}}\
+.grid{{display:grid;grid-template-columns:repeat({columns},1fr);gap:6px;max-width:{max_width}px}} .grid img{{width:100%}}\
 .grid figure{{margin:0}} figcaption{{font-size:85%;color:#444}} h2{{margin-top:1.5em}}</style></head><body>\n\
 <h1>{model}</h1><p>data: <code>{data}</code> &middot; {n} images &middot; mean PSNR {psnr:.3} dB, SSIM {ssim:.4}, \
-&Delta;E2000 {de:.3}, {ms:.2} ms per image</p>\n<h2>Pictures</h2><p>NIR input | output | ground truth</p><div class=\"grid\">\n",
+&Delta;E2000 {de:.3}, {ms:.2} ms per image</p>\n<h2>Pictures</h2><p>NIR input | output | {compared}ground truth</p><div class=\"grid\">\n",
+        columns = 3 + e.compare.len(),
+        max_width = 470 * (3 + e.compare.len()),
+        compared = e
+            .compare
+            .keys()
+            .map(|k| format!("{} | ", escape(k)))
+            .collect::<String>(),
         n = e.images.len(),
         psnr = e.mean.metrics.psnr,
         ssim = e.mean.metrics.ssim,
         de = e.mean.metrics.delta_e2000,
         ms = e.mean.ms_per_image,
     );
-    for ImageScore { name, metrics, .. } in &e.images {
+    for (i, ImageScore { name, metrics, .. }) in e.images.iter().enumerate() {
         let n = escape(name);
-        for (suffix, caption) in [("nir", "NIR"), ("out", "output"), ("gt", "ground truth")] {
-            let extra = if suffix == "out" {
-                format!(", PSNR {:.2} dB, SSIM {:.3}", metrics.psnr, metrics.ssim)
-            } else {
-                String::new()
-            };
+        let scored = |m: &Metrics| format!(", PSNR {:.2} dB, SSIM {:.3}", m.psnr, m.ssim);
+        let mut columns = vec![
+            ("nir".to_string(), "NIR".to_string(), String::new()),
+            ("out".into(), "output".into(), scored(metrics)),
+        ];
+        for (k, (model, c)) in e.compare.iter().enumerate() {
+            columns.push((
+                format!("cmp{k}"),
+                escape(model),
+                scored(&c.images[i].metrics),
+            ));
+        }
+        columns.push(("gt".into(), "ground truth".into(), String::new()));
+        for (suffix, caption, extra) in columns {
             let _ = writeln!(
                 s,
                 "<figure><img src=\"images/{n}_{suffix}.png\" alt=\"{n} {caption}\" loading=\"lazy\"><figcaption>{n}: {caption}{extra}</figcaption></figure>"
@@ -122,8 +146,29 @@ td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}} td:first-
     }
     let _ = writeln!(
         s,
-        "<tr><th>mean</th>{}</tr></table></body></html>",
+        "<tr><th>mean</th>{}</tr></table>",
         cells(&e.mean.metrics, e.mean.ms_per_image)
     );
+    if !e.compare.is_empty() {
+        s += "<h2>Side by side</h2><p>Means over the same pairs; the compared models' outputs were read from disk, not run here.</p>\
+<table><tr><th>model</th><th>PSNR</th><th>SSIM</th><th>AE&deg;</th><th>RMSE</th><th>MAE</th><th>&Delta;E2000</th><th>&Delta;E76</th><th>ms</th><th>colourfulness</th></tr>\n";
+        let rows = std::iter::once((e.model.as_str(), &e.mean))
+            .chain(e.compare.iter().map(|(k, c)| (k.as_str(), &c.mean)));
+        for (name, m) in rows {
+            let _ = writeln!(
+                s,
+                "<tr><td>{}</td>{}<td>{:.1}</td></tr>",
+                escape(name),
+                cells(&m.metrics, m.ms_per_image),
+                m.split.colourfulness
+            );
+        }
+        let _ = writeln!(
+            s,
+            "<tr><td>ground truth</td><td colspan=\"8\"></td><td>{:.1}</td></tr></table>",
+            e.mean.split.truth_colourfulness
+        );
+    }
+    s += "</body></html>\n";
     s
 }

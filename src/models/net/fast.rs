@@ -7,7 +7,7 @@
 use tch::nn::Path;
 use tch::Tensor;
 
-use super::layers::{crop, pad_to, up_cat, ycc_to_rgb, Conv, Dense, Norm};
+use super::layers::{crop, pad_to, up_cat, Conv, Dense, Norm};
 use super::{Forward, NetConfig};
 use crate::models::rng::Rng;
 
@@ -91,21 +91,6 @@ impl Fast {
         let u1 = n(10, self.u1.forward(&up_cat(&u2, &e1)));
         let u0 = n(11, self.u0.forward(&up_cat(&u1, &x)));
         let out = crop(&self.head.forward(&u0), size);
-        if self.decoupled {
-            let base = nir.mean_dim([1i64].as_slice(), true, tch::Kind::Float);
-            let y = base + out.narrow(1, 0, 1);
-            let rgb = ycc_to_rgb(&y, &out.narrow(1, 1, 1), &out.narrow(1, 2, 1));
-            Forward {
-                rgb,
-                gray: Some(y),
-                scale: None,
-            }
-        } else {
-            Forward {
-                rgb: out + 0.5,
-                gray: None,
-                scale: None,
-            }
-        }
+        Forward::from_head(nir, &out, self.decoupled)
     }
 }

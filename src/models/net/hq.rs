@@ -7,7 +7,7 @@
 use tch::nn::Path;
 use tch::Tensor;
 
-use super::layers::{crop, pad_to, up_cat, ycc_to_rgb, Conv, Dense, Norm};
+use super::layers::{crop, pad_to, up_cat, Conv, Dense, Norm};
 use super::{Forward, NetConfig};
 use crate::models::rng::Rng;
 
@@ -131,21 +131,6 @@ impl Hq {
         }
         let h = self.last.forward(&up_cat(&h, &x), train);
         let out = crop(&self.head.forward(&h), size);
-        if self.decoupled {
-            let base = nir.mean_dim([1i64].as_slice(), true, tch::Kind::Float);
-            let y = base + out.narrow(1, 0, 1);
-            let rgb = ycc_to_rgb(&y, &out.narrow(1, 1, 1), &out.narrow(1, 2, 1));
-            Forward {
-                rgb,
-                gray: Some(y),
-                scale: None,
-            }
-        } else {
-            Forward {
-                rgb: out + 0.5,
-                gray: None,
-                scale: None,
-            }
-        }
+        Forward::from_head(nir, &out, self.decoupled)
     }
 }

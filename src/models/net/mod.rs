@@ -203,6 +203,29 @@ enum Net {
     Hq(hq::Hq),
 }
 
+impl Forward {
+    /// The output of a three-channel head: luminance as a correction of the NIR plus two chroma
+    /// planes (`decoupled`), or RGB directly around mid-gray.
+    pub fn from_head(nir: &Tensor, out: &Tensor, decoupled: bool) -> Forward {
+        if decoupled {
+            let base = nir.mean_dim([1i64].as_slice(), true, Kind::Float);
+            let y = base + out.narrow(1, 0, 1);
+            let rgb = layers::ycc_to_rgb(&y, &out.narrow(1, 1, 1), &out.narrow(1, 2, 1));
+            Forward {
+                rgb,
+                gray: Some(y),
+                scale: None,
+            }
+        } else {
+            Forward {
+                rgb: out + 0.5,
+                gray: None,
+                scale: None,
+            }
+        }
+    }
+}
+
 /// A network with its weights.
 pub struct Model {
     pub cfg: NetConfig,
