@@ -11,8 +11,16 @@
 //! | [`detail`] | low-resolution colour + full-resolution NIR | full-resolution colour |
 //! | [`encode`] | colour frames | H.264 over RTSP, crash-safe recordings |
 //!
-//! [`daemon`] wires them from a checked [`daemon::config::Config`]; [`runtime`] holds what they
-//! run on (queues, supervised workers, telemetry, systemd notify, CUDA loading).
+//! [`daemon`] wires them from a checked [`daemon::config::Config`] and serves their telemetry;
+//! [`runtime`] holds what they run on (queues, supervised workers, histograms, systemd notify,
+//! the TOML file reader, CUDA loading).
+//!
+//! Every live stage is named the same way: `*Settings` is what it is told
+//! ([`capture::CaptureSettings`], [`infer::InferSettings`], [`encode::EncodeSettings`]), `*Stage`
+//! the running stage on a [`runtime::worker::Worker`] ([`capture::CaptureStage`],
+//! [`infer::InferStage`], [`encode::EncodeStage`]), `*Stats` its counters for `/metrics`
+//! ([`capture::CaptureStats`], [`infer::InferStats`], [`encode::EncodeStats`]). Frames carry one
+//! [`capture::FrameMeta`] from capture to encode.
 //!
 //! Beside the live path: [`models`] (the `Colorizer` interface, classical models, networks,
 //! weight files), [`offline`] (paired data, metrics, evaluation, reports, training, benchmarks)

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use nircolor::capture::{Backoff, Camera, CameraSpec, Frame, PixelFormat, Source};
+use nircolor::capture::{Backoff, CaptureSettings, CaptureStage, Frame, PixelFormat, Source};
 use nircolor::runtime::queue::newest_wins;
 
 const FAST_RETRY: Backoff = Backoff {
@@ -14,8 +14,8 @@ const FAST_RETRY: Backoff = Backoff {
     max: Duration::from_millis(200),
 };
 
-fn spec(id: &str, source: Source, format: PixelFormat) -> CameraSpec {
-    CameraSpec {
+fn spec(id: &str, source: Source, format: PixelFormat) -> CaptureSettings {
+    CaptureSettings {
         id: id.into(),
         source,
         format,
@@ -25,9 +25,9 @@ fn spec(id: &str, source: Source, format: PixelFormat) -> CameraSpec {
     }
 }
 
-fn collect(camera_spec: CameraSpec, n: usize, within: Duration) -> (Vec<Frame>, Camera) {
+fn collect(camera_spec: CaptureSettings, n: usize, within: Duration) -> (Vec<Frame>, CaptureStage) {
     let (tx, rx) = newest_wins(64);
-    let camera = Camera::spawn(camera_spec, tx, FAST_RETRY).unwrap();
+    let camera = CaptureStage::spawn(camera_spec, tx, FAST_RETRY).unwrap();
     let deadline = Instant::now() + within;
     let mut frames = Vec::new();
     while frames.len() < n && Instant::now() < deadline {
@@ -115,7 +115,7 @@ fn every_camera_pixel_format_yields_its_luma() {
 fn a_slow_consumer_gets_the_newest_frames_and_drops_are_counted() {
     let (tx, rx) = newest_wins(2);
     let counter = tx.clone();
-    let camera = Camera::spawn(
+    let camera = CaptureStage::spawn(
         spec(
             "slow",
             Source::Test {
@@ -309,7 +309,7 @@ fn an_unreachable_rtsp_camera_is_retried() {
 
 #[test]
 fn a_source_that_goes_silent_is_restarted() {
-    use nircolor::encode::{Encoder, EncoderSpec, RtspServer};
+    use nircolor::encode::{Encoder, EncoderSettings, RtspServer};
     use nircolor::images::planes::Rgb;
     // A real RTSP stream that stops sending after a second, without an error or EOS: the
     // connection stays open, the way a wedged IP camera behaves.
@@ -317,7 +317,7 @@ fn a_source_that_goes_silent_is_restarted() {
     let feed = server.mount("/quiet").unwrap();
     let url = server.url("/quiet");
     let mut encoder = Encoder::start(
-        EncoderSpec {
+        EncoderSettings {
             camera: "quiet".into(),
             width: 160,
             height: 120,
@@ -329,8 +329,8 @@ fn a_source_that_goes_silent_is_restarted() {
     )
     .unwrap();
     let (tx, rx) = newest_wins(64);
-    let camera = Camera::spawn(
-        CameraSpec {
+    let camera = CaptureStage::spawn(
+        CaptureSettings {
             fps: 15,
             ..spec("quiet", Source::Rtsp { url }, PixelFormat::Gray8)
         },

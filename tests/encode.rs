@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nircolor::encode::{Container, Encoder, EncoderSpec, RecordSpec, RtspFeed, RtspServer};
+use nircolor::encode::{Container, Encoder, EncoderSettings, RecordSpec, RtspFeed, RtspServer};
 use nircolor::images::planes::Rgb;
 
 const W: usize = 160;
@@ -33,8 +33,8 @@ fn frame(i: u64) -> Rgb {
     Rgb::new(W, H, data)
 }
 
-fn spec(camera: &str, record: Option<RecordSpec>) -> EncoderSpec {
-    EncoderSpec {
+fn spec(camera: &str, record: Option<RecordSpec>) -> EncoderSettings {
+    EncoderSettings {
         camera: camera.into(),
         width: W,
         height: H,

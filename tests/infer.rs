@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nircolor::capture::{Frame, FrameMeta};
 use nircolor::detail::GuidedFilter;
 use nircolor::images::planes::{Gray, Rgb};
-use nircolor::infer::{ColourFrame, InferConfig, InferStage};
+use nircolor::infer::{ColourFrame, InferSettings, InferStage};
 use nircolor::models::colorizer::{Colorizer, Identity};
 use nircolor::runtime::queue::{newest_wins, Consumer, NewestWins};
 
@@ -45,8 +45,8 @@ fn frame(camera: &str, seq: u64) -> Frame {
     }
 }
 
-fn config(max_batch: usize, max_wait_ms: u64) -> InferConfig {
-    InferConfig {
+fn config(max_batch: usize, max_wait_ms: u64) -> InferSettings {
+    InferSettings {
         scale: 0.5,
         max_pixels: 0,
         max_batch,

@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use nircolor::capture::{Backoff, Camera, CameraSpec, PixelFormat, Source};
+use nircolor::capture::{Backoff, CaptureSettings, CaptureStage, PixelFormat, Source};
 use nircolor::detail::GuidedFilter;
-use nircolor::encode::{Container, Encoder, EncoderSpec, RecordSpec};
-use nircolor::infer::{InferConfig, InferStage};
+use nircolor::encode::{Container, Encoder, EncoderSettings, RecordSpec};
+use nircolor::infer::{InferSettings, InferStage};
 use nircolor::runtime::queue::newest_wins;
 
 #[test]
@@ -20,8 +20,8 @@ fn test_source_to_colour_recording() {
     let (w, h, fps) = (320usize, 240usize, 30u32);
     let (frames_tx, frames_rx) = newest_wins(2);
     let (colour_tx, colour_rx) = newest_wins(4);
-    let camera = Camera::spawn(
-        CameraSpec {
+    let camera = CaptureStage::spawn(
+        CaptureSettings {
             id: "demo".into(),
             source: Source::Test {
                 pattern: "ball".into(),
@@ -39,7 +39,7 @@ fn test_source_to_colour_recording() {
         nircolor::models::load("l3").unwrap(),
         vec![frames_rx],
         HashMap::from([(Arc::from("demo"), colour_tx)]),
-        InferConfig {
+        InferSettings {
             scale: 0.5,
             max_pixels: 0,
             max_batch: 4,
@@ -57,7 +57,7 @@ fn test_source_to_colour_recording() {
         container: Container::Matroska,
     };
     let mut encoder = Encoder::start(
-        EncoderSpec {
+        EncoderSettings {
             camera: "demo".into(),
             width: w,
             height: h,

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::capture::{Backoff, Camera, CameraSpec, CaptureError};
+use crate::capture::{Backoff, CaptureError, CaptureSettings, CaptureStage};
 use crate::detail::{box_mean, resize_bilinear, GuidedFilter};
 use crate::images::planes::{Gray, Rgb};
 use crate::models::lstsq::{self, NormalEquations, Prior};
@@ -592,13 +592,13 @@ pub fn frames_from_folder(folder: &Path) -> Result<Vec<Gray>, CalibrateError> {
 
 /// Captures `count` frames from a camera (after `skip` frames, while its exposure settles).
 pub fn frames_from_camera(
-    spec: &CameraSpec,
+    spec: &CaptureSettings,
     count: usize,
     skip: usize,
     timeout: Duration,
 ) -> Result<Vec<Gray>, CalibrateError> {
     let (tx, rx) = crate::runtime::queue::newest_wins(count + skip + 1);
-    let camera = Camera::spawn(spec.clone(), tx, Backoff::default())?;
+    let camera = CaptureStage::spawn(spec.clone(), tx, Backoff::default())?;
     let deadline = Instant::now() + timeout;
     let mut frames = Vec::new();
     let mut seen = 0;

@@ -113,7 +113,7 @@ impl PixelFormat {
 
 /// One camera's capture settings.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CameraSpec {
+pub struct CaptureSettings {
     pub id: String,
     pub source: Source,
     pub format: PixelFormat,
@@ -122,7 +122,7 @@ pub struct CameraSpec {
     pub fps: u32,
 }
 
-/// One captured frame: the luma plane in [0,1] with where and when it came from.
+/// One captured frame: the luma plane in [0, 1] with where and when it came from.
 #[derive(Clone, Debug)]
 pub struct Frame {
     pub meta: FrameMeta,
@@ -175,7 +175,7 @@ pub fn init() -> Result<(), CaptureError> {
 /// The pipeline for `spec`, in gst-launch syntax. User-supplied strings (paths, URLs, devices)
 /// are not in it: they are set as properties of the element named `src` after parsing, so no
 /// quoting can break the description.
-pub fn pipeline_description(spec: &CameraSpec) -> Result<String, CaptureError> {
+pub fn pipeline_description(spec: &CaptureSettings) -> Result<String, CaptureError> {
     let (w, h, fps) = (spec.width, spec.height, spec.fps);
     let luma = spec.format.luma_format();
     let sink = "appsink name=sink max-buffers=2 drop=false";
@@ -239,7 +239,7 @@ impl Backoff {
 
 /// A camera's live state, shared with whoever reports it (metrics, health).
 #[derive(Debug, Default)]
-pub struct CameraStatus {
+pub struct CaptureStats {
     /// A frame arrived since the pipeline last (re)started.
     pub up: AtomicBool,
     /// A non-looped file reached its end: the camera is done, not failed.
@@ -253,7 +253,7 @@ pub struct CameraStatus {
     pub down_since: Mutex<Option<Instant>>,
 }
 
-impl CameraStatus {
+impl CaptureStats {
     pub fn last_error(&self) -> Option<String> {
         self.last_error.lock().map(|e| e.clone()).unwrap_or(None)
     }
@@ -285,9 +285,9 @@ impl CameraStatus {
 }
 
 /// A running camera: its supervisor thread and status.
-pub struct Camera {
+pub struct CaptureStage {
     pub id: Arc<str>,
-    status: Arc<CameraStatus>,
+    status: Arc<CaptureStats>,
     worker: Worker,
 }
 
@@ -296,18 +296,18 @@ enum Ended {
     Finished,
 }
 
-impl Camera {
+impl CaptureStage {
     /// Starts capturing `spec` into `out`. Errors only for what no retry can fix (a bad
     /// description); a missing or failing camera is retried with `backoff` until stopped.
     pub fn spawn(
-        spec: CameraSpec,
+        spec: CaptureSettings,
         out: NewestWins<Frame>,
         backoff: Backoff,
-    ) -> Result<Camera, CaptureError> {
+    ) -> Result<CaptureStage, CaptureError> {
         init()?;
         let description = pipeline_description(&spec)?;
         let id: Arc<str> = spec.id.as_str().into();
-        let status = Arc::new(CameraStatus {
+        let status = Arc::new(CaptureStats {
             down_since: Mutex::new(Some(Instant::now())),
             ..Default::default()
         });
@@ -328,15 +328,15 @@ impl Camera {
             source_name: "capture thread".into(),
             why: e.to_string(),
         })?;
-        Ok(Camera { id, status, worker })
+        Ok(CaptureStage { id, status, worker })
     }
 
-    pub fn status(&self) -> &CameraStatus {
+    pub fn status(&self) -> &CaptureStats {
         &self.status
     }
 
     /// The status, to share with whoever reports it.
-    pub fn status_handle(&self) -> Arc<CameraStatus> {
+    pub fn status_handle(&self) -> Arc<CaptureStats> {
         self.status.clone()
     }
 
@@ -347,11 +347,11 @@ impl Camera {
 }
 
 fn supervise(
-    spec: &CameraSpec,
+    spec: &CaptureSettings,
     description: &str,
     id: &Arc<str>,
     out: &NewestWins<Frame>,
-    status: &Arc<CameraStatus>,
+    status: &Arc<CaptureStats>,
     stop: &AtomicBool,
     backoff: Backoff,
 ) {
@@ -390,11 +390,11 @@ fn supervise(
 }
 
 fn run_once(
-    spec: &CameraSpec,
+    spec: &CaptureSettings,
     description: &str,
     id: &Arc<str>,
     out: &NewestWins<Frame>,
-    status: &Arc<CameraStatus>,
+    status: &Arc<CaptureStats>,
     stop: &AtomicBool,
     seq: &Arc<AtomicU64>,
 ) -> Result<Ended, CaptureError> {
@@ -482,12 +482,12 @@ fn run_once(
 /// an error, retried like a missing camera.
 #[allow(clippy::too_many_arguments)]
 fn run_images(
-    spec: &CameraSpec,
+    spec: &CaptureSettings,
     folder: &Path,
     looped: bool,
     id: &Arc<str>,
     out: &NewestWins<Frame>,
-    status: &CameraStatus,
+    status: &CaptureStats,
     stop: &AtomicBool,
     seq: &Arc<AtomicU64>,
 ) -> Result<Ended, CaptureError> {
@@ -570,10 +570,10 @@ pub fn stall_after(fps: u32) -> Duration {
 /// error (returned, so the supervisor retries).
 fn watch(
     pipeline: &gst::Pipeline,
-    spec: &CameraSpec,
+    spec: &CaptureSettings,
     camera: &str,
     stop: &AtomicBool,
-    status: &CameraStatus,
+    status: &CaptureStats,
 ) -> Result<Ended, CaptureError> {
     let stream = |why: String| CaptureError::Stream {
         camera: camera.to_string(),
@@ -650,7 +650,7 @@ fn error_text(e: &gst::message::Error) -> String {
     }
 }
 
-/// The luma plane of a GRAY8 or GRAY16_LE sample, in [0,1], honouring the row stride.
+/// The luma plane of a GRAY8 or GRAY16_LE sample, in [0, 1], honouring the row stride.
 /// Why an appsink sample could not become a luma plane (the frame is skipped and logged).
 #[derive(Debug, thiserror::Error)]
 enum SampleError {
@@ -705,8 +705,8 @@ fn sample_luma(sample: &gst::Sample) -> Result<Gray, SampleError> {
 mod tests {
     use super::*;
 
-    fn spec(source: Source) -> CameraSpec {
-        CameraSpec {
+    fn spec(source: Source) -> CaptureSettings {
+        CaptureSettings {
             id: "cam".into(),
             source,
             format: PixelFormat::Yuy2,

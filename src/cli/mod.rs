@@ -44,7 +44,7 @@ pub(crate) struct ModelArgs {
     /// Guided filter radius in full-resolution pixels (with --post guided or fast-guided).
     #[arg(long, default_value_t = nircolor::detail::STILL_RADIUS)]
     pub(crate) radius: usize,
-    /// Guided filter regularisation on [0,1] data (with --post guided or fast-guided).
+    /// Guided filter regularisation on [0, 1] data (with --post guided or fast-guided).
     #[arg(long, default_value_t = nircolor::detail::STILL_EPS)]
     pub(crate) eps: f32,
     /// Size factor the colorizer runs at with --post fast-guided, in (0, 1].

@@ -133,7 +133,7 @@ pub(crate) struct NetTrainArgs {
     /// NIR gamma jitter: gamma in [1/(1+Y), 1+Y].
     #[arg(long, default_value_t = TrainOptions::default().jitter_gamma)]
     pub(crate) jitter_gamma: f64,
-    /// NIR noise: Gaussian sigma up to N (on [0,1]).
+    /// NIR noise: Gaussian sigma up to N (on [0, 1]).
     #[arg(long, default_value_t = TrainOptions::default().jitter_noise)]
     pub(crate) jitter_noise: f64,
     /// Validate and save an exponential moving average of the weights with this decay per

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::calibrate::Calibration;
-use crate::capture::{CameraSpec, PixelFormat, Source};
+use crate::capture::{CaptureSettings, PixelFormat, Source};
 use crate::encode::Container;
 use crate::models::BUILTIN;
 pub use crate::runtime::toml_file::ConfigError;
@@ -252,7 +252,7 @@ pub struct Recording {
 /// One camera, checked.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CameraConfig {
-    pub spec: CameraSpec,
+    pub spec: CaptureSettings,
     pub calibration: Option<Calibration>,
     /// Retry the camera forever when it is missing or fails (the default); otherwise its first
     /// failure stops the daemon with an error, for a supervisor to act on.
@@ -504,7 +504,7 @@ impl Config {
                 PixelFormatName::Yuy2 => PixelFormat::Yuy2,
                 PixelFormatName::Nv12 => PixelFormat::Nv12,
             };
-            let spec = CameraSpec {
+            let spec = CaptureSettings {
                 id: id.clone(),
                 source,
                 format,

@@ -8,14 +8,14 @@ pub mod telemetry;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::capture::{Backoff, Camera, CaptureError};
+use crate::capture::{Backoff, CaptureError, CaptureStage};
 use crate::daemon::config::{Config, Device};
 use crate::detail::GuidedFilter;
 use crate::encode::{
-    EncodeError, EncodeSettings, EncodeStage, EncodeStats, Encoder, EncoderSpec, RecordSpec,
+    EncodeError, EncodeSettings, EncodeStage, EncodeStats, Encoder, EncoderSettings, RecordSpec,
     Retention, RtspServer,
 };
-use crate::infer::{ColourFrame, InferConfig, InferStage};
+use crate::infer::{ColourFrame, InferSettings, InferStage};
 use crate::models::ColorizerError;
 use crate::runtime::queue::{lossless, newest_wins, Consumer, NewestWins};
 use crate::runtime::worker::Worker;
@@ -63,7 +63,7 @@ fn bitrate_kbps(width: u32, height: u32, fps: u32) -> u32 {
 /// A running daemon.
 pub struct Daemon {
     server: RtspServer,
-    cameras: Vec<Camera>,
+    cameras: Vec<CaptureStage>,
     infer: Option<InferStage>,
     encoders: Vec<EncodeStage>,
     metrics: Option<Worker>,
@@ -123,7 +123,7 @@ impl Daemon {
             let realtime = cam.spec.source.realtime();
             let (tx, rx) = queue(CAPTURE_QUEUE, realtime);
             let capture_drops = tx.drop_counter();
-            let camera = Camera::spawn(cam.spec.clone(), tx, Backoff::default())?;
+            let camera = CaptureStage::spawn(cam.spec.clone(), tx, Backoff::default())?;
             inputs.push(rx);
             let (tx, rx) = queue(COLOUR_QUEUE, realtime);
             let colour_drops = tx.drop_counter();
@@ -152,7 +152,7 @@ impl Daemon {
                 .as_ref()
                 .map(|(u, p)| (u.as_str(), p.as_str()));
             let feed = server.mount_with(&cam.rtsp.mount, credentials)?;
-            let spec = EncoderSpec {
+            let spec = EncoderSettings {
                 camera: cam.spec.id.clone(),
                 width: cam.spec.width as usize,
                 height: cam.spec.height as usize,
@@ -189,7 +189,7 @@ impl Daemon {
             model,
             inputs,
             outputs,
-            InferConfig {
+            InferSettings {
                 scale,
                 max_pixels,
                 max_batch: config.model.max_batch,

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::capture::CameraStatus;
+use crate::capture::CaptureStats;
 use crate::encode::EncodeStats;
 use crate::infer::InferStats;
 use crate::runtime::worker::Worker;
@@ -19,7 +19,7 @@ pub const RECONNECT_WINDOW: Duration = Duration::from_secs(15);
 /// One camera's counters, gathered from its stages.
 pub struct CameraTelemetry {
     pub id: String,
-    pub status: Arc<CameraStatus>,
+    pub status: Arc<CaptureStats>,
     /// Frames dropped between capture and inference, and between inference and encoding.
     pub capture_drops: Box<dyn Fn() -> u64 + Send + Sync>,
     pub colour_drops: Box<dyn Fn() -> u64 + Send + Sync>,
@@ -253,7 +253,7 @@ mod tests {
     use std::time::Instant;
 
     fn camera(id: &str, up: bool, down_for: Option<Duration>) -> CameraTelemetry {
-        let status = CameraStatus {
+        let status = CaptureStats {
             up: AtomicBool::new(up),
             frames: AtomicU64::new(42),
             down_since: std::sync::Mutex::new(down_for.map(|d| Instant::now() - d)),

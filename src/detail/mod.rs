@@ -13,7 +13,7 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 /// The daemon's `[detail]` defaults. Live frames carry sensor noise and compression blocks: an
-/// eps of 1e-3 (a local NIR variance of about 0.03 in [0,1] units) treats flatter texture as
+/// eps of 1e-3 (a local NIR variance of about 0.03 in [0, 1] units) treats flatter texture as
 /// noise and keeps it out of the colour; the radius of 8 pixels spans a few blocks at 640x480.
 pub const DAEMON_RADIUS: usize = 8;
 pub const DAEMON_EPS: f32 = 1e-3;

@@ -104,7 +104,7 @@ pub struct RecordSpec {
 
 /// One camera's encoder settings.
 #[derive(Clone, Debug, PartialEq)]
-pub struct EncoderSpec {
+pub struct EncoderSettings {
     pub camera: String,
     pub width: usize,
     pub height: usize,
@@ -319,7 +319,7 @@ impl Drop for RtspServer {
 
 /// One camera's running encoder.
 pub struct Encoder {
-    spec: EncoderSpec,
+    spec: EncoderSettings,
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
     encoder: gst::Element,
@@ -349,7 +349,7 @@ fn segment_name(folder: &Path, camera: &str, started: u64, index: u32, ext: &str
 
 impl Encoder {
     /// Builds and starts the encoder; `feed` (from [`RtspServer::mount`]) receives the stream.
-    pub fn start(spec: EncoderSpec, feed: Option<RtspFeed>) -> Result<Encoder, EncodeError> {
+    pub fn start(spec: EncoderSettings, feed: Option<RtspFeed>) -> Result<Encoder, EncodeError> {
         gst::init().map_err(|e| EncodeError::Init(e.to_string()))?;
         let (w, h, fps) = (spec.width, spec.height, spec.fps.max(1));
         // A crash loses what splitmuxsink holds back (it queues a whole GOP to decide where to

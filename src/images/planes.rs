@@ -1,4 +1,4 @@
-//! In-memory images the stages pass between them: f32, planar, NIR in [0,1] and colour as three
+//! In-memory images the stages pass between them: f32, planar, NIR in [0, 1] and colour as three
 //! planes (the layout the guided filter and libtorch both want), plus 8-bit conversions.
 
 use image::{GrayImage, RgbImage};

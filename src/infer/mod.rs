@@ -23,7 +23,7 @@ use crate::runtime::worker::Worker;
 
 /// How frames are batched and colorized.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct InferConfig {
+pub struct InferSettings {
     /// The colorizer sees frames shrunk by this factor, in (0, 1].
     pub scale: f32,
     /// ... and to at most this many pixels (0: no cap), as a network's card asks.
@@ -76,7 +76,7 @@ impl InferStage {
         colorizer: Box<dyn Colorizer>,
         inputs: Vec<Consumer<Frame>>,
         outputs: HashMap<Arc<str>, NewestWins<ColourFrame>>,
-        config: InferConfig,
+        config: InferSettings,
     ) -> std::io::Result<InferStage> {
         Self::spawn_calibrated(colorizer, inputs, outputs, config, HashMap::new())
     }
@@ -87,7 +87,7 @@ impl InferStage {
         colorizer: Box<dyn Colorizer>,
         inputs: Vec<Consumer<Frame>>,
         outputs: HashMap<Arc<str>, NewestWins<ColourFrame>>,
-        config: InferConfig,
+        config: InferSettings,
         calibrations: HashMap<Arc<str>, Corrector>,
     ) -> std::io::Result<InferStage> {
         let stats = Arc::new(InferStats {
@@ -156,7 +156,7 @@ struct Stage<'a> {
     colorizer: &'a dyn Colorizer,
     outputs: &'a HashMap<Arc<str>, NewestWins<ColourFrame>>,
     calibrations: &'a HashMap<Arc<str>, Corrector>,
-    config: InferConfig,
+    config: InferSettings,
     stats: &'a InferStats,
 }
 

@@ -6,7 +6,7 @@ use crate::detail::lowres::{restore, shrink};
 use crate::detail::GuidedFilter;
 use crate::images::planes::{Gray, Rgb};
 
-/// Turns one NIR plane in [0,1] into RGB planes of the same size (values may leave [0,1]; they
+/// Turns one NIR plane in [0, 1] into RGB planes of the same size (values may leave [0, 1]; they
 /// are clamped when written as 8-bit). `Send` but not `Sync`: one thread owns a colorizer (the
 /// daemon's inference thread), which lets libtorch-backed models implement it directly.
 pub trait Colorizer: Send {

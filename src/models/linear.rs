@@ -14,7 +14,7 @@ pub const ARCH: &str = "linear";
 /// The highest polynomial degree a `linear` model may have (training and loading agree).
 pub const MAX_DEGREE: usize = 7;
 
-/// RGB = sum_k coef[k] * nir^k, k = 0..=degree.
+/// `RGB = sum_k coef[k] * nir^k`, k = 0..=degree.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Linear {
     pub degree: usize,

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::capture::{CameraSpec, PixelFormat, Source};
+use crate::capture::{CaptureSettings, PixelFormat, Source};
 use crate::daemon::config::{CameraConfig, Config, Device, ModelConfig, Recording, RtspOutput};
 use crate::detail::{resize_area, GuidedFilter};
 use crate::encode::Container;
@@ -309,7 +309,7 @@ impl PipelineCase<'_> {
             .map(|i| {
                 let id = format!("cam{i}");
                 CameraConfig {
-                    spec: CameraSpec {
+                    spec: CaptureSettings {
                         source: Source::Test {
                             pattern: "ball".into(),
                         },

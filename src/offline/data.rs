@@ -136,7 +136,7 @@ pub struct PairPaths {
     pub mask: Option<PathBuf>,
 }
 
-/// A loaded pair: NIR in [0,1], the 8-bit sRGB ground truth, and the valid-pixel mask if any.
+/// A loaded pair: NIR in [0, 1], the 8-bit sRGB ground truth, and the valid-pixel mask if any.
 #[derive(Clone, Debug)]
 pub struct Pair {
     pub name: String,
@@ -278,7 +278,7 @@ fn read_image(path: &Path) -> Result<DynamicImage, DataError> {
     reader.decode().map_err(|e| unreadable(e.to_string()))
 }
 
-/// Reads a NIR image as one plane in [0,1]: 8- or 16-bit gray, or three equal channels.
+/// Reads a NIR image as one plane in [0, 1]: 8- or 16-bit gray, or three equal channels.
 pub fn read_nir(path: &Path) -> Result<Gray, DataError> {
     let img = read_image(path)?;
     let (w, h) = (img.width() as usize, img.height() as usize);

@@ -1,7 +1,7 @@
 //! Offline work on paired NIR/RGB data, beside the live pipeline: loading the pairs ([`data`]),
 //! scoring ([`metrics`], [`eval`]), looking ([`report`], [`curve`]), fitting the models
 //! ([`train`] for the classical ones, [`train_net`] for the networks) and the stage benchmarks
-//! ([`bench`]).
+//! ([`bench`](mod@bench)).
 
 pub mod bench;
 pub mod curve;

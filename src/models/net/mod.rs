@@ -131,7 +131,7 @@ pub struct NetConfig {
     pub max_pixels: usize,
     /// Below full size: restore with the fast guided filter (true) or bilinear upsampling.
     pub guided: bool,
-    /// Guided filter radius in full-resolution pixels, and its eps (on [0,1] data).
+    /// Guided filter radius in full-resolution pixels, and its eps (on [0, 1] data).
     pub detail_radius: usize,
     pub detail_eps: f64,
 }

@@ -164,7 +164,7 @@ pub enum TrainError {
     Write { file: String, why: String },
 }
 
-/// One training pair in memory: NIR, RGB planes in [0,1] and the validity mask (1 = counts).
+/// One training pair in memory: NIR, RGB planes in [0, 1] and the validity mask (1 = counts).
 struct Sample {
     w: usize,
     h: usize,
