@@ -102,6 +102,12 @@ fn every_mistake_names_file_line_and_key() {
             "allowed: 1 to 240",
         ),
         (
+            "width = 640",
+            "width = 641",
+            ":14: camera 'front'.width:",
+            "641 is odd; H.264 in 4:2:0 needs an even width: use 640 or 642",
+        ),
+        (
             "scale = 0.5",
             "scale = 1.5",
             ":4: model.scale:",

@@ -301,3 +301,160 @@ fn every_new_viewer_gets_video_however_fast_frames_arrive() {
         );
     }
 }
+
+/// Left half red, right half blue, a white column every 64 pixels: a sheared or mis-strided
+/// picture moves the columns and mixes the halves; a tint changes the halves' colour.
+fn quadrant_frame(w: usize, h: usize) -> Rgb {
+    let n = w * h;
+    let mut data = vec![0.0f32; 3 * n];
+    for y in 0..h {
+        for x in 0..w {
+            let p = y * w + x;
+            let (r, g, b) = if x % 64 < 4 {
+                (1.0, 1.0, 1.0)
+            } else if x < w / 2 {
+                (0.9, 0.1, 0.1)
+            } else {
+                (0.1, 0.1, 0.9)
+            };
+            data[p] = r;
+            data[n + p] = g;
+            data[2 * n + p] = b;
+        }
+    }
+    Rgb::new(w, h, data)
+}
+
+/// Checks one decoded packed-RGB frame of `quadrant_frame`.
+fn assert_quadrants(rgb: &[u8], w: usize, h: usize, what: &str) {
+    assert_eq!(rgb.len(), w * h * 3, "{what}: one whole frame");
+    let mean = |x0: usize, x1: usize, c: usize| {
+        let mut s = 0.0;
+        let mut k = 0.0;
+        for y in (h / 4..3 * h / 4).step_by(7) {
+            for x in (x0..x1).filter(|x| x % 64 > 8 && x % 64 < 60) {
+                s += f64::from(rgb[(y * w + x) * 3 + c]);
+                k += 1.0;
+            }
+        }
+        s / k
+    };
+    let left = (
+        mean(8, w / 2 - 8, 0),
+        mean(8, w / 2 - 8, 1),
+        mean(8, w / 2 - 8, 2),
+    );
+    let right = (
+        mean(w / 2 + 8, w - 8, 0),
+        mean(w / 2 + 8, w - 8, 1),
+        mean(w / 2 + 8, w - 8, 2),
+    );
+    assert!(
+        left.0 > 180.0 && left.1 < 70.0 && left.2 < 70.0,
+        "{what}: left half should be red, is {left:?}"
+    );
+    assert!(
+        right.2 > 180.0 && right.0 < 70.0 && right.1 < 70.0,
+        "{what}: right half should be blue, is {right:?}"
+    );
+    // The white columns stay where they were drawn, on every checked row.
+    for y in (0..h).step_by(h / 8) {
+        let px = &rgb[(y * w + 65) * 3..(y * w + 66) * 3];
+        assert!(
+            px.iter().all(|&v| v > 170),
+            "{what}: row {y}: column 65 is {px:?}"
+        );
+    }
+}
+
+#[test]
+fn padded_row_widths_encode_the_right_pixels_to_rtsp_and_recordings() {
+    // 642 and 854 (16:9 at 480 lines): 3 * width is not a multiple of 4, so GStreamer's RGB
+    // rows carry padding the frames must be written with.
+    for (w, h) in [(642usize, 480usize), (854, 480), (160, 120)] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = RtspServer::start("127.0.0.1", 0).unwrap();
+        let feed = server.mount("/wide").unwrap();
+        let url = server.url("/wide");
+        let settings = EncoderSettings {
+            width: w,
+            height: h,
+            record: Some(RecordSpec {
+                folder: dir.path().join("rec"),
+                segment: Duration::from_secs(60),
+                container: Container::Matroska,
+            }),
+            ..spec("wide", None)
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let pusher = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut enc = Encoder::start(settings, Some(feed)).unwrap();
+                let frame = quadrant_frame(w, h);
+                let start = Instant::now();
+                let mut i = 0;
+                while !stop.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(120) {
+                    enc.push(&frame, pts(i)).unwrap();
+                    i += 1;
+                    std::thread::sleep((pts(i)).saturating_sub(start.elapsed()));
+                }
+                enc.finish(Duration::from_secs(10)).unwrap();
+            })
+        };
+        let out = common::read_rtsp_rgb(&url, 5);
+        stop.store(true, Ordering::SeqCst);
+        pusher.join().unwrap();
+        assert!(
+            out.status.success(),
+            "{w}x{h}: ffmpeg: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let frame = w * h * 3;
+        assert_eq!(
+            out.stdout.len(),
+            5 * frame,
+            "{w}x{h}: five whole frames over RTSP"
+        );
+        assert_quadrants(
+            &out.stdout[4 * frame..],
+            w,
+            h,
+            &format!("{w}x{h} over RTSP"),
+        );
+        let file = &segments(&dir.path().join("rec"))[0];
+        let decoded = Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(file)
+            .args(["-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+            .output()
+            .unwrap();
+        assert!(
+            decoded.status.success(),
+            "{}",
+            String::from_utf8_lossy(&decoded.stderr)
+        );
+        assert_quadrants(&decoded.stdout, w, h, &format!("{w}x{h} recorded"));
+    }
+}
+
+#[test]
+fn odd_sizes_are_refused_with_the_reason() {
+    for (w, h) in [(641, 480), (640, 479)] {
+        let err = Encoder::start(
+            EncoderSettings {
+                width: w,
+                height: h,
+                ..spec("odd", None)
+            },
+            None,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.contains("even") && err.contains(&format!("{w}x{h}")),
+            "{err}"
+        );
+    }
+}

@@ -373,6 +373,23 @@ impl Config {
             let key = |k: &str| format!("camera '{id}'.{k}");
             let width = c.range(&cam.width, &key("width"), 16, 8192)?;
             let height = c.range(&cam.height, &key("height"), 16, 8192)?;
+            // The encoder's 4:2:0 chroma covers 2x2 pixels: x264 refuses odd sizes.
+            for (v, span, k) in [
+                (width, cam.width.span(), "width"),
+                (height, cam.height.span(), "height"),
+            ] {
+                if v % 2 != 0 {
+                    return Err(c.err(
+                        &span,
+                        &key(k),
+                        format!(
+                            "{v} is odd; H.264 in 4:2:0 needs an even {k}: use {} or {}",
+                            v - 1,
+                            v + 1
+                        ),
+                    ));
+                }
+            }
             let fps = c.range(&cam.fps, &key("fps"), 1, 240)?;
             let calibration = match &cam.calibration {
                 Some(p) => {

@@ -64,6 +64,12 @@ pub enum EncodeError {
         want_w: usize,
         want_h: usize,
     },
+    #[error("camera '{camera}': {width}x{height} cannot be encoded: H.264 in 4:2:0 (I420) needs an even width and height; use {even_w}x{even_h}", even_w = width & !1, even_h = height & !1)]
+    OddSize {
+        camera: String,
+        width: usize,
+        height: usize,
+    },
     #[error("camera '{camera}': the encoder stopped: {why}")]
     Stream { camera: String, why: String },
     #[error("RTSP server: cannot listen on {address}:{port}: {why}")]
@@ -328,6 +334,21 @@ pub struct Encoder {
     last_pts: Option<Duration>,
     /// Frames handed to the encoder and not yet out of it: (pts in ns, capture time).
     pending: Arc<Mutex<std::collections::VecDeque<(u64, Instant, Instant)>>>,
+    /// Bytes per row of an RGB buffer as the caps promise it: GStreamer pads RGB rows to a
+    /// multiple of 4 bytes, so a width whose 3 * width is not one (642, 854) needs padding.
+    stride: usize,
+}
+
+/// `tight` rows of `row` bytes, copied into rows of `stride` bytes (zero padding after each).
+fn padded_rows(tight: Vec<u8>, row: usize, stride: usize, rows: usize) -> Vec<u8> {
+    if stride == row {
+        return tight;
+    }
+    let mut out = vec![0u8; stride * rows];
+    for (dst, src) in out.chunks_exact_mut(stride).zip(tight.chunks_exact(row)) {
+        dst[..row].copy_from_slice(src);
+    }
+    out
 }
 
 /// The offset x264enc adds to timestamps: 1000 hours.
@@ -337,6 +358,23 @@ const X264_PTS_OFFSET_NS: u64 = 1000 * 3600 * 1_000_000_000;
 /// Called for each frame leaving the H.264 encoder with (time since its capture, time since it
 /// was pushed to the encoder).
 pub type EncodedHook = Arc<dyn Fn(Duration, Duration) + Send + Sync>;
+
+/// Whether `name` is one of `camera`'s segment files, exactly as [`segment_name`] makes them:
+/// `<camera>-<digits>-<digits>.mkv|mp4`. A prefix test would also take the segments of a camera
+/// `front-2` for camera `front` when both record into one folder.
+pub fn is_segment_of(name: &str, camera: &str) -> bool {
+    let Some(rest) = name.strip_prefix(camera).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    let Some((stem, ext)) = rest.rsplit_once('.') else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    matches!(ext, "mkv" | "mp4")
+        && stem
+            .split_once('-')
+            .is_some_and(|(started, index)| digits(started) && digits(index))
+}
 
 /// Segment files are named `<camera>-<unix seconds at start>-<index>.<ext>`, so restarts never
 /// overwrite earlier recordings and names sort by time.
@@ -352,6 +390,17 @@ impl Encoder {
     pub fn start(spec: EncoderSettings, feed: Option<RtspFeed>) -> Result<Encoder, EncodeError> {
         gst::init().map_err(|e| EncodeError::Init(e.to_string()))?;
         let (w, h, fps) = (spec.width, spec.height, spec.fps.max(1));
+        if w % 2 != 0 || h % 2 != 0 || w == 0 || h == 0 {
+            return Err(EncodeError::OddSize {
+                camera: spec.camera.clone(),
+                width: w,
+                height: h,
+            });
+        }
+        let stride = gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, w as u32, h as u32)
+            .build()
+            .map_err(|e| EncodeError::Init(format!("RGB {w}x{h}: {e}")))?
+            .stride()[0] as usize;
         // A crash loses what splitmuxsink holds back (it queues a whole GOP to decide where to
         // split): half-second GOPs keep that within a second for Matroska, which writes every
         // frame it gets. A fragmented MP4 also loses its unfinished fragment, one more GOP, so
@@ -491,6 +540,7 @@ impl Encoder {
             frames: 0,
             last_pts: None,
             pending,
+            stride,
         })
     }
 
@@ -582,7 +632,12 @@ impl Encoder {
             }
             queue.push_back((pts.as_nanos() as u64, captured, Instant::now()));
         }
-        let mut buffer = gst::Buffer::from_mut_slice(rgb.to_rgb8().into_raw());
+        let mut buffer = gst::Buffer::from_mut_slice(padded_rows(
+            rgb.to_rgb8().into_raw(),
+            3 * spec.width,
+            self.stride,
+            spec.height,
+        ));
         {
             let b = buffer.get_mut().expect("a new buffer is writable");
             b.set_pts(gst::ClockTime::from_nseconds(pts.as_nanos() as u64));
@@ -657,13 +712,9 @@ pub fn prune_recordings(
     max_age: Option<Duration>,
     max_total_bytes: Option<u64>,
 ) -> std::io::Result<Vec<PathBuf>> {
-    let prefix = format!("{camera}-");
     let mut segments: Vec<(PathBuf, SystemTime, u64)> = std::fs::read_dir(folder)?
         .flatten()
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with(&prefix) && (name.ends_with(".mkv") || name.ends_with(".mp4"))
-        })
+        .filter(|e| is_segment_of(&e.file_name().to_string_lossy(), camera))
         .filter_map(|e| {
             let meta = e.metadata().ok()?;
             Some((e.path(), meta.modified().ok()?, meta.len()))
@@ -747,5 +798,37 @@ mod tests {
             segment_name(Path::new("/r"), "cam", 7, 3, "mp4"),
             "/r/cam-7-00003.mp4"
         );
+    }
+
+    #[test]
+    fn pruning_one_camera_leaves_a_camera_whose_id_extends_it_alone() {
+        // `front` and `front-2` recording into one folder: before, pruning `front` matched the
+        // prefix "front-" and deleted `front-2`'s segments too.
+        let dir = tempfile::tempdir().unwrap();
+        for cam in ["front", "front-2"] {
+            for i in 0..3 {
+                std::fs::write(dir.path().join(format!("{cam}-100-{i:05}.mkv")), [0u8; 10])
+                    .unwrap();
+            }
+        }
+        let deleted = prune_recordings(dir.path(), "front", Some(Duration::ZERO), None).unwrap();
+        assert_eq!(deleted.len(), 2, "{deleted:?}");
+        assert!(deleted.iter().all(|p| p
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("front-100-")));
+        for i in 0..3 {
+            assert!(dir.path().join(format!("front-2-100-{i:05}.mkv")).exists());
+        }
+        assert!(is_segment_of("front-1700000000-00012.mp4", "front"));
+        assert!(!is_segment_of("front-2-1700000000-00012.mp4", "front"));
+        assert!(is_segment_of("front-2-1700000000-00012.mp4", "front-2"));
+        assert!(!is_segment_of(
+            "front-1700000000-00012.mkv.partial",
+            "front"
+        ));
+        assert!(!is_segment_of("front-notes.mkv", "front"));
+        assert!(!is_segment_of("front-1-2-3.mkv", "front"));
     }
 }
