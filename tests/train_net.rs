@@ -278,3 +278,58 @@ fn every_shipped_pipeline_is_valid() {
     }
     assert!(n >= 5, "only {n} pipelines");
 }
+
+#[test]
+fn a_student_learns_from_its_teacher_with_falling_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = dir.path().join("teacher.safetensors");
+    let t = teacher.to_str().unwrap();
+    let run = nircolor(&train_args("hq", "2", t, &[]));
+    assert!(run.status.success(), "{}", stderr(&run));
+    // Only the teacher's output as target: the loss the student reports is the distance to it.
+    let student = dir.path().join("student.safetensors");
+    let run = nircolor(&train_args(
+        "fast",
+        "6",
+        student.to_str().unwrap(),
+        &[
+            "--teacher",
+            t,
+            "--w-l1",
+            "0",
+            "--w-gray",
+            "0",
+            "--w-ssim",
+            "0",
+            "--w-freq",
+            "0",
+            "--lr",
+            "3e-3",
+        ],
+    ));
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(stdout(&run).contains("distilling from"), "{}", stdout(&run));
+    let c = card(&student);
+    let o = &c["hyper_parameters"];
+    assert_eq!(o["teacher"], t);
+    assert_eq!(o["w_teacher"], 1.0);
+    let loss: Vec<f64> = c["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["loss"].as_f64().unwrap())
+        .collect();
+    assert!(
+        loss[5] < 0.8 * loss[0],
+        "distillation loss should fall: {loss:?}"
+    );
+    // A classical model cannot teach, and a missing file is named.
+    let bad = nircolor(&train_args(
+        "fast",
+        "1",
+        "/tmp/never.safetensors",
+        &["--teacher", "models/l3.safetensors"],
+    ));
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("--teacher"), "{}", stderr(&bad));
+}

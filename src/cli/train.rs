@@ -140,6 +140,13 @@ pub(crate) struct NetTrainArgs {
     /// step (e.g. 0.999); 0 keeps the raw weights.
     #[arg(long, default_value_t = TrainOptions::default().ema)]
     pub(crate) ema: f64,
+    /// Distil from this network's weights (e.g. an `hq` model): the student also learns the
+    /// teacher's output on every augmented crop. A resumed run reloads it.
+    #[arg(long)]
+    pub(crate) teacher: Option<PathBuf>,
+    /// Weight of the teacher's output in the loss (with --teacher).
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) w_teacher: f64,
     /// Store the final weights as F16 where they fit (half the file; checkpoints stay F32).
     #[arg(long)]
     pub(crate) half: bool,
@@ -283,6 +290,12 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         w_freq: n.w_freq,
         w_sat: n.w_sat,
         w_chroma: n.w_chroma,
+        teacher: n.teacher.as_ref().map(|p| p.display().to_string()),
+        w_teacher: if n.teacher.is_some() {
+            n.w_teacher
+        } else {
+            0.0
+        },
         w_gray: n.w_gray,
         w_grad: n.w_grad,
         w_cross: n.w_cross,
@@ -348,6 +361,23 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         }
         None => Trainer::new(cfg, options, &pairs, device, init.as_ref())?,
     };
+    if let Some(file) = trainer.options().teacher.clone() {
+        let w = Weights::load(std::path::Path::new(&file))
+            .with_context(|| format!("loading --teacher {file}"))?;
+        let teacher =
+            nircolor::models::net::Model::from_weights(&w.without_prefix("adam."), device)
+                .with_context(|| {
+                    format!("--teacher {file} must be a network's weights (fast, hq, ...)")
+                })?;
+        println!(
+            "distilling from {} ({}, {} parameters), weight {}",
+            file,
+            teacher.cfg.arch.name(),
+            teacher.parameters(),
+            trainer.options().w_teacher
+        );
+        trainer.set_teacher(teacher);
+    }
     trainer.command = command_line();
     trainer.data_card = train::data_card(&datasets);
     let m = &trainer.model;

@@ -52,6 +52,13 @@ pub struct TrainOptions {
     pub jitter_gain: f64,
     pub jitter_gamma: f64,
     pub jitter_noise: f64,
+    /// Distillation: the weights file of a network whose output the student also learns
+    /// (recorded so a resumed run reloads it).
+    #[serde(default)]
+    pub teacher: Option<String>,
+    /// Weight of the L1 between the student's and the teacher's output.
+    #[serde(default)]
+    pub w_teacher: f64,
     /// Decay of the exponential moving average of the weights that is validated and saved
     /// (0: the raw weights). Smooths the step-to-step noise of small-batch training.
     #[serde(default)]
@@ -74,6 +81,8 @@ impl Default for TrainOptions {
             w_freq: 0.05,
             w_sat: 0.0,
             w_chroma: 0.0,
+            teacher: None,
+            w_teacher: 0.0,
             w_gray: 0.5,
             w_grad: 0.1,
             w_cross: 0.1,
@@ -95,6 +104,7 @@ impl TrainOptions {
             self.w_freq,
             self.w_sat,
             self.w_chroma,
+            self.w_teacher,
             self.w_gray,
             self.w_grad,
             self.w_cross,
@@ -290,6 +300,7 @@ fn make_batch(samples: &[Sample], plans: &[CropPlan], crop: usize, dev: Device) 
 /// The weighted loss of one batch and its parts (for logs).
 fn batch_loss(
     model: &Model,
+    teacher: Option<&Model>,
     o: &TrainOptions,
     nir: &Tensor,
     rgb: &Tensor,
@@ -299,6 +310,14 @@ fn batch_loss(
     let run = model.run(nir);
     model.set_training(false);
     let mut total = loss::l1(&run.rgb, rgb, mask) * o.w_l1;
+    if let (Some(t), true) = (teacher, o.w_teacher > 0.0) {
+        // The teacher sees the same jittered crop, so every epoch brings new targets.
+        let target = {
+            let _guard = tch::no_grad_guard();
+            t.run(nir).rgb.clamp(0.0, 1.0)
+        };
+        total += loss::l1(&run.rgb, &target, mask) * o.w_teacher;
+    }
     if o.w_l2 > 0.0 {
         total += loss::l2(&run.rgb, rgb, mask) * o.w_l2;
     }
@@ -430,6 +449,8 @@ pub struct Trainer {
     adam: Adam,
     /// The moving average of `params` (with `--ema`), in the same order.
     ema: Option<Vec<Tensor>>,
+    /// The network distilled from (`TrainOptions::teacher`), in inference mode.
+    teacher: Option<Model>,
     progress: Progress,
     rng: Rng,
     samples: Vec<Sample>,
@@ -508,6 +529,7 @@ impl Trainer {
             params,
             adam,
             ema,
+            teacher: None,
             progress,
             rng,
             samples: pairs.par_iter().map(Sample::from_pair).collect(),
@@ -552,6 +574,13 @@ impl Trainer {
             }
         }
         Ok(t)
+    }
+
+    /// Sets the network whose output the student learns beside the truth (the file named by
+    /// `TrainOptions::teacher`, loaded by the caller on the training device).
+    pub fn set_teacher(&mut self, teacher: Model) {
+        teacher.set_training(false);
+        self.teacher = Some(teacher);
     }
 
     pub fn history(&self) -> &[EpochLog] {
@@ -624,7 +653,7 @@ impl Trainer {
                     .map(|&i| plan_crop(&mut self.rng, &self.samples, i, &o))
                     .collect();
                 let [nir, rgb, mask] = make_batch(&self.samples, &plans, o.crop, dev);
-                let loss = batch_loss(&self.model, &o, &nir, &rgb, &mask);
+                let loss = batch_loss(&self.model, self.teacher.as_ref(), &o, &nir, &rgb, &mask);
                 let value = f64::try_from(&loss).unwrap_or(f64::NAN);
                 let median = median(&self.progress.losses_this_epoch);
                 let exploded = self.progress.losses_this_epoch.len() >= 10 && value > 20.0 * median;
