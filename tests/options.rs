@@ -210,3 +210,19 @@ fn device_choices_are_checked() {
         assert!(e.contains("no CUDA device is usable"), "{e}");
     }
 }
+
+#[test]
+fn post_processing_options_are_checked_before_a_model_loads() {
+    use nircolor::models::colorizer::{validate_post, PostError};
+    assert_eq!(validate_post(1e-5, 0.5), Ok(()));
+    assert_eq!(validate_post(0.0, 0.5), Err(PostError::Eps(0.0)));
+    assert!(matches!(
+        validate_post(f32::NAN, 0.5),
+        Err(PostError::Eps(_))
+    ));
+    assert_eq!(validate_post(1e-3, 1.5), Err(PostError::Scale(1.5)));
+    assert!(validate_post(1e-3, 0.0)
+        .unwrap_err()
+        .to_string()
+        .contains("(0, 1]"));
+}

@@ -54,15 +54,7 @@ pub(crate) struct ModelArgs {
 
 impl ModelArgs {
     pub(crate) fn load(&self) -> Result<Box<dyn Colorizer>> {
-        if !(self.eps > 0.0 && self.eps.is_finite()) {
-            bail!(
-                "--eps {} must be a positive number (1e-5 .. 1e-1 are typical)",
-                self.eps
-            );
-        }
-        if !(self.scale > 0.0 && self.scale <= 1.0) {
-            bail!("--scale {} must be in (0, 1], e.g. 0.5 or 0.25", self.scale);
-        }
+        nircolor::models::colorizer::validate_post(self.eps, self.scale)?;
         let inner = nircolor::models::load(&self.model)
             .with_context(|| format!("loading model '{}'", self.model))?;
         let filter = GuidedFilter {

@@ -103,6 +103,26 @@ impl Colorizer for LowRes {
     }
 }
 
+/// A post-processing option out of range.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PostError {
+    #[error("--eps {0} must be a positive number (1e-5 .. 1e-1 are typical)")]
+    Eps(f32),
+    #[error("--scale {0} must be in (0, 1], e.g. 0.5 or 0.25")]
+    Scale(f32),
+}
+
+/// Checks the guided filter's `eps` and the fast guided filter's `scale` before a model loads.
+pub fn validate_post(eps: f32, scale: f32) -> Result<(), PostError> {
+    if !(eps > 0.0 && eps.is_finite()) {
+        return Err(PostError::Eps(eps));
+    }
+    if !(scale > 0.0 && scale <= 1.0) {
+        return Err(PostError::Scale(scale));
+    }
+    Ok(())
+}
+
 /// What follows a colorizer.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Post {

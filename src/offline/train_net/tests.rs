@@ -76,7 +76,7 @@ fn every_arch_learns_a_fixed_batch() {
         let mut first = 0.0;
         let mut last = 0.0;
         for step in 1..=40 {
-            let loss = batch_loss(&model, &o, &nir, &rgb, &mask);
+            let loss = batch_loss(&model, None, &o, &nir, &rgb, &mask);
             last = f64::try_from(&loss).unwrap();
             if step == 1 {
                 first = last;
