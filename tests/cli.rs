@@ -369,26 +369,18 @@ fn compare_scores_other_outputs_on_the_same_pixels_in_table_json_and_report() {
     let d = dir.path();
     // l3's outputs written as PNG, then compared: they must score exactly what eval --model l3
     // scores (the same 8-bit pixels against the same truth).
-    let l3_dir = d.join("l3-out");
-    let out = nircolor(&[
-        "colorize",
-        "--model",
-        "l3",
-        "samples/nir",
-        "-o",
-        l3_dir.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let id_dir = d.join("identity-out");
-    let out = nircolor(&[
-        "colorize",
-        "--model",
-        "identity",
-        "samples/nir",
-        "-o",
-        id_dir.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    let (l3_dir, id_dir) = (d.join("l3-out"), d.join("identity-out"));
+    for (model, out_dir) in [("l3", &l3_dir), ("identity", &id_dir)] {
+        let out = nircolor(&[
+            "colorize",
+            "--model",
+            model,
+            "samples/nir",
+            "-o",
+            out_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
     let (json, report) = (d.join("r.json"), d.join("report"));
     let l3_arg = format!("l3-files={}", l3_dir.display());
     let id_arg = format!("gray={}", id_dir.display());
