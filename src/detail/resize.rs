@@ -8,6 +8,32 @@ use rayon::prelude::*;
 
 use super::*;
 
+/// The output's length for a resize of `src`, or `None` when it is empty; panics on a `src`
+/// that does not hold `channels` planes of `width` x `height`, or on an empty source.
+fn output_len(
+    src: &[f32],
+    width: usize,
+    height: usize,
+    channels: usize,
+    new_w: usize,
+    new_h: usize,
+) -> Option<usize> {
+    assert_eq!(
+        src.len(),
+        channels * width * height,
+        "src must hold channels*width*height = {channels}*{width}*{height} values"
+    );
+    let out_len = channels * new_w * new_h;
+    if out_len == 0 {
+        return None;
+    }
+    assert!(
+        width > 0 && height > 0,
+        "cannot resize an empty {width}x{height} image to {new_w}x{new_h}"
+    );
+    Some(out_len)
+}
+
 /// Area-average resize (like OpenCV INTER_AREA, exact for any ratio when shrinking), planar
 /// channels. Each output pixel averages the source over its footprint, weighting partially
 /// covered source pixels by the covered fraction; when enlarging this blends at cell borders.
@@ -19,19 +45,9 @@ pub fn resize_area(
     new_w: usize,
     new_h: usize,
 ) -> Vec<f32> {
-    assert_eq!(
-        src.len(),
-        channels * width * height,
-        "src must hold channels*width*height = {channels}*{width}*{height} values"
-    );
-    let out_len = channels * new_w * new_h;
-    if out_len == 0 {
+    let Some(out_len) = output_len(src, width, height, channels, new_w, new_h) else {
         return Vec::new();
-    }
-    assert!(
-        width > 0 && height > 0,
-        "cannot resize an empty {width}x{height} image to {new_w}x{new_h}"
-    );
+    };
     let xs = AreaTaps::new(width, new_w);
     let ys = AreaTaps::new(height, new_h);
     let plane = width * height;
@@ -70,19 +86,9 @@ pub fn resize_bilinear(
     new_w: usize,
     new_h: usize,
 ) -> Vec<f32> {
-    assert_eq!(
-        src.len(),
-        channels * width * height,
-        "src must hold channels*width*height = {channels}*{width}*{height} values"
-    );
-    let out_len = channels * new_w * new_h;
-    if out_len == 0 {
+    let Some(out_len) = output_len(src, width, height, channels, new_w, new_h) else {
         return Vec::new();
-    }
-    assert!(
-        width > 0 && height > 0,
-        "cannot resize an empty {width}x{height} image to {new_w}x{new_h}"
-    );
+    };
     let xs = LerpTable::new(width, new_w);
     let ys = LerpTable::new(height, new_h);
     let plane = width * height;
