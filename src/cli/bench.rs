@@ -1,9 +1,11 @@
 //! `nircolor bench filter|model|pipeline`: performance figures, printed.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+
 use nircolor::models::net::NetArch;
-use std::path::{Path, PathBuf};
 
 use super::{parse_size, progress, set_threads};
 

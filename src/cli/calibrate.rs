@@ -1,12 +1,14 @@
 //! `nircolor calibrate flat|color`: derive a camera's calibration file.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+
 use nircolor::calibrate::{self, Calibration};
 use nircolor::images::planes::Rgb;
 use nircolor::offline::data::{self};
-use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 #[derive(Subcommand)]
 pub(crate) enum CalibrateCommand {

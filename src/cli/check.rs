@@ -1,7 +1,8 @@
 //! `nircolor check`: validate a pipeline configuration and say what it will run.
 
-use anyhow::Result;
 use std::path::Path;
+
+use anyhow::Result;
 
 pub(crate) fn run_check(file: &Path) -> Result<()> {
     let c = nircolor::daemon::config::Config::load(file)?;

@@ -1,9 +1,11 @@
 //! `nircolor colorize`: colour one NIR image or a folder of them.
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context, Result};
 use clap::Args;
+
 use nircolor::offline::data::{self};
-use std::path::PathBuf;
 
 use super::{progress, ModelArgs};
 

@@ -1,10 +1,12 @@
 //! `nircolor eval`: score a model on a paired folder.
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result};
 use clap::Args;
+
 use nircolor::offline::eval::{self, Compare};
 use nircolor::offline::report::Report;
-use std::path::PathBuf;
 
 use super::{progress, ModelArgs, SelectArgs};
 

@@ -1,14 +1,16 @@
 //! The command line's pieces, one file per subcommand; here the options several share
 //! (model, pair selection) and small helpers.
 
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+
 use nircolor::detail::GuidedFilter;
 use nircolor::models::colorizer::{self, Colorizer, Post};
 use nircolor::offline::data::{self, Dataset};
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
 
 pub(crate) mod bench;
 pub(crate) mod calibrate;

@@ -1,7 +1,8 @@
 //! `nircolor run`: the daemon until SIGTERM or Ctrl-C, with systemd readiness and watchdog.
 
-use anyhow::{bail, Context, Result};
 use std::path::Path;
+
+use anyhow::{bail, Context, Result};
 
 pub(crate) fn run_daemon(file: &Path) -> Result<()> {
     let config = nircolor::daemon::config::Config::load(file)?;

@@ -1,15 +1,17 @@
 //! `nircolor train`: fit a classical model or train a network, with a progress bar and checkpoints.
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
+
 use nircolor::models::l3::L3Config;
 use nircolor::models::net::NetArch;
 use nircolor::offline::data::{self, Dataset};
 use nircolor::offline::eval;
 use nircolor::offline::train::{self, Arch, ClassicalOptions};
 use nircolor::offline::train_net::TrainOptions;
-use std::path::{Path, PathBuf};
 
 use super::{command_line, progress, set_threads, SelectArgs};
 
