@@ -319,8 +319,10 @@ fn a_student_learns_from_its_teacher_with_falling_loss() {
         .iter()
         .map(|e| e["loss"].as_f64().unwrap())
         .collect();
+    // Two steps an epoch on four pairs: compare the last two epochs' mean, not one noisy epoch.
+    let last = (loss[4] + loss[5]) / 2.0;
     assert!(
-        loss[5] < 0.8 * loss[0],
+        last < 0.8 * loss[0],
         "distillation loss should fall: {loss:?}"
     );
     // A classical model cannot teach, and a missing file is named.
