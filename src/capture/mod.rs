@@ -650,7 +650,6 @@ fn error_text(e: &gst::message::Error) -> String {
     }
 }
 
-/// The luma plane of a GRAY8 or GRAY16_LE sample, in [0, 1], honouring the row stride.
 /// Why an appsink sample could not become a luma plane (the frame is skipped and logged).
 #[derive(Debug, thiserror::Error)]
 enum SampleError {
@@ -666,6 +665,7 @@ enum SampleError {
     Short { got: usize, wanted: usize },
 }
 
+/// The luma plane of a GRAY8 or GRAY16_LE sample, in [0, 1], honouring the row stride.
 fn sample_luma(sample: &gst::Sample) -> Result<Gray, SampleError> {
     let caps = sample.caps().ok_or(SampleError::NoCaps)?;
     let info = gst_video::VideoInfo::from_caps(caps)?;

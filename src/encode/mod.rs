@@ -4,7 +4,7 @@
 
 mod stage;
 
-pub use stage::{EncodeSettings, EncodeStage, Retention, NO_SIGNAL_AFTER};
+pub use stage::{EncodeSettings, EncodeStage, Retention};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -362,7 +362,7 @@ pub type EncodedHook = Arc<dyn Fn(Duration, Duration) + Send + Sync>;
 /// Whether `name` is one of `camera`'s segment files, exactly as [`segment_name`] makes them:
 /// `<camera>-<digits>-<digits>.mkv|mp4`. A prefix test would also take the segments of a camera
 /// `front-2` for camera `front` when both record into one folder.
-pub fn is_segment_of(name: &str, camera: &str) -> bool {
+fn is_segment_of(name: &str, camera: &str) -> bool {
     let Some(rest) = name.strip_prefix(camera).and_then(|r| r.strip_prefix('-')) else {
         return false;
     };

@@ -17,7 +17,7 @@ use crate::runtime::worker::Worker;
 
 /// How long without a frame before a mount shows the "no signal" card: longer than any frame
 /// interval a live camera has (1 fps and up), short enough that a viewer sees why it froze.
-pub const NO_SIGNAL_AFTER: Duration = Duration::from_secs(1);
+const NO_SIGNAL_AFTER: Duration = Duration::from_secs(1);
 
 /// How long the stage waits for a frame before it looks again at the card, the stop flag and
 /// pruning; also the card's interval (about 10 a second keeps RTSP viewers connected).

@@ -265,17 +265,16 @@ impl Weights {
                     .chunks_exact(2)
                     .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                     .collect(),
-                _ => Vec::new(),
+                other => {
+                    return Err(WeightsError::BadShape {
+                        file,
+                        name,
+                        found: view.shape().to_vec(),
+                        dtype: format!("{other:?}"),
+                        expected: view.shape().to_vec(),
+                    })
+                }
             };
-            if !matches!(view.dtype(), Dtype::F32 | Dtype::F16) {
-                return Err(WeightsError::BadShape {
-                    file,
-                    name,
-                    found: view.shape().to_vec(),
-                    dtype: format!("{:?}", view.dtype()),
-                    expected: view.shape().to_vec(),
-                });
-            }
             tensors.insert(name, (view.shape().to_vec(), data));
         }
         Ok(Weights {

@@ -46,6 +46,14 @@ pub struct Evaluation {
     pub compare: BTreeMap<String, Compared>,
 }
 
+impl Evaluation {
+    /// The side-by-side rows: the colorizer's mean, then each compared model's, with names.
+    pub fn side_by_side(&self) -> impl Iterator<Item = (&str, &MeanScore)> {
+        std::iter::once((self.model.as_str(), &self.mean))
+            .chain(self.compare.iter().map(|(n, c)| (n.as_str(), &c.mean)))
+    }
+}
+
 /// Another model's outputs on disk, scored beside the colorizer: one image per pair in `dir`,
 /// named by the pair's stem (any of the readable image types).
 #[derive(Clone, Debug, PartialEq)]
@@ -126,12 +134,12 @@ pub fn evaluate(
 }
 
 /// [`evaluate`], with the outputs of the `compare` models scored on the same pairs;
-/// `on_image` also gets their images (in `compare`'s order sorted by name).
+/// `on_image` also gets their images, in the order of [`Evaluation::compare`] (by name).
 pub fn evaluate_compared(
     colorizer: &dyn Colorizer,
     data: &Dataset,
     compare: &[Compare],
-    mut on_image: impl FnMut(&Pair, &Rgb, &ImageScore, &[(String, image::RgbImage)]),
+    mut on_image: impl FnMut(&Pair, &Rgb, &ImageScore, &[image::RgbImage]),
 ) -> Result<Evaluation, EvalError> {
     let mut compare = compare.to_vec();
     compare.sort_by(|a, b| a.name.cmp(&b.name));
@@ -171,7 +179,7 @@ pub fn evaluate_compared(
                 });
             }
             scores.push(score(&pair, &img, 0.0)?);
-            others.push((c.name.clone(), img));
+            others.push(img);
         }
         on_image(&pair, &out, &image_score, &others);
         images.push(image_score);
@@ -200,9 +208,7 @@ pub fn evaluate_compared(
 /// The side-by-side of the colorizer and every compared model: one row each (means over the
 /// same pairs), with colourfulness beside the truth's.
 pub fn compare_table(e: &Evaluation) -> String {
-    let rows: Vec<(&str, &MeanScore)> = std::iter::once((e.model.as_str(), &e.mean))
-        .chain(e.compare.iter().map(|(n, c)| (n.as_str(), &c.mean)))
-        .collect();
+    let rows: Vec<(&str, &MeanScore)> = e.side_by_side().collect();
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(5).max(5);
     let mut out = format!(
         "{:<width$}  {:>7} {:>6} {:>6} {:>7} {:>14}\n",

@@ -37,7 +37,7 @@ impl Report {
         &self,
         pair: &Pair,
         output: &Rgb,
-        compared: &[(String, image::RgbImage)],
+        compared: &[image::RgbImage],
     ) -> Result<(), ReportError> {
         let save = |suffix: &str, img: image::DynamicImage| {
             let path = self
@@ -51,7 +51,7 @@ impl Report {
         };
         save("nir", pair.nir.to_luma8().into())?;
         save("out", output.to_rgb8().into())?;
-        for (i, (_, img)) in compared.iter().enumerate() {
+        for (i, img) in compared.iter().enumerate() {
             save(&format!("cmp{i}"), img.clone().into())?;
         }
         save("gt", pair.rgb.clone().into())
@@ -152,9 +152,7 @@ td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}} td:first-
     if !e.compare.is_empty() {
         s += "<h2>Side by side</h2><p>Means over the same pairs; the compared models' outputs were read from disk, not run here.</p>\
 <table><tr><th>model</th><th>PSNR</th><th>SSIM</th><th>AE&deg;</th><th>RMSE</th><th>MAE</th><th>&Delta;E2000</th><th>&Delta;E76</th><th>ms</th><th>colourfulness</th></tr>\n";
-        let rows = std::iter::once((e.model.as_str(), &e.mean))
-            .chain(e.compare.iter().map(|(k, c)| (k.as_str(), &c.mean)));
-        for (name, m) in rows {
+        for (name, m) in e.side_by_side() {
             let _ = writeln!(
                 s,
                 "<tr><td>{}</td>{}<td>{:.1}</td></tr>",

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use crate::models::l3::{self, L3Config};
-use crate::models::linear::LinearFit;
+use crate::models::linear::{self, LinearFit};
 use crate::models::weights::Weights;
 use crate::offline::data::{DataError, Dataset, Pair};
 
@@ -66,7 +66,6 @@ pub(crate) fn first_failure(
 impl ClassicalOptions {
     /// The bounds the `linear` and `l3` weights loaders enforce.
     pub fn validate(&self) -> Result<(), OptionError> {
-        use crate::models::{l3, linear};
         let bins = 1..=l3::MAX_BINS;
         let bins_allowed = format!("from 1 to {}", l3::MAX_BINS);
         let l = &self.l3;
