@@ -58,6 +58,28 @@ fn a_valid_config_is_summarised() {
         "{text}"
     );
     assert!(text.contains("recorded as .mp4"), "{text}");
+    assert!(
+        text.contains("colour refreshed as often as the machine allows"),
+        "{text}"
+    );
+    for (value, says) in [
+        (
+            "\"every-frame\"",
+            "colour refreshed by the network on every frame",
+        ),
+        (
+            "2.5",
+            "colour refreshed at most 2.5 times a second per camera",
+        ),
+        ("5", "colour refreshed at most 5 times a second per camera"),
+    ] {
+        let text = VALID.replace(
+            "max_batch = 4",
+            &format!("max_batch = 4\nrefresh_fps = {value}"),
+        );
+        let (ok, out) = check(dir.path(), &text);
+        assert!(ok && out.contains(says), "{value}: {out}");
+    }
 }
 
 /// Each case: (what to replace in VALID, with what, the line and key the error must name, and a
@@ -65,6 +87,30 @@ fn a_valid_config_is_summarised() {
 #[test]
 fn every_mistake_names_file_line_and_key() {
     let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "max_batch = 4",
+            "max_batch = 4\nrefresh_fps = \"often\"",
+            ":6: model.refresh_fps:",
+            "often is not a refresh rate; allowed: \"auto\"",
+        ),
+        (
+            "max_batch = 4",
+            "max_batch = 4\nrefresh_fps = 0",
+            ":6: model.refresh_fps:",
+            "above 0 and at most 1000",
+        ),
+        (
+            "max_batch = 4",
+            "max_batch = 4\nrefresh_fps = true",
+            ":6: model.refresh_fps:",
+            "true is not a refresh rate",
+        ),
+        (
+            "max_batch = 4",
+            "max_batch = 4\nblend_ms = 20000",
+            ":6: model.blend_ms:",
+            "allowed: 0 to 10000",
+        ),
         (
             "max_batch = 4",
             "max_batch = 4\nbatch_size = 2",
@@ -284,6 +330,7 @@ fn the_pipeline_benchmark_config_built_in_code_equals_its_file_form() {
         dir: dir.path(),
         rtsp_port: 18554,
         metrics_port: 19464,
+        refresh: nircolor::infer::Refresh::Auto,
     };
     let built = case.config();
     let mut text = "[model]\nweights = \"default\"\nmax_batch = 2\nmax_wait_ms = 5\n\

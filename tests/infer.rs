@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nircolor::capture::{Frame, FrameMeta};
 use nircolor::detail::GuidedFilter;
 use nircolor::images::planes::{Gray, Rgb};
-use nircolor::infer::{ColourFrame, InferSettings, InferStage};
+use nircolor::infer::{ColourFrame, InferSettings, InferStage, Refresh};
 use nircolor::models::colorizer::{Colorizer, Identity};
 use nircolor::runtime::queue::{newest_wins, Consumer, NewestWins};
 
@@ -55,6 +55,8 @@ fn config(max_batch: usize, max_wait_ms: u64) -> InferSettings {
             radius: 4,
             eps: 1e-4,
         },
+        refresh: Refresh::EveryFrame,
+        blend: nircolor::infer::BLEND,
     }
 }
 

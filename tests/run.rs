@@ -144,6 +144,18 @@ record = { folder = "rec", segment_seconds = 60, container = "mkv" }
             .unwrap_or(0);
         assert!(count > 0, "no {stage} stage latency: {metrics}");
     }
+    // The default refresh is amortised: the network recoloured the camera, fewer times than
+    // frames were encoded is allowed, never zero, and the colour's age is reported.
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}{{camera=\"live\"}} ")))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let refreshes = value("nircolor_colour_refreshes_total").unwrap_or(0.0);
+    assert!(refreshes >= 1.0, "no colour refresh: {metrics}");
+    let age = value("nircolor_colour_age_seconds").expect("a colour age");
+    assert!((0.0..5.0).contains(&age), "colour age {age}: {metrics}");
     let (status, health) = http_get(metrics_port, "/healthz");
     assert!(
         status.contains("200") && health.contains("\"streaming\""),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nircolor::capture::{Backoff, CaptureSettings, CaptureStage, PixelFormat, Source};
 use nircolor::detail::GuidedFilter;
 use nircolor::encode::{Container, Encoder, EncoderSettings, RecordSpec};
-use nircolor::infer::{InferSettings, InferStage};
+use nircolor::infer::{InferSettings, InferStage, Refresh};
 use nircolor::runtime::queue::newest_wins;
 
 #[test]
@@ -48,6 +48,8 @@ fn test_source_to_colour_recording() {
                 radius: 8,
                 eps: 1e-3,
             },
+            refresh: Refresh::Auto,
+            blend: nircolor::infer::BLEND,
         },
     )
     .unwrap();

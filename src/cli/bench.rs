@@ -32,6 +32,9 @@ pub(crate) struct PipelineBenchArgs {
     pub(crate) model: String,
     #[arg(long, default_value_t = 30)]
     pub(crate) fps: u32,
+    /// How often the network recomputes each camera's colour: auto, every-frame, or per second.
+    #[arg(long, default_value = "auto")]
+    pub(crate) refresh: nircolor::infer::Refresh,
 }
 
 #[derive(Args)]
@@ -203,8 +206,10 @@ pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
         "live test cameras at {} fps (videotestsrc ball, GRAY8) -> {} -> RTSP + Matroska recording, {} s per case; {}",
         args.fps, args.model, args.seconds, nircolor::runtime::cuda::describe()
     );
-    println!("| frame | cameras | fps out per camera (min) | dropped | capture-to-encoded p50 / p99 / max ms |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "| frame | cameras | fps out per camera (min) | dropped | capture-to-encoded p50 / p99 / max ms | refreshes/s per camera (min-max) | colour age ms (newest frame, worst camera) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     for (w, h, n) in cases {
         let dir = tempfile_dir()?;
         let config = nircolor::offline::bench::PipelineCase {
@@ -216,18 +221,26 @@ pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
             dir: &dir,
             rtsp_port: free_port()?,
             metrics_port: free_port()?,
+            refresh: args.refresh,
         }
         .config();
         let daemon = nircolor::daemon::Daemon::start(&config)?;
         std::thread::sleep(std::time::Duration::from_secs(3));
         let t = daemon.telemetry().clone();
-        let start: Vec<(u64, u64)> = t
+        let refreshes = |id: &str| {
+            t.infer
+                .cameras
+                .get(id)
+                .map_or(0, |c| c.refreshes.load(Ordering::Relaxed))
+        };
+        let start: Vec<(u64, u64, u64)> = t
             .cameras
             .iter()
             .map(|c| {
                 (
                     c.encode.frames.load(Ordering::Relaxed),
                     (c.capture_drops)() + (c.colour_drops)(),
+                    refreshes(&c.id),
                 )
             })
             .collect();
@@ -240,7 +253,14 @@ pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
         let mut fps_min = f64::INFINITY;
         let mut dropped = 0;
         let mut samples: Vec<f64> = Vec::new();
-        for (c, (f0, d0)) in t.cameras.iter().zip(&start) {
+        let (mut refresh_min, mut refresh_max) = (f64::INFINITY, 0.0f64);
+        let mut age_max = 0u64;
+        for (c, (f0, d0, r0)) in t.cameras.iter().zip(&start) {
+            let rate = (refreshes(&c.id) - r0) as f64 / secs;
+            (refresh_min, refresh_max) = (refresh_min.min(rate), refresh_max.max(rate));
+            if let Some(s) = t.infer.cameras.get(c.id.as_str()) {
+                age_max = age_max.max(s.colour_age_us.load(Ordering::Relaxed));
+            }
             c.encode.keep_samples.store(false, Ordering::Relaxed);
             let frames = c.encode.frames.load(Ordering::Relaxed) - f0;
             fps_min = fps_min.min(frames as f64 / secs);
@@ -253,10 +273,11 @@ pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
         let _ = std::fs::remove_dir_all(&dir);
         let q = |p: f64| nircolor::offline::bench::quantile(&samples, p);
         println!(
-            "| {w}x{h} | {n} | {fps_min:.1} | {dropped} | {:.1} / {:.1} / {:.1} |",
+            "| {w}x{h} | {n} | {fps_min:.1} | {dropped} | {:.1} / {:.1} / {:.1} | {refresh_min:.1}-{refresh_max:.1} | {:.0} |",
             q(0.5),
             q(0.99),
-            q(1.0)
+            q(1.0),
+            age_max as f64 / 1e3
         );
     }
     Ok(())

@@ -19,6 +19,17 @@ pub(crate) fn run_check(file: &Path) -> Result<()> {
         m.radius,
         m.eps
     );
+    println!(
+        "  colour refreshed {} (blend {} ms)",
+        match m.refresh {
+            nircolor::infer::Refresh::Auto =>
+                "as often as the machine allows, every frame detailed from its own NIR".to_string(),
+            nircolor::infer::Refresh::EveryFrame => "by the network on every frame".to_string(),
+            nircolor::infer::Refresh::PerSecond(r) =>
+                format!("at most {r} times a second per camera"),
+        },
+        m.blend.as_millis()
+    );
     for cam in &c.cameras {
         let s = &cam.spec;
         print!(

@@ -324,12 +324,22 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
             arch.name()
         );
     }
+    if let (Some(_), Some(w)) = (&init, n.width) {
+        if w != cfg.width {
+            bail!(
+                "--init holds a network of width {} but --width is {w}: the width is the shape of \
+                 the weights; drop --width to fine-tune, or train from scratch without --init",
+                cfg.width
+            );
+        }
+    }
+    // The inference size is not part of the weights' shape: fine-tuning may change it.
+    if let Some(s) = n.scale {
+        cfg.scale = s;
+    }
     if init.is_none() {
         if let Some(w) = n.width {
             cfg.width = w;
-        }
-        if let Some(s) = n.scale {
-            cfg.scale = s;
         }
         cfg.guided = !n.no_guided;
         cfg.decoupled = !n.direct;

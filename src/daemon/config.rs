@@ -12,6 +12,7 @@ use toml::Spanned;
 use crate::calibrate::Calibration;
 use crate::capture::{CaptureSettings, PixelFormat, Source};
 use crate::encode::Container;
+use crate::infer::Refresh;
 use crate::models::BUILTIN;
 pub use crate::runtime::toml_file::ConfigError;
 use crate::runtime::toml_file::{read_text, Checker};
@@ -40,6 +41,10 @@ struct RawModel {
     max_batch: Spanned<usize>,
     #[serde(default = "default_max_wait_ms")]
     max_wait_ms: Spanned<u64>,
+    /// "auto" (the default), "every-frame", or refreshes per second per camera.
+    refresh_fps: Option<Spanned<toml::Value>>,
+    #[serde(default = "default_blend_ms")]
+    blend_ms: Spanned<u64>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -165,6 +170,10 @@ enum ContainerName {
 fn default_max_batch() -> Spanned<usize> {
     Spanned::new(0..0, 4)
 }
+fn default_blend_ms() -> Spanned<u64> {
+    Spanned::new(0..0, crate::infer::BLEND.as_millis() as u64)
+}
+
 fn default_max_wait_ms() -> Spanned<u64> {
     Spanned::new(0..0, 10)
 }
@@ -228,6 +237,8 @@ pub struct ModelConfig {
     pub scale: Option<f32>,
     pub max_batch: usize,
     pub max_wait: Duration,
+    pub refresh: Refresh,
+    pub blend: Duration,
     pub radius: usize,
     pub eps: f32,
 }
@@ -329,6 +340,11 @@ impl Config {
                 0,
                 1000,
             )?),
+            refresh: match &m.refresh_fps {
+                None => Refresh::Auto,
+                Some(v) => refresh(&c, v)?,
+            },
+            blend: Duration::from_millis(c.range(&m.blend_ms, "model.blend_ms", 0, 10_000)?),
             radius: c.range(&raw.detail.radius, "detail.radius", 1, 64)?,
             eps,
         };
@@ -550,4 +566,17 @@ impl Config {
             cameras,
         })
     }
+}
+
+/// `model.refresh_fps`: "auto", "every-frame", or refreshes per second per camera.
+fn refresh(c: &Checker, v: &Spanned<toml::Value>) -> Result<Refresh, ConfigError> {
+    match v.get_ref() {
+        toml::Value::String(s) => s.parse(),
+        toml::Value::Integer(i) => Refresh::per_second(*i as f64),
+        toml::Value::Float(f) => Refresh::per_second(*f),
+        other => Err(format!(
+            "{other} is not a refresh rate; allowed: \"auto\", \"every-frame\" or a number"
+        )),
+    }
+    .map_err(|why| c.err(&v.span(), "model.refresh_fps", why))
 }

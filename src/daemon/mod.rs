@@ -49,7 +49,7 @@ pub enum DaemonError {
 
 /// Frames a camera may have waiting for inference: two, so the newest frame always waits while
 /// one is being batched, and anything older is stale for live video.
-const CAPTURE_QUEUE: usize = 2;
+const CAPTURE_QUEUE: usize = 4;
 
 /// Colour frames a camera may have waiting for its encoder: one batch of up to 4 frames from
 /// inference (the default `max_batch`) fits without dropping.
@@ -198,6 +198,8 @@ impl Daemon {
                     radius: config.model.radius,
                     eps: config.model.eps,
                 },
+                refresh: config.model.refresh,
+                blend: config.model.blend,
             },
             calibrations,
         )?;

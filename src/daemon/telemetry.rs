@@ -161,12 +161,59 @@ impl Telemetry {
                 &mut s,
             );
         }
+        family(
+            &mut s,
+            "nircolor_colour_refreshes_total",
+            "counter",
+            "Times the network recomputed a camera's colour (every frame with refresh_fps = \"every-frame\"); its rate is the camera's refresh rate",
+        );
+        for c in &self.cameras {
+            if let Some(t) = self.infer.cameras.get(c.id.as_str()) {
+                let _ = writeln!(
+                    s,
+                    "nircolor_colour_refreshes_total{{camera=\"{}\"}} {}",
+                    escape(&c.id),
+                    t.refreshes.load(Ordering::Relaxed)
+                );
+            }
+        }
+        family(
+            &mut s,
+            "nircolor_colour_age_seconds",
+            "gauge",
+            "How much older than the newest frame the frame is that the network last coloured for this camera (0 with every-frame refresh)",
+        );
+        for c in &self.cameras {
+            if let Some(t) = self.infer.cameras.get(c.id.as_str()) {
+                let _ = writeln!(
+                    s,
+                    "nircolor_colour_age_seconds{{camera=\"{}\"}} {}",
+                    escape(&c.id),
+                    t.colour_age_us.load(Ordering::Relaxed) as f64 / 1e6
+                );
+            }
+        }
+        family(
+            &mut s,
+            "nircolor_colour_refresh_interval_seconds",
+            "histogram",
+            "Time between two refreshes of a camera's colour",
+        );
+        for c in &self.cameras {
+            if let Some(t) = self.infer.cameras.get(c.id.as_str()) {
+                t.refresh_interval.render(
+                    "nircolor_colour_refresh_interval_seconds",
+                    &format!("camera=\"{}\"", escape(&c.id)),
+                    &mut s,
+                );
+            }
+        }
         let infer = &self.infer;
         family(
             &mut s,
             "nircolor_batches_total",
             "counter",
-            "Inference batches run",
+            "Network runs (batches of frames from one or more cameras)",
         );
         let _ = writeln!(
             s,

@@ -2,10 +2,11 @@
 //! Images are planar f32: a gray guide is `width*height` row-major, multi-channel data is CHW.
 
 pub mod bfwls;
+mod coefficients;
 pub mod lowres;
 mod resize;
 
-use resize::*;
+pub use coefficients::Coefficients;
 pub use resize::{resize_area, resize_bilinear};
 
 use std::mem::MaybeUninit;
@@ -108,7 +109,8 @@ impl GuidedFilter {
     /// Fast guided filter (He & Sun 2015): coefficients a,b computed at the LOW resolution from
     /// guide_low (the guide resized to low_w x low_h) and input_low (channels planes at low res),
     /// with `self.radius` interpreted at low resolution; mean_a/mean_b upsampled bilinearly to the
-    /// full size, then q = mean_a * guide_full + mean_b at full resolution.
+    /// full size, then q = mean_a * guide_full + mean_b at full resolution. The two halves are
+    /// [`coefficients`](Self::coefficients) and [`Coefficients::apply`].
     #[allow(clippy::too_many_arguments)]
     pub fn filter_fast(
         &self,
@@ -121,82 +123,8 @@ impl GuidedFilter {
         low_h: usize,
         channels: usize,
     ) -> Vec<f32> {
-        let plane = width * height;
-        let low_plane = low_w * low_h;
-        assert_eq!(
-            guide_full.len(),
-            plane,
-            "guide_full must hold width*height = {width}*{height} values"
-        );
-        assert_eq!(
-            guide_low.len(),
-            low_plane,
-            "guide_low must hold low_w*low_h = {low_w}*{low_h} values"
-        );
-        assert_eq!(
-            input_low.len(),
-            channels * low_plane,
-            "input_low must hold channels*low_w*low_h = {channels}*{low_w}*{low_h} values"
-        );
-        if plane == 0 || channels == 0 {
-            return Vec::new();
-        }
-        assert!(
-            low_plane > 0,
-            "low-resolution size {low_w}x{low_h} is empty but the full size {width}x{height} is not"
-        );
-
-        // mean_a, mean_b at low resolution, laid out [y][a_0..a_{C-1}, b_0..b_{C-1}][x].
-        let win = Window::new(low_w, low_h, self.radius);
-        let k = 2 * channels;
-        let low_stride = k * low_w;
-        let low_rows = win.rows_per_band();
-        let fill_means = |means: &mut [MaybeUninit<f32>]| {
-            means
-                .par_chunks_mut(low_rows * low_stride)
-                .enumerate()
-                .for_each(|(band, chunk)| {
-                    let y0 = band * low_rows;
-                    let y1 = y0 + chunk.len() / low_stride;
-                    guided_band(
-                        guide_low,
-                        input_low,
-                        &win,
-                        channels,
-                        self.eps,
-                        y0..y1,
-                        |y, sums, inv| {
-                            let dst = &mut chunk[(y - y0) * low_stride..][..low_stride];
-                            scale_rows(dst, sums, inv);
-                        },
-                    );
-                });
-        };
-        // SAFETY: the chunks tile all rows and `guided_band` emits each row of its chunk once,
-        // where `scale_rows` writes all of it.
-        let means = unsafe { filled_vec(low_h * low_stride, fill_means) };
-
-        let up = Upsample {
-            means: &means,
-            k,
-            low_w,
-            xs: LerpTable::new(low_w, width),
-            ys: LerpTable::new(low_h, height),
-        };
-        let rows = height
-            .div_ceil(rayon::current_num_threads().max(1) * BANDS_PER_THREAD)
-            .max(1);
-        let fill = |out: &mut [MaybeUninit<f32>]| {
-            split_planes(out, plane, rows * width)
-                .into_par_iter()
-                .enumerate()
-                .for_each(|(band, mut planes)| {
-                    upsample_band(&up, guide_full, width, band * rows, &mut planes)
-                });
-        };
-        // SAFETY: the bands tile all rows of every plane and `upsample_band` writes every
-        // value of each of its rows.
-        unsafe { filled_vec(channels * plane, fill) }
+        self.coefficients(guide_low, input_low, low_w, low_h, channels)
+            .apply(guide_full, width, height)
     }
 }
 

@@ -113,19 +113,77 @@ impl Rgb {
     pub fn to_rgb8(&self) -> RgbImage {
         let n = self.width * self.height;
         let mut raw = vec![0u8; 3 * n];
-        for (i, px) in raw.chunks_exact_mut(3).enumerate() {
-            for (c, v) in px.iter_mut().enumerate() {
-                *v = to_u8(self.data[c * n + i]);
-            }
-        }
+        interleave_u8(&self.data, n, &mut raw);
         RgbImage::from_raw(self.width as u32, self.height as u32, raw)
             .expect("buffer length matches the size")
     }
 }
 
+/// Planes (R, G, B of `n` each) to interleaved 8-bit pixels. It runs on every pixel of every
+/// frame the daemon encodes: rows are converted a plane at a time (a loop that vectorises) and
+/// then interleaved, with AVX2 where the CPU has it.
+fn interleave_u8(planes: &[f32], n: usize, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: AVX2 support, the only requirement of the callee, was just checked.
+            return unsafe { interleave_u8_avx2(planes, n, out) };
+        }
+    }
+    interleave_u8_impl(planes, n, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn interleave_u8_avx2(planes: &[f32], n: usize, out: &mut [u8]) {
+    interleave_u8_impl(planes, n, out)
+}
+
+#[inline(always)]
+fn interleave_u8_impl(planes: &[f32], n: usize, out: &mut [u8]) {
+    const CHUNK: usize = 256;
+    let (r, rest) = planes.split_at(n);
+    let (g, b) = rest.split_at(n);
+    let mut bytes = [[0u8; CHUNK]; 3];
+    for (start, px) in (0..n).step_by(CHUNK).zip(out.chunks_mut(3 * CHUNK)) {
+        let len = CHUNK.min(n - start);
+        for (plane, dst) in [r, g, b].iter().zip(bytes.iter_mut()) {
+            for (d, &v) in dst[..len].iter_mut().zip(&plane[start..start + len]) {
+                *d = to_u8(v);
+            }
+        }
+        for (i, p) in px.chunks_exact_mut(3).enumerate() {
+            p[0] = bytes[0][i];
+            p[1] = bytes[1][i];
+            p[2] = bytes[2][i];
+        }
+    }
+}
+
+/// Rounds half up by adding 0.5 before the truncating cast (the same as `round` on the clamped
+/// range, where nothing is negative): `round` is a library call that keeps the loop scalar, and
+/// this conversion runs on every pixel of every frame the daemon encodes.
+#[inline(always)]
 fn to_u8(v: f32) -> u8 {
-    // NaN maps to 0 rather than poisoning the frame.
-    (v * 255.0).round().clamp(0.0, 255.0) as u8
+    byte(v * 255.0)
+}
+
+/// `v` on the 0..=255 scale, clamped and rounded half up to a byte; NaN becomes 0 (rather than
+/// poisoning a frame).
+#[inline(always)]
+#[allow(clippy::manual_clamp)] // `clamp` keeps NaN; `max` returns its other operand.
+pub(crate) fn byte(v: f32) -> u8 {
+    let x = (v + 0.5).max(0.0).min(255.0);
+    // SAFETY: x is finite and in [0, 255], so it fits an i32. A checked `as` cast would be
+    // converted lane by lane; this one vectorises.
+    unsafe { x.to_int_unchecked::<i32>() as u8 }
+}
+
+/// `v` clamped to [0, 1], NaN to 0.
+#[inline(always)]
+#[allow(clippy::manual_clamp)] // `clamp` keeps NaN; `max` returns its other operand.
+pub(crate) fn unit(v: f32) -> f32 {
+    v.max(0.0).min(1.0)
 }
 
 #[cfg(test)]
@@ -136,6 +194,15 @@ mod tests {
     fn rgb8_round_trip_is_exact() {
         let img = RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8 * 40, y as u8 * 90, 7]));
         assert_eq!(Rgb::from_rgb8(&img).to_rgb8(), img);
+    }
+
+    #[test]
+    fn fast_rounding_matches_round_on_a_fine_grid() {
+        // Quarter steps of an 8-bit level: exact levels, midpoints (round half up) and between.
+        for k in 0..=4 * 255 {
+            let v = k as f32 / (4.0 * 255.0);
+            assert_eq!(to_u8(v), (v * 255.0).round() as u8, "at {v}");
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::capture::{CaptureSettings, PixelFormat, Source};
 use crate::daemon::config::{CameraConfig, Config, Device, ModelConfig, Recording, RtspOutput};
 use crate::detail::{resize_area, GuidedFilter};
 use crate::encode::Container;
+use crate::infer::Refresh;
 
 /// What the filter benchmark runs.
 #[derive(Clone, Debug)]
@@ -292,6 +293,8 @@ pub struct PipelineCase<'a> {
     pub dir: &'a Path,
     pub rtsp_port: u16,
     pub metrics_port: u16,
+    /// How often the network recomputes each camera's colour.
+    pub refresh: Refresh,
 }
 
 /// Recording segments of the pipeline benchmark: longer than any run, so no segment switch
@@ -343,6 +346,8 @@ impl PipelineCase<'_> {
                 scale: None,
                 max_batch: self.cameras,
                 max_wait: BENCH_MAX_WAIT,
+                refresh: self.refresh,
+                blend: crate::infer::BLEND,
                 radius: crate::detail::DAEMON_RADIUS,
                 eps: crate::detail::DAEMON_EPS,
             },

@@ -1,0 +1,815 @@
+//! Amortised inference for video: every frame gets its camera's current guided-filter
+//! coefficients applied to its own full-resolution NIR, while the network refreshes those
+//! coefficients, camera by camera, as often as the machine allows. Detail always comes from the
+//! current frame; colour, which changes slowly in a scene, is what is amortised.
+//!
+//! Two threads: the per-frame thread (`infer`) never waits for the network; the model thread
+//! (`model`) runs at a lower OS priority, so when the machine is short of CPU the refresh rate
+//! falls before any frame is dropped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::TryRecvError;
+
+use super::{next_frame, ColourFrame, InferSettings, InferStats, Refresh};
+use crate::calibrate::Corrector;
+use crate::capture::Frame;
+use crate::detail::lowres::{inference_size, shrink_to};
+use crate::detail::{Coefficients, GuidedFilter};
+use crate::images::planes::{Gray, Rgb};
+use crate::models::colorizer::Colorizer;
+use crate::runtime::queue::{Consumer, NewestWins};
+use crate::runtime::worker::Worker;
+
+/// Side, in low-resolution pixels, of the blocks motion is measured on: 8 is 16x16 frame pixels
+/// at the default half size, about the size of an H.264 macroblock, and small enough that a
+/// person crossing a 640x480 view covers several blocks.
+pub const MOTION_BLOCK: usize = 8;
+
+/// Mean absolute NIR change (in [0, 1] units) above which a block counts as moved: about 8 grey
+/// levels, above the noise of a camera's block average (sensor noise of 2% per pixel averages
+/// down to well under 1% over a block) and below the contrast of an object against a wall.
+pub const MOTION_THRESHOLD: f32 = 0.03;
+
+/// How much a camera's moved share raises its claim on the next refresh: a camera whose whole
+/// view moved is refreshed as if its colour were five times older.
+const MOTION_PRIORITY: f64 = 4.0;
+
+/// The newest frame of a camera, waiting for the model thread.
+struct Request {
+    low: Gray,
+    captured_at: Instant,
+    /// The guided filter at the low resolution (radius scaled), as this camera's calibration asks.
+    filter: GuidedFilter,
+}
+
+/// Coefficients the network computed for one frame, with the NIR they were fitted on.
+#[derive(Clone, Debug)]
+pub struct Refreshed {
+    pub coefficients: Coefficients,
+    /// The frame's NIR at the inference size: what later frames are compared with for motion.
+    pub reference: Gray,
+    pub captured_at: Instant,
+}
+
+impl Refreshed {
+    /// Runs the fast guided filter's low-resolution half on a colorized frame.
+    pub fn fit(filter: GuidedFilter, low: Gray, colour: &Rgb, captured_at: Instant) -> Self {
+        let coefficients = filter.coefficients(&low.data, &colour.data, low.width, low.height, 3);
+        Refreshed {
+            coefficients,
+            reference: low,
+            captured_at,
+        }
+    }
+}
+
+/// One camera's place between the two threads.
+struct Slot {
+    request: Mutex<Option<Request>>,
+    result: Mutex<Option<Refreshed>>,
+    /// Share of the newest frame's blocks that moved since the colour it shows was computed.
+    motion: Mutex<f32>,
+    /// When the model thread last refreshed it.
+    refreshed_at: Mutex<Option<Instant>>,
+}
+
+struct Shared {
+    slots: Vec<(Arc<str>, Slot)>,
+    /// Set when a request is posted; the model thread sleeps on it.
+    posted: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// One camera's colour on the per-frame path: the coefficients applied to its frames, which
+/// follow the newest refresh with a short exponential moving average (damping flicker), except
+/// in blocks that moved, where they jump to it at once (no stale colour dragged behind motion).
+#[derive(Debug, Default)]
+pub struct CameraColour {
+    applied: Option<Coefficients>,
+    target: Option<Refreshed>,
+    /// Per low-resolution pixel: 1 where the newest refresh replaces the colour at once.
+    snap: Vec<f32>,
+    last_frame: Option<Instant>,
+}
+
+impl CameraColour {
+    /// Takes a refresh as the new target. Blocks whose NIR changed between the previous
+    /// target's frame and this one snap to it; a first refresh (or a new frame size) is applied
+    /// whole at once.
+    pub fn accept(&mut self, refreshed: Refreshed) {
+        let size = refreshed.coefficients.size();
+        if self.applied.as_ref().map(Coefficients::size) != Some(size) {
+            self.applied = Some(refreshed.coefficients.clone());
+            self.target = None;
+        }
+        self.snap = match &self.target {
+            Some(previous) => block_mask(&moved_blocks(&previous.reference, &refreshed.reference)),
+            None => vec![1.0; size.0 * size.1],
+        };
+        self.target = Some(refreshed);
+    }
+
+    /// Moves the applied coefficients towards the target for a frame captured at `at`: the
+    /// fraction `1 - exp(-dt / blend)` of the way for `dt` since the previous frame (all of
+    /// it when `blend` is zero), and all of it in snapped blocks.
+    pub fn step(&mut self, at: Instant, blend: Duration) {
+        let dt = self
+            .last_frame
+            .map_or(Duration::MAX, |t| at.saturating_duration_since(t));
+        self.last_frame = Some(at);
+        let (Some(applied), Some(target)) = (&mut self.applied, &self.target) else {
+            return;
+        };
+        let alpha = if blend.is_zero() || dt == Duration::MAX {
+            1.0
+        } else {
+            1.0 - (-dt.as_secs_f32() / blend.as_secs_f32()).exp()
+        };
+        let weights: Vec<f32> = self.snap.iter().map(|&s| s.max(alpha)).collect();
+        applied.blend(&target.coefficients, &weights);
+    }
+
+    /// Share of `low`'s blocks that moved since the target's frame (1 before any refresh).
+    pub fn motion(&self, low: &Gray) -> f32 {
+        match &self.target {
+            Some(t) if (t.reference.width, t.reference.height) == (low.width, low.height) => {
+                let moved = moved_blocks(&t.reference, low);
+                let count = moved.blocks.iter().filter(|&&m| m).count();
+                count as f32 / moved.blocks.len().max(1) as f32
+            }
+            _ => 1.0,
+        }
+    }
+
+    /// The colour of a frame whose full-resolution NIR is `nir`: its NIR in every channel
+    /// until the first refresh arrives.
+    pub fn colour(&self, nir: &Gray) -> Rgb {
+        match &self.applied {
+            Some(c) => Rgb::new(
+                nir.width,
+                nir.height,
+                c.apply(&nir.data, nir.width, nir.height),
+            ),
+            None => nir.to_rgb(),
+        }
+    }
+
+    /// Capture time of the frame the target was computed from.
+    pub fn computed_from(&self) -> Option<Instant> {
+        self.target.as_ref().map(|t| t.captured_at)
+    }
+}
+
+/// Which blocks of `MOTION_BLOCK` pixels differ between two planes of one size.
+pub struct MovedBlocks {
+    pub blocks: Vec<bool>,
+    pub columns: usize,
+    width: usize,
+    height: usize,
+}
+
+/// Blocks whose mean absolute difference exceeds [`MOTION_THRESHOLD`]; every block when the
+/// sizes differ.
+pub fn moved_blocks(a: &Gray, b: &Gray) -> MovedBlocks {
+    let (w, h) = (b.width, b.height);
+    let columns = w.div_ceil(MOTION_BLOCK);
+    let rows = h.div_ceil(MOTION_BLOCK);
+    if (a.width, a.height) != (w, h) {
+        return MovedBlocks {
+            blocks: vec![true; columns * rows],
+            columns,
+            width: w,
+            height: h,
+        };
+    }
+    let mut sums = vec![0.0f32; columns * rows];
+    let mut counts = vec![0u32; columns * rows];
+    for y in 0..h {
+        let (ra, rb) = (&a.data[y * w..][..w], &b.data[y * w..][..w]);
+        let row = (y / MOTION_BLOCK) * columns;
+        for x in 0..w {
+            sums[row + x / MOTION_BLOCK] += (ra[x] - rb[x]).abs();
+            counts[row + x / MOTION_BLOCK] += 1;
+        }
+    }
+    MovedBlocks {
+        blocks: sums
+            .iter()
+            .zip(&counts)
+            .map(|(&s, &n)| s > MOTION_THRESHOLD * n as f32)
+            .collect(),
+        columns,
+        width: w,
+        height: h,
+    }
+}
+
+/// Per pixel: 1 inside a moved block, else 0.
+fn block_mask(moved: &MovedBlocks) -> Vec<f32> {
+    let mut mask = Vec::with_capacity(moved.width * moved.height);
+    for y in 0..moved.height {
+        let row = (y / MOTION_BLOCK) * moved.columns;
+        mask.extend(
+            (0..moved.width).map(|x| f32::from(u8::from(moved.blocks[row + x / MOTION_BLOCK]))),
+        );
+    }
+    mask
+}
+
+/// A camera the model thread could refresh now.
+#[derive(Clone, Copy, Debug)]
+pub struct Candidate {
+    /// When it was last refreshed; `None`: never (it shows gray until it is).
+    pub refreshed_at: Option<Instant>,
+    /// Share of its blocks that moved since its colour was computed.
+    pub motion: f32,
+}
+
+/// The cameras to refresh now, most urgent first, at most `max`: the never-refreshed, then by
+/// the age of their colour weighted up by motion. Cameras refreshed less than `min_interval`
+/// ago wait.
+pub fn pick(
+    candidates: &[Option<Candidate>],
+    now: Instant,
+    min_interval: Duration,
+    max: usize,
+) -> Vec<usize> {
+    let mut due: Vec<(f64, usize)> = candidates
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| {
+            let c = c.as_ref()?;
+            match c.refreshed_at {
+                None => Some((f64::INFINITY, i)),
+                Some(t) => {
+                    let age = now.saturating_duration_since(t);
+                    (age >= min_interval).then(|| {
+                        (
+                            age.as_secs_f64() * (1.0 + MOTION_PRIORITY * f64::from(c.motion)),
+                            i,
+                        )
+                    })
+                }
+            }
+        })
+        .collect();
+    due.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    due.into_iter().take(max).map(|(_, i)| i).collect()
+}
+
+/// The two running threads.
+pub(super) struct Threads {
+    pub(super) frames: Worker,
+    pub(super) model: Worker,
+}
+
+pub(super) fn spawn(
+    colorizer: Box<dyn Colorizer>,
+    inputs: Vec<Consumer<Frame>>,
+    outputs: HashMap<Arc<str>, NewestWins<ColourFrame>>,
+    config: InferSettings,
+    calibrations: HashMap<Arc<str>, Corrector>,
+    stats: Arc<InferStats>,
+) -> std::io::Result<Threads> {
+    let shared = Arc::new(Shared {
+        slots: outputs
+            .keys()
+            .map(|id| {
+                (
+                    id.clone(),
+                    Slot {
+                        request: Mutex::new(None),
+                        result: Mutex::new(None),
+                        motion: Mutex::new(1.0),
+                        refreshed_at: Mutex::new(None),
+                    },
+                )
+            })
+            .collect(),
+        posted: Mutex::new(false),
+        wake: Condvar::new(),
+    });
+    let min_interval = match config.refresh {
+        Refresh::PerSecond(fps) => Duration::from_secs_f64(1.0 / fps),
+        Refresh::Auto | Refresh::EveryFrame => Duration::ZERO,
+    };
+    let (model_shared, model_stats) = (shared.clone(), stats.clone());
+    let max_batch = config.max_batch.max(1);
+    let model = Worker::spawn("model".into(), move |stop| {
+        lower_priority();
+        refresh_loop(
+            colorizer.as_ref(),
+            &model_shared,
+            &model_stats,
+            min_interval,
+            max_batch,
+            stop,
+        )
+    })?;
+    let frames = Worker::spawn("infer".into(), move |stop| {
+        let mut stage = FrameStage {
+            shared: &shared,
+            outputs: &outputs,
+            calibrations: &calibrations,
+            config,
+            stats: &stats,
+            colours: HashMap::new(),
+        };
+        stage.run(&inputs, stop);
+        // Wake the model thread so that it sees its own stop flag promptly.
+        shared.wake.notify_all();
+    })?;
+    Ok(Threads { frames, model })
+}
+
+/// Drops this thread to the idle scheduling class: it runs only on CPU time no other thread
+/// wants, and a waking frame thread always preempts it. Threads it starts (libtorch's intra-op
+/// pool is created by the first thread that runs a model) inherit the class.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param that outlives
+        // the call, and failure is reported through the return value.
+        let failed = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0;
+        if failed {
+            tracing::warn!(
+                "could not move the model thread to the idle scheduling class ({}); refreshes may slow frames when the CPU is short",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
+fn refresh_loop(
+    colorizer: &dyn Colorizer,
+    shared: &Shared,
+    stats: &InferStats,
+    min_interval: Duration,
+    max_batch: usize,
+    stop: &AtomicBool,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        let candidates: Vec<Option<Candidate>> = shared
+            .slots
+            .iter()
+            .map(|(_, s)| {
+                let waiting = s.request.lock().expect("request lock").is_some();
+                waiting.then(|| Candidate {
+                    refreshed_at: *s.refreshed_at.lock().expect("refresh lock"),
+                    motion: *s.motion.lock().expect("motion lock"),
+                })
+            })
+            .collect();
+        let chosen = pick(&candidates, now, min_interval, max_batch);
+        if chosen.is_empty() {
+            // Sleep until a frame is posted, or until the earliest rate-limited camera is due.
+            let posted = shared.posted.lock().expect("post lock");
+            let wait = if candidates.iter().any(Option::is_some) {
+                min_interval.min(Duration::from_millis(5))
+            } else {
+                Duration::from_millis(50)
+            };
+            let (mut posted, _) = shared
+                .wake
+                .wait_timeout_while(posted, wait, |p| !*p)
+                .expect("post lock");
+            *posted = false;
+            continue;
+        }
+        let requests: Vec<(usize, Request)> = chosen
+            .into_iter()
+            .filter_map(|i| {
+                let r = shared.slots[i]
+                    .1
+                    .request
+                    .lock()
+                    .expect("request lock")
+                    .take()?;
+                Some((i, r))
+            })
+            .collect();
+        let lows: Vec<Gray> = requests.iter().map(|(_, r)| r.low.clone()).collect();
+        let colours = colorizer.colorize_batch(&lows);
+        for ((i, request), colour) in requests.into_iter().zip(colours) {
+            let refreshed =
+                Refreshed::fit(request.filter, request.low, &colour, request.captured_at);
+            let (camera, slot) = &shared.slots[i];
+            *slot.result.lock().expect("result lock") = Some(refreshed);
+            let done = Instant::now();
+            let previous = slot
+                .refreshed_at
+                .lock()
+                .expect("refresh lock")
+                .replace(done);
+            if let Some(t) = stats.cameras.get(camera) {
+                t.refreshes.fetch_add(1, Ordering::Relaxed);
+                if let Some(p) = previous {
+                    t.refresh_interval
+                        .observe(done.saturating_duration_since(p));
+                }
+            }
+        }
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.frames.fetch_add(lows.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// What the per-frame thread works with.
+struct FrameStage<'a> {
+    shared: &'a Shared,
+    outputs: &'a HashMap<Arc<str>, NewestWins<ColourFrame>>,
+    calibrations: &'a HashMap<Arc<str>, Corrector>,
+    config: InferSettings,
+    stats: &'a InferStats,
+    colours: HashMap<Arc<str>, CameraColour>,
+}
+
+impl FrameStage<'_> {
+    fn run(&mut self, inputs: &[Consumer<Frame>], stop: &AtomicBool) {
+        let n = inputs.len();
+        let mut live = vec![true; n];
+        let mut next_in_line = 0;
+        while !stop.load(Ordering::SeqCst) {
+            // Round robin over the cameras with a frame waiting, so none waits behind another's
+            // burst; otherwise block briefly (a stop request is seen within 50 ms).
+            let mut served = false;
+            for k in 0..n {
+                let i = (next_in_line + k) % n;
+                if !live[i] {
+                    continue;
+                }
+                match inputs[i].try_recv() {
+                    Ok(frame) => {
+                        self.frame(frame);
+                        served = true;
+                        next_in_line = (i + 1) % n;
+                        break;
+                    }
+                    Err(TryRecvError::Disconnected) => live[i] = false,
+                    Err(TryRecvError::Empty) => {}
+                }
+            }
+            if served {
+                continue;
+            }
+            match next_frame(inputs, &mut live, Duration::from_millis(50)) {
+                Some(frame) => self.frame(frame),
+                None if live.iter().all(|l| !l) => std::thread::sleep(Duration::from_millis(50)),
+                None => {}
+            }
+        }
+        // Capture stops first: what it queued is still coloured, so recordings end with the
+        // last frame captured.
+        for rx in inputs {
+            for frame in rx.try_iter() {
+                self.frame(frame);
+            }
+        }
+    }
+
+    fn frame(&mut self, mut frame: Frame) {
+        let started = Instant::now();
+        let camera = frame.meta.camera.clone();
+        let Some((slot, out)) = self
+            .shared
+            .slots
+            .iter()
+            .find(|(id, _)| *id == camera)
+            .map(|(_, s)| s)
+            .zip(self.outputs.get(&camera))
+        else {
+            self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let calibration = self.calibrations.get(&camera);
+        if let Some(c) = calibration {
+            c.nir(&mut frame.luma);
+        }
+        let (lw, lh) = inference_size(
+            frame.luma.width,
+            frame.luma.height,
+            f64::from(self.config.scale),
+            self.config.max_pixels,
+        );
+        let low = shrink_to(&frame.luma, lw, lh);
+        let full = calibration.map_or(self.config.detail, |c| c.filter(self.config.detail));
+        let scale = lw as f32 / frame.luma.width.max(1) as f32;
+        let filter = GuidedFilter {
+            radius: ((full.radius as f32 * scale).round() as usize).max(1),
+            eps: full.eps,
+        };
+
+        let colour = self.colours.entry(camera.clone()).or_default();
+        if let Some(r) = slot.result.lock().expect("result lock").take() {
+            colour.accept(r);
+        }
+        *slot.motion.lock().expect("motion lock") = colour.motion(&low);
+        colour.step(frame.meta.captured_at, self.config.blend);
+        let mut rgb = colour.colour(&frame.luma);
+        if let Some(c) = calibration {
+            c.colour(&mut rgb);
+        }
+        let age = colour
+            .computed_from()
+            .map(|t| frame.meta.captured_at.saturating_duration_since(t));
+        *slot.request.lock().expect("request lock") = Some(Request {
+            low,
+            captured_at: frame.meta.captured_at,
+            filter,
+        });
+        *self.shared.posted.lock().expect("post lock") = true;
+        self.shared.wake.notify_one();
+
+        if let Some(t) = self.stats.cameras.get(&camera) {
+            t.queued
+                .observe(started.saturating_duration_since(frame.meta.captured_at));
+            t.processed.observe(started.elapsed());
+            if let Some(age) = age {
+                t.colour_age_us.store(
+                    age.as_micros().min(u64::MAX as u128) as u64,
+                    Ordering::Relaxed,
+                );
+            }
+        }
+        out.push(ColourFrame {
+            rgb,
+            meta: frame.meta,
+            batch_size: 1,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detail::lowres::restore;
+    use crate::infer::BLEND;
+    use crate::runtime::queue::{lossless, newest_wins};
+
+    /// A colorizer whose colour is a fixed function of the NIR, optionally slow.
+    struct Tint {
+        delay: Duration,
+    }
+
+    impl Colorizer for Tint {
+        fn name(&self) -> String {
+            "tint".into()
+        }
+        fn colorize(&self, nir: &Gray) -> Rgb {
+            std::thread::sleep(self.delay);
+            let mut data = nir.data.clone();
+            data.extend(nir.data.iter().map(|v| 0.5 * v));
+            data.extend(nir.data.iter().map(|v| 1.0 - v));
+            Rgb::new(nir.width, nir.height, data)
+        }
+    }
+
+    /// A textured NIR frame that moves with `shift`.
+    fn nir(w: usize, h: usize, shift: usize) -> Gray {
+        let data = (0..w * h)
+            .map(|i| {
+                let (x, y) = ((i % w + shift) as f32, (i / w) as f32);
+                0.5 + 0.3 * (x * 0.21).sin() * (y * 0.13).cos() + 0.1 * (x * 0.05).cos()
+            })
+            .collect();
+        Gray::new(w, h, data)
+    }
+
+    const FULL: GuidedFilter = GuidedFilter {
+        radius: 8,
+        eps: 1e-3,
+    };
+    const LOW: GuidedFilter = GuidedFilter {
+        radius: 4,
+        eps: 1e-3,
+    };
+
+    fn refresh_of(frame: &Gray, at: Instant) -> (Gray, Rgb, Refreshed) {
+        let low = shrink_to(frame, frame.width / 2, frame.height / 2);
+        let colour = Tint {
+            delay: Duration::ZERO,
+        }
+        .colorize(&low);
+        let r = Refreshed::fit(LOW, low.clone(), &colour, at);
+        (low, colour, r)
+    }
+
+    #[test]
+    fn refreshed_every_frame_without_blending_it_is_the_fast_guided_filter_exactly() {
+        let mut camera = CameraColour::default();
+        let t0 = Instant::now();
+        for k in 0..4 {
+            let frame = nir(96, 64, 7 * k);
+            let at = t0 + Duration::from_millis(33 * k as u64);
+            let (low, colour, r) = refresh_of(&frame, at);
+            camera.accept(r);
+            camera.step(at, Duration::ZERO);
+            let want = restore(FULL, 0.5, &frame, &low, &colour);
+            assert_eq!(camera.colour(&frame), want, "frame {k}");
+        }
+    }
+
+    #[test]
+    fn before_any_refresh_a_camera_shows_its_nir_in_gray() {
+        let camera = CameraColour::default();
+        let frame = nir(32, 16, 0);
+        assert_eq!(camera.colour(&frame), frame.to_rgb());
+        assert_eq!(camera.motion(&frame), 1.0);
+    }
+
+    #[test]
+    fn blending_converges_to_the_newest_refresh() {
+        let t0 = Instant::now();
+        let frame = nir(96, 64, 0);
+        let mut camera = CameraColour::default();
+        camera.accept(refresh_of(&frame, t0).2);
+        camera.step(t0, BLEND);
+        // The same NIR, coloured differently: no block moves, so the colour blends.
+        let low = shrink_to(&frame, 48, 32);
+        let other = Rgb::new(48, 32, vec![0.25; 3 * 48 * 32]);
+        let target = Refreshed::fit(LOW, low, &other, t0);
+        let goal = target.coefficients.apply(&frame.data, 96, 64);
+        camera.accept(target);
+        let distance = |c: &CameraColour| {
+            c.colour(&frame)
+                .data
+                .iter()
+                .zip(&goal)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0f32, f32::max)
+        };
+        let mut last = distance(&camera);
+        assert!(last > 0.1, "the two refreshes should differ, by {last}");
+        for k in 1..=30 {
+            camera.step(t0 + Duration::from_millis(33 * k), BLEND);
+            let d = distance(&camera);
+            assert!(d < last, "frame {k}: {d} did not fall below {last}");
+            if k == 1 {
+                // One frame of 33 ms against a 100 ms time constant: 28% of the way.
+                let expected = last * (-0.33f32).exp();
+                assert!((d - expected).abs() < 0.01, "{d} vs {expected}");
+            }
+            last = d;
+        }
+        assert!(last < 1e-4, "after 1 s the colour is still {last} away");
+    }
+
+    #[test]
+    fn a_moved_block_takes_the_new_colour_at_once_while_the_rest_blends() {
+        let t0 = Instant::now();
+        let (w, h) = (128, 64);
+        let still = nir(w, h, 0);
+        let mut camera = CameraColour::default();
+        camera.accept(refresh_of(&still, t0).2);
+        camera.step(t0, BLEND);
+        // An object enters the top-left 32x32 (16x16 at low resolution: 2x2 motion blocks).
+        let mut moved = still.clone();
+        for y in 0..32 {
+            for x in 0..32 {
+                moved.data[y * w + x] = 0.95;
+            }
+        }
+        let at = t0 + Duration::from_millis(33);
+        let low = shrink_to(&moved, w / 2, h / 2);
+        assert_eq!(camera.motion(&low), 4.0 / 32.0, "4 of 8x4 blocks moved");
+        let other = Rgb::new(w / 2, h / 2, vec![0.25; 3 * (w / 2) * (h / 2)]);
+        let target = Refreshed::fit(LOW, low, &other, at);
+        let goal = target.coefficients.clone();
+        let before = camera.applied.clone().unwrap();
+        camera.accept(target);
+        camera.step(at, BLEND);
+        let applied = camera.applied.as_ref().unwrap();
+        let alpha = 1.0 - (-0.33f32).exp();
+        let (lw, k) = (w / 2, 6);
+        for (q, ((a, g), b)) in applied
+            .values()
+            .iter()
+            .zip(goal.values())
+            .zip(before.values())
+            .enumerate()
+        {
+            let (y, x) = (q / (k * lw), q % lw);
+            if y < 16 && x < 16 {
+                assert_eq!(a, g, "moved pixel ({x}, {y}) should snap");
+            } else {
+                assert!(
+                    (a - (b + (g - b) * alpha)).abs() < 1e-5,
+                    "static ({x}, {y})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn refreshes_go_first_to_never_refreshed_then_to_the_stalest_and_most_moved() {
+        let now = Instant::now();
+        let ago = |ms| Some(now - Duration::from_millis(ms));
+        let c = |refreshed_at, motion| {
+            Some(Candidate {
+                refreshed_at,
+                motion,
+            })
+        };
+        let candidates = [
+            c(ago(100), 0.0),
+            None,
+            c(None, 0.0),
+            c(ago(50), 1.0),
+            c(ago(10), 0.0),
+        ];
+        assert_eq!(pick(&candidates, now, Duration::ZERO, 8), vec![2, 3, 0, 4]);
+        assert_eq!(pick(&candidates, now, Duration::ZERO, 2), vec![2, 3]);
+        // At most 20 refreshes a second: the camera refreshed 10 ms ago waits.
+        assert_eq!(
+            pick(&candidates, now, Duration::from_millis(50), 8),
+            vec![2, 3, 0]
+        );
+    }
+
+    #[test]
+    fn a_slow_network_lowers_the_refresh_rate_and_not_the_frame_rate() {
+        let (w, h) = (64, 48);
+        let cameras = ["a", "b"];
+        let (mut ins, mut outs, mut rxs, mut inputs) =
+            (Vec::new(), HashMap::new(), Vec::new(), Vec::new());
+        for id in cameras {
+            let (tx, rx) = newest_wins(4);
+            ins.push(tx);
+            inputs.push(rx);
+            let (tx, rx) = lossless(64);
+            outs.insert(Arc::<str>::from(id), tx);
+            rxs.push(rx);
+        }
+        let stats = Arc::new(InferStats {
+            cameras: cameras
+                .iter()
+                .map(|&id| (Arc::from(id), super::super::FrameTimes::default()))
+                .collect(),
+            ..InferStats::default()
+        });
+        let settings = InferSettings {
+            scale: 0.5,
+            max_pixels: 0,
+            max_batch: 1,
+            max_wait: Duration::ZERO,
+            detail: FULL,
+            refresh: Refresh::Auto,
+            blend: BLEND,
+        };
+        // 150 ms a frame: the network alone could colour under 7 frames a second.
+        let slow = Box::new(Tint {
+            delay: Duration::from_millis(150),
+        });
+        let threads = spawn(slow, inputs, outs, settings, HashMap::new(), stats.clone()).unwrap();
+        let frames = 45; // 1.5 s at 30 fps, for each camera
+        let t0 = Instant::now();
+        for k in 0..frames {
+            let due = t0 + Duration::from_millis(33 * k);
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            for (i, tx) in ins.iter().enumerate() {
+                tx.push(Frame {
+                    meta: crate::capture::FrameMeta {
+                        camera: Arc::from(cameras[i]),
+                        seq: k,
+                        pts: None,
+                        captured_at: Instant::now(),
+                    },
+                    luma: nir(w, h, k as usize),
+                });
+            }
+        }
+        let dropped: u64 = ins.iter().map(NewestWins::dropped).sum();
+        assert_eq!(dropped, 0, "frames dropped before the frame thread");
+        drop(ins);
+        threads.frames.stop();
+        threads.model.stop();
+        for (i, rx) in rxs.iter().enumerate() {
+            let got: Vec<ColourFrame> = rx.try_iter().collect();
+            assert_eq!(got.len(), frames as usize, "camera {i}: every frame out");
+            // Coloured once its first refresh arrived: G is half of R, where gray has them equal.
+            let last = &got.last().unwrap().rgb;
+            let n = w * h;
+            let gap = (0..n)
+                .map(|p| (last.data[p] - last.data[n + p]).abs())
+                .sum::<f32>()
+                / n as f32;
+            assert!(gap > 0.1, "camera {i} still gray: R and G differ by {gap}");
+        }
+        for id in cameras {
+            let t = &stats.cameras[id];
+            let refreshes = t.refreshes.load(Ordering::Relaxed);
+            // 1.5 s at 150 ms per run shared by two cameras: about 5 each, never 45.
+            assert!(
+                (2..=8).contains(&refreshes),
+                "camera {id}: {refreshes} refreshes"
+            );
+            assert!(t.colour_age_us.load(Ordering::Relaxed) > 0, "camera {id}");
+        }
+    }
+}
