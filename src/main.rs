@@ -8,7 +8,7 @@ mod cli;
 
 use cli::bench::BenchCommand;
 use cli::calibrate::CalibrateCommand;
-use cli::{bench, calibrate, check, colorize, eval, run, train};
+use cli::{bench, calibrate, check, colorize, eval, eval_video, run, train};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +25,9 @@ struct Cli {
 enum Command {
     /// Score a model on a paired folder (nir/, rgb/, optional mask/): table, JSON, HTML report.
     Eval(eval::EvalArgs),
+    /// Score a model on a paired NIR / colour clip as the daemon colours video: per-frame PSNR
+    /// and Delta E, flicker, JSON and a plot.
+    EvalVideo(eval_video::EvalVideoArgs),
     /// Colorize one NIR image or a folder of them.
     Colorize(colorize::ColorizeArgs),
     /// Fit a model on paired folders and write its weights file.
@@ -61,6 +64,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Eval(a) => eval::run_eval(a),
+        Command::EvalVideo(a) => eval_video::run_eval_video(a),
         Command::Colorize(a) => colorize::run_colorize(a),
         Command::Train(a) => train::run_train(a),
         Command::Bench(BenchCommand::Filter(a)) => bench::run_bench_filter(a),

@@ -652,7 +652,7 @@ fn error_text(e: &gst::message::Error) -> String {
 
 /// Why an appsink sample could not become a luma plane (the frame is skipped and logged).
 #[derive(Debug, thiserror::Error)]
-enum SampleError {
+pub(crate) enum SampleError {
     #[error("sample without caps")]
     NoCaps,
     #[error("sample without buffer")]
@@ -666,7 +666,7 @@ enum SampleError {
 }
 
 /// The luma plane of a GRAY8 or GRAY16_LE sample, in [0, 1], honouring the row stride.
-fn sample_luma(sample: &gst::Sample) -> Result<Gray, SampleError> {
+pub(crate) fn sample_luma(sample: &gst::Sample) -> Result<Gray, SampleError> {
     let caps = sample.caps().ok_or(SampleError::NoCaps)?;
     let info = gst_video::VideoInfo::from_caps(caps)?;
     let buffer = sample.buffer().ok_or(SampleError::NoBuffer)?;

@@ -17,6 +17,7 @@ pub(crate) mod calibrate;
 pub(crate) mod check;
 pub(crate) mod colorize;
 pub(crate) mod eval;
+pub(crate) mod eval_video;
 pub(crate) mod run;
 pub(crate) mod train;
 

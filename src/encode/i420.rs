@@ -49,6 +49,7 @@ pub struct Layout {
 impl Layout {
     /// The layout of an even-sized frame, from GStreamer's own video info.
     pub fn new(width: usize, height: usize) -> Result<Layout, String> {
+        gstreamer::init().map_err(|e| format!("GStreamer cannot start: {e}"))?;
         let info = gstreamer_video::VideoInfo::builder(
             gstreamer_video::VideoFormat::I420,
             width as u32,

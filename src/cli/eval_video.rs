@@ -1,0 +1,185 @@
+//! `nircolor eval-video`: a model on a paired NIR / colour clip, the colour made as the daemon
+//! makes it under one or more refresh settings; per-frame quality, flicker, JSON and a plot.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use nircolor::detail::{GuidedFilter, DAEMON_EPS, DAEMON_RADIUS};
+use nircolor::images::planes::Gray;
+use nircolor::offline::plot::{charts_png, Chart};
+use nircolor::offline::video::{self, VideoRefresh, VideoSettings};
+
+use super::progress;
+
+#[derive(Args)]
+pub(crate) struct EvalVideoArgs {
+    /// A weights file or built-in colorizer (as `eval --model`).
+    #[arg(long, default_value = "default")]
+    pub(crate) model: String,
+    /// The NIR clip (any video GStreamer decodes; scripts/make-video-pairs makes some).
+    #[arg(long)]
+    pub(crate) nir: PathBuf,
+    /// The ground-truth colour clip, frame for frame.
+    #[arg(long)]
+    pub(crate) truth: PathBuf,
+    /// How the colour is refreshed, in video time: every-frame, auto (as often as the network
+    /// runs on this machine, one camera) or refreshes per second. Repeat to compare settings in
+    /// one table and one plot.
+    #[arg(long, default_values = ["every-frame", "auto"])]
+    pub(crate) refresh: Vec<nircolor::infer::Refresh>,
+    /// Frames per second of the clips.
+    #[arg(long, default_value_t = 30.0)]
+    pub(crate) fps: f64,
+    /// Blend time constant of amortised refreshes, in milliseconds (the daemon's
+    /// `model.blend_ms`).
+    #[arg(long, default_value_t = nircolor::infer::BLEND.as_millis() as u64)]
+    pub(crate) blend_ms: u64,
+    /// Write the results (every frame's figures too) as JSON here.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Draw PSNR and Delta E per frame, one line per refresh setting, into this PNG.
+    #[arg(long)]
+    pub(crate) plot: Option<PathBuf>,
+}
+
+pub(crate) fn run_eval_video(args: &EvalVideoArgs) -> Result<()> {
+    if !(args.fps > 0.0 && args.fps <= 1000.0) {
+        bail!(
+            "--fps {} is out of range; allowed: above 0, at most 1000",
+            args.fps
+        );
+    }
+    let (colorizer, net) = nircolor::models::load_bare(&args.model, tch::Device::Cpu)
+        .with_context(|| format!("loading model '{}'", args.model))?;
+    let (scale, max_pixels) = net.map_or((0.5, 0), |c| (c.scale, c.max_pixels));
+    let settings = VideoSettings {
+        fps: args.fps,
+        scale,
+        max_pixels,
+        detail: GuidedFilter {
+            radius: DAEMON_RADIUS,
+            eps: DAEMON_EPS,
+        },
+        blend: std::time::Duration::from_millis(args.blend_ms),
+    };
+    let refreshes = args
+        .refresh
+        .iter()
+        .map(|r| match r {
+            nircolor::infer::Refresh::EveryFrame => VideoRefresh::EveryFrame,
+            nircolor::infer::Refresh::PerSecond(r) => VideoRefresh::PerSecond(*r),
+            nircolor::infer::Refresh::Auto => {
+                VideoRefresh::PerSecond(auto_rate(colorizer.as_ref(), scale, max_pixels))
+            }
+        })
+        .collect::<Vec<_>>();
+    println!(
+        "{} on {} against {} at {} fps",
+        colorizer.name(),
+        args.nir.display(),
+        args.truth.display(),
+        args.fps
+    );
+    let bar = progress(0, "frames");
+    let (runs, truth) = video::evaluate(
+        colorizer.as_ref(),
+        &args.nir,
+        &args.truth,
+        &refreshes,
+        settings,
+        || bar.inc(1),
+    )?;
+    bar.finish_and_clear();
+    println!(
+        "| refresh | PSNR dB | dE2000 | colour age ms | CDC | static chroma change | gray frames |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for r in &runs {
+        println!(
+            "| {} | {:.2} | {:.2} | {:.0} | {:.5} | {:.3} | {} |",
+            r.label,
+            r.mean_psnr,
+            r.mean_delta_e2000,
+            r.mean_colour_age_ms,
+            r.flicker.cdc,
+            r.flicker.static_chroma,
+            r.gray_frames
+        );
+    }
+    println!(
+        "| truth | - | - | - | {:.5} | {:.3} (on {:.0}% of pixels) | - |",
+        truth.cdc,
+        truth.static_chroma,
+        100.0 * truth.static_share
+    );
+    if let Some(path) = &args.json {
+        let value = serde_json::json!({
+            "model": colorizer.name(),
+            "nir": args.nir,
+            "truth": args.truth,
+            "fps": args.fps,
+            "truth_flicker": truth,
+            "runs": runs,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&value)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        let series = |f: &dyn Fn(&video::FrameScore) -> f64| {
+            runs.iter()
+                .map(|r| {
+                    (
+                        r.label.clone(),
+                        r.frames.iter().map(|s| (s.frame as f64, f(s))).collect(),
+                    )
+                })
+                .collect()
+        };
+        let charts = [
+            Chart {
+                title: "PSNR against the truth, per frame",
+                x_label: "frame",
+                y_label: "PSNR (dB)",
+                series: series(&|s| s.psnr),
+            },
+            Chart {
+                title: "CIEDE2000 against the truth, per frame",
+                x_label: "frame",
+                y_label: "mean Delta E 2000",
+                series: series(&|s| s.delta_e2000),
+            },
+        ];
+        charts_png(path, &charts, 900, 320)?;
+        println!("plot: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Refreshes per second the daemon's `auto` would give one camera here: one over the network's
+/// median time on a frame of the clip's inference size (640x480 assumed), idle machine.
+fn auto_rate(
+    colorizer: &dyn nircolor::models::colorizer::Colorizer,
+    scale: f64,
+    max: usize,
+) -> f64 {
+    let (w, h) = nircolor::detail::lowres::inference_size(640, 480, scale, max);
+    let low = Gray::new(w, h, vec![0.5; w * h]);
+    colorizer.colorize(&low);
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            std::hint::black_box(colorizer.colorize(&low));
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    let rate = 1.0 / times[2].max(1e-4);
+    println!(
+        "auto: the network takes {:.0} ms here, {rate:.1} refreshes/s",
+        times[2] * 1e3
+    );
+    rate
+}
