@@ -1,0 +1,159 @@
+//! `nircolor eval-video` on a tiny paired clip made here with ffmpeg from a bundled sample pair
+//! (the same pan applied to its NIR and its colour), and its errors.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{nircolor, stderr, stdout, CLIENT_LIMIT};
+
+/// A 12-frame 160x120 pan over the sample pair `street_0001` into `dir`: (nir, truth).
+fn tiny_clips(dir: &Path) -> (String, String) {
+    let root = common::root().join("samples");
+    let pan = "scale=480:-2,zoompan=z=1.5:x='(iw-iw/zoom)*on/12':y='(ih-ih/zoom)/2':d=1:s=160x120:fps=30";
+    let make = |input: &Path, format: &str, pix: &str, out: &Path| {
+        let o = common::output_within(
+            Command::new("ffmpeg").args([
+                "-loglevel",
+                "error",
+                "-y",
+                "-loop",
+                "1",
+                "-framerate",
+                "30",
+                "-i",
+                input.to_str().unwrap(),
+                "-vf",
+                &format!("format={format},{pan}"),
+                "-frames:v",
+                "12",
+                "-c:v",
+                "ffv1",
+                "-pix_fmt",
+                pix,
+                out.to_str().unwrap(),
+            ]),
+            CLIENT_LIMIT,
+        );
+        assert!(o.status.success(), "ffmpeg: {}", stderr(&o));
+    };
+    let (nir, truth) = (dir.join("nir.mkv"), dir.join("rgb.mkv"));
+    make(&root.join("nir/street_0001.png"), "gray", "gray", &nir);
+    make(&root.join("rgb/street_0001.png"), "rgb24", "bgr0", &truth);
+    (
+        nir.to_string_lossy().into_owned(),
+        truth.to_string_lossy().into_owned(),
+    )
+}
+
+#[test]
+fn eval_video_scores_every_frame_and_amortised_refreshes_with_json_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nir, truth) = tiny_clips(dir.path());
+    let json = dir.path().join("v.json");
+    let plot = dir.path().join("v.png");
+    let out = nircolor(&[
+        "eval-video",
+        "--model",
+        "default",
+        "--nir",
+        &nir,
+        "--truth",
+        &truth,
+        "--refresh",
+        "every-frame",
+        "--refresh",
+        "10",
+        "--json",
+        json.to_str().unwrap(),
+        "--plot",
+        plot.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("| every frame |") && text.contains("| 10.0 refreshes/s |"), "{text}");
+
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let runs = v["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    let (every, amortised) = (&runs[0], &runs[1]);
+    // Every frame coloured from itself: 12 frames scored, colour age 0.
+    assert_eq!(every["frames"].as_array().unwrap().len(), 12);
+    assert_eq!(every["gray_frames"], 0);
+    assert!(every["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["colour_age"] == 0));
+    // 10 refreshes a second at 30 fps: the first colour arrives 3 frames in (the camera shows
+    // gray until then), and each colour is then 0 to 5 frames old.
+    assert_eq!(amortised["gray_frames"], 3, "{amortised}");
+    let ages: Vec<u64> = amortised["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["colour_age"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ages.len(), 9);
+    assert!(ages.iter().all(|&a| (3..=5).contains(&a)), "{ages:?}");
+    for run in runs {
+        let psnr = run["mean_psnr"].as_f64().unwrap();
+        // The shipped model on this street scene: colour, not noise (gray NIR scores ~13 dB
+        // on this pair, a broken pipeline far below).
+        assert!((13.0..30.0).contains(&psnr), "{run}");
+        let cdc = run["flicker"]["cdc"].as_f64().unwrap();
+        assert!((0.0..0.2).contains(&cdc), "{run}");
+    }
+    // The truth pans smoothly: its own flicker is small, and some of its pixels are static.
+    let truth_cdc = v["truth_flicker"]["cdc"].as_f64().unwrap();
+    assert!(truth_cdc < 0.05, "{v}");
+    let img = image::open(&plot).unwrap();
+    assert_eq!((img.width(), img.height()), (900, 640));
+}
+
+#[test]
+fn eval_video_names_a_missing_clip_and_clips_of_different_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nir, _) = tiny_clips(dir.path());
+    let out = nircolor(&["eval-video", "--nir", &nir, "--truth", "/nonexistent/rgb.mkv"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("cannot open the clip /nonexistent/rgb.mkv: no such file"), "{err}");
+
+    // A truth of another size: both sizes named.
+    let small = dir.path().join("small.mkv");
+    let o = common::output_within(
+        Command::new("ffmpeg").args([
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            &nir,
+            "-vf",
+            "scale=80:60,format=rgb24",
+            "-c:v",
+            "ffv1",
+            "-pix_fmt",
+            "bgr0",
+            small.to_str().unwrap(),
+        ]),
+        CLIENT_LIMIT,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = nircolor(&["eval-video", "--nir", &nir, "--truth", small.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("is 160x120 but") && err.contains("is 80x60"), "{err}");
+
+    // Not a video at all.
+    let junk = dir.path().join("junk.mkv");
+    std::fs::write(&junk, b"not a video").unwrap();
+    let out = nircolor(&["eval-video", "--nir", junk.to_str().unwrap(), "--truth", &nir]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("junk.mkv"), "{}", stderr(&out));
+
+    let out = nircolor(&["eval-video", "--nir", &nir, "--truth", &nir, "--refresh", "often"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("often is not a refresh rate"), "{}", stderr(&out));
+}
