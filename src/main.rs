@@ -32,6 +32,16 @@ enum Command {
     Colorize(colorize::ColorizeArgs),
     /// Fit a model on paired folders and write its weights file.
     Train(train::TrainArgs),
+    /// Draw several training runs' validation PSNR against training hours on one chart (PNG),
+    /// from their weights files' model cards.
+    Curves {
+        /// Where to write the chart.
+        #[arg(long)]
+        out: PathBuf,
+        /// Weights files, as NAME=FILE or FILE (named by its stem).
+        #[arg(required = true)]
+        runs: Vec<String>,
+    },
     /// Print performance figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -74,6 +84,7 @@ fn main() -> std::process::ExitCode {
         Command::Calibrate(CalibrateCommand::Flat(a)) => calibrate::run_calibrate_flat(a),
         Command::Calibrate(CalibrateCommand::Color(a)) => calibrate::run_calibrate_color(a),
         Command::Run { config } => run::run_daemon(config),
+        Command::Curves { out, runs } => train::run_curves(out, runs),
         Command::Devices => {
             print!(
                 "{}",

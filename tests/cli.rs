@@ -464,3 +464,32 @@ fn compare_scores_other_outputs_on_the_same_pixels_in_table_json_and_report() {
         &["NAME=DIR"],
     );
 }
+
+#[test]
+fn curves_draws_the_shipped_runs_on_one_chart_and_names_a_file_without_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("curves.png");
+    let o = nircolor(&[
+        "curves",
+        "--out",
+        out.to_str().unwrap(),
+        "default=models/default.safetensors",
+        "models/hq.safetensors",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (900, 420));
+
+    let o = nircolor(&[
+        "curves",
+        "--out",
+        out.to_str().unwrap(),
+        "models/linear.safetensors",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("models/linear.safetensors records no validated epoch"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -11,7 +11,8 @@ use common::{nircolor, stderr, stdout, CLIENT_LIMIT};
 /// A 12-frame 160x120 pan over the sample pair `street_0001` into `dir`: (nir, truth).
 fn tiny_clips(dir: &Path) -> (String, String) {
     let root = common::root().join("samples");
-    let pan = "scale=480:-2,zoompan=z=1.5:x='(iw-iw/zoom)*on/12':y='(ih-ih/zoom)/2':d=1:s=160x120:fps=30";
+    let pan =
+        "scale=480:-2,zoompan=z=1.5:x='(iw-iw/zoom)*on/12':y='(ih-ih/zoom)/2':d=1:s=160x120:fps=30";
     let make = |input: &Path, format: &str, pix: &str, out: &Path| {
         let o = common::output_within(
             Command::new("ffmpeg").args([
@@ -72,7 +73,10 @@ fn eval_video_scores_every_frame_and_amortised_refreshes_with_json_and_plot() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("| every frame |") && text.contains("| 10.0 refreshes/s |"), "{text}");
+    assert!(
+        text.contains("| every frame |") && text.contains("| 10.0 refreshes/s |"),
+        "{text}"
+    );
 
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     let runs = v["runs"].as_array().unwrap();
@@ -116,10 +120,19 @@ fn eval_video_scores_every_frame_and_amortised_refreshes_with_json_and_plot() {
 fn eval_video_names_a_missing_clip_and_clips_of_different_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let (nir, _) = tiny_clips(dir.path());
-    let out = nircolor(&["eval-video", "--nir", &nir, "--truth", "/nonexistent/rgb.mkv"]);
+    let out = nircolor(&[
+        "eval-video",
+        "--nir",
+        &nir,
+        "--truth",
+        "/nonexistent/rgb.mkv",
+    ]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("cannot open the clip /nonexistent/rgb.mkv: no such file"), "{err}");
+    assert!(
+        err.contains("cannot open the clip /nonexistent/rgb.mkv: no such file"),
+        "{err}"
+    );
 
     // A truth of another size: both sizes named.
     let small = dir.path().join("small.mkv");
@@ -141,19 +154,46 @@ fn eval_video_names_a_missing_clip_and_clips_of_different_sizes() {
         CLIENT_LIMIT,
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let out = nircolor(&["eval-video", "--nir", &nir, "--truth", small.to_str().unwrap()]);
+    let out = nircolor(&[
+        "eval-video",
+        "--nir",
+        &nir,
+        "--truth",
+        small.to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("is 160x120 but") && err.contains("is 80x60"), "{err}");
+    assert!(
+        err.contains("is 160x120 but") && err.contains("is 80x60"),
+        "{err}"
+    );
 
     // Not a video at all.
     let junk = dir.path().join("junk.mkv");
     std::fs::write(&junk, b"not a video").unwrap();
-    let out = nircolor(&["eval-video", "--nir", junk.to_str().unwrap(), "--truth", &nir]);
+    let out = nircolor(&[
+        "eval-video",
+        "--nir",
+        junk.to_str().unwrap(),
+        "--truth",
+        &nir,
+    ]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("junk.mkv"), "{}", stderr(&out));
 
-    let out = nircolor(&["eval-video", "--nir", &nir, "--truth", &nir, "--refresh", "often"]);
+    let out = nircolor(&[
+        "eval-video",
+        "--nir",
+        &nir,
+        "--truth",
+        &nir,
+        "--refresh",
+        "often",
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("often is not a refresh rate"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("often is not a refresh rate"),
+        "{}",
+        stderr(&out)
+    );
 }

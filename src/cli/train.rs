@@ -489,3 +489,32 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
     );
     Ok(())
 }
+
+/// `nircolor curves`: validation PSNR of several runs against training hours, one chart.
+pub(crate) fn run_curves(out: &Path, runs: &[String]) -> Result<()> {
+    let mut series = Vec::new();
+    for run in runs {
+        let (name, file) = match run.split_once('=') {
+            Some((n, f)) if !n.is_empty() => (n.to_string(), PathBuf::from(f)),
+            _ => {
+                let f = PathBuf::from(run);
+                let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned());
+                (stem.unwrap_or_else(|| run.clone()), f)
+            }
+        };
+        let weights = nircolor::models::weights::Weights::load(&file)
+            .with_context(|| format!("reading {}", file.display()))?;
+        let history = nircolor::offline::curve::history_of(&weights);
+        if history.iter().all(|e| e.val_psnr.is_none()) {
+            bail!(
+                "{} records no validated epoch in its model card (train with --val to record one)",
+                file.display()
+            );
+        }
+        series.push((name, history));
+    }
+    nircolor::offline::curve::compare(&series, out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!("wrote {}", out.display());
+    Ok(())
+}

@@ -377,7 +377,10 @@ fn score(
     let mean = |f: &dyn Fn(&FrameScore) -> f64| {
         frames.iter().map(f).sum::<f64>() / frames.len().max(1) as f64
     };
-    let images: Vec<RgbImage> = outputs.iter().map(|(o, _)| o.clone()).collect();
+    // Flicker over the frames that show colour: the switch from the gray start is not flicker.
+    let shown: Vec<usize> = frames.iter().map(|f| f.frame).collect();
+    let images: Vec<RgbImage> = shown.iter().map(|&i| outputs[i].0.clone()).collect();
+    let truths: Vec<RgbImage> = shown.iter().map(|&i| truths[i].clone()).collect();
     VideoRun {
         refresh,
         label: refresh.label(),
@@ -389,7 +392,7 @@ fn score(
         mean_psnr: mean(&|f| f.psnr),
         mean_delta_e2000: mean(&|f| f.delta_e2000),
         mean_colour_age_ms: mean(&|f| f.colour_age as f64) * 1000.0 / fps,
-        flicker: flicker(&images, truths),
+        flicker: flicker(&images, &truths),
         frames,
     }
 }
