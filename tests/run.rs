@@ -67,19 +67,22 @@ fn run_and_watch(config: &std::path::Path, frames: usize) -> (std::process::Outp
 
 /// A plain HTTP/1.0 GET on loopback: (status line, body).
 fn http_get(port: u16, path: &str) -> (String, String) {
+    try_http_get(port, path).unwrap()
+}
+
+/// [`http_get`], or the connection error while nothing listens yet.
+fn try_http_get(port: u16, path: &str) -> std::io::Result<(String, String)> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
+    stream.read_to_string(&mut response)?;
     let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (
+    Ok((
         head.lines().next().unwrap_or("").to_string(),
         body.to_string(),
-    )
+    ))
 }
 
 #[test]
@@ -278,11 +281,34 @@ fps = 15
     )
     .unwrap();
     let mut child = spawn_run(&config);
+    let started = std::time::Instant::now();
     let url = format!("rtsp://127.0.0.1:{port}/away");
-    // The mount exists from the start; give the card a moment to begin.
-    std::thread::sleep(Duration::from_secs(2));
+    // The mount exists from the start; read it once the card is being encoded.
+    let cards_out = || {
+        try_http_get(metrics_port, "/metrics")
+            .map(|r| r.1)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("nircolor_no_signal_frames_total{camera=\"away\"} "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    while cards_out() == 0 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let out = common::read_rtsp_rgb(&url, 5);
     let (_, metrics) = http_get(metrics_port, "/metrics");
+    // Within its reconnect window the camera is "reconnecting" and the daemon healthy (200);
+    // past the window's 15 s it is "down" and /healthz answers 503 naming it and its error.
+    let (status, health) = http_get(metrics_port, "/healthz");
+    let early = started.elapsed();
+    let down = loop {
+        let (status, body) = http_get(metrics_port, "/healthz");
+        if status.contains("503") || started.elapsed() > Duration::from_secs(40) {
+            break (status, body, started.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
     let _ = child.kill();
     common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGKILL");
     assert!(
@@ -306,6 +332,27 @@ fps = 15
     assert!(
         metrics.contains("nircolor_camera_up{camera=\"away\"} 0"),
         "{metrics}"
+    );
+    if early < Duration::from_secs(14) {
+        assert!(
+            status.contains("200") && health.contains("\"reconnecting\""),
+            "at {early:?}: {status} {health}"
+        );
+    }
+    let (status, body, at) = down;
+    assert!(
+        status.contains("503"),
+        "still {status} after {at:?}: {body}"
+    );
+    assert!(
+        at >= Duration::from_secs(14),
+        "down after only {at:?}: {body}"
+    );
+    assert!(
+        body.contains("\"healthy\":false")
+            && body.contains("\"down\"")
+            && body.contains("video-nircolor-missing"),
+        "{body}"
     );
 }
 
@@ -334,6 +381,12 @@ fn bench_pipeline_reports_rate_drops_and_encoded_latency() {
     assert!(
         p50 > 0.0 && p50 < 1000.0,
         "a measured capture-to-encoded latency: {row}"
+    );
+    // The refresh rate each camera got: l3 is quick at 80x60, so most frames are refreshed.
+    let refresh: f64 = cells[6].split('-').next().unwrap().trim().parse().unwrap();
+    assert!(
+        refresh > 5.0 && refresh <= 31.0,
+        "refreshes per second: {row}"
     );
     let bad = common::nircolor(&["bench", "pipeline", "--cases", "640x480"]);
     assert!(!bad.status.success() && common::stderr(&bad).contains("WIDTHxHEIGHTxCAMERAS"));
@@ -555,5 +608,53 @@ fn kill_9_leaves_recordings_that_play_up_to_the_last_second() {
     assert!(
         decoded + u64::from(fps) >= encoded,
         "{decoded} frames play of {encoded} encoded before the kill: more than a second lost"
+    );
+}
+
+#[test]
+fn run_refuses_an_invalid_config_and_cuda_without_a_gpu_before_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    let (port, metrics_port) = (common::free_port(), common::free_port());
+    let camera = "id = \"c\"\nsource = { kind = \"test\", pattern = \"ball\" }\nformat = \"GRAY8\"\nwidth = 160\nheight = 120\nfps = 15\n";
+    // A mistake `check` would name: `run` names it the same way and serves nothing.
+    std::fs::write(
+        &config,
+        pipeline_on(
+            port,
+            metrics_port,
+            "weights = \"l3\"\nrefresh_fps = -2",
+            camera,
+        ),
+    )
+    .unwrap();
+    let out = common::nircolor(&["run", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("bad.toml:3: model.refresh_fps: -2 is not a refresh rate"),
+        "{err}"
+    );
+    assert!(std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_err());
+
+    if nircolor::runtime::cuda::available() {
+        return;
+    }
+    std::fs::write(
+        &config,
+        pipeline_on(
+            port,
+            metrics_port,
+            "weights = \"default\"\ndevice = \"cuda\"",
+            camera,
+        ),
+    )
+    .unwrap();
+    let out = common::nircolor(&["run", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = common::stderr(&out);
+    assert!(
+        err.contains("cuda") && err.contains("libtorch_cuda.so"),
+        "the reason CUDA is unusable: {err}"
     );
 }

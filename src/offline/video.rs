@@ -40,6 +40,10 @@ pub enum VideoError {
     Empty(PathBuf),
 }
 
+/// How long decoding may go without producing a frame before the clip counts as broken: far
+/// longer than any frame of a file takes, short enough that a bad file fails a run promptly.
+const STALL: Duration = Duration::from_secs(20);
+
 /// Frames of a video file, decoded by GStreamer into GRAY8 or RGB one at a time.
 pub struct ClipReader {
     path: PathBuf,
@@ -105,22 +109,28 @@ impl ClipReader {
         })
     }
 
-    /// The next frame's sample; `None` at the end of the clip.
+    /// The next frame's sample; `None` at the end of the clip. A file that stops producing
+    /// frames without ending (a decoder that failed) is an error after [`STALL`].
     fn next_sample(&mut self) -> Result<Option<gst::Sample>, VideoError> {
-        match self.sink.pull_sample() {
-            Ok(s) => Ok(Some(s)),
-            Err(_) => {
-                // End of stream, or an error the bus explains.
-                let bus = self.pipeline.bus().expect("pipelines have a bus");
-                if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
-                    if let gst::MessageView::Error(e) = msg.view() {
-                        return Err(VideoError::Decode {
-                            path: self.path.clone(),
-                            why: e.error().to_string(),
-                        });
-                    }
+        let bus = self.pipeline.bus().expect("pipelines have a bus");
+        let waited = Instant::now();
+        loop {
+            if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+                if let gst::MessageView::Error(e) = msg.view() {
+                    return Err(self.decode_err(e.error()));
                 }
-                Ok(None)
+            }
+            if let Some(s) = self.sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+                return Ok(Some(s));
+            }
+            if self.sink.is_eos() {
+                return Ok(None);
+            }
+            if waited.elapsed() > STALL {
+                return Err(self.decode_err(format!(
+                    "no frame came out in {} s; is it a video GStreamer can decode?",
+                    STALL.as_secs()
+                )));
             }
         }
     }
