@@ -617,44 +617,25 @@ fn run_refuses_an_invalid_config_and_cuda_without_a_gpu_before_serving() {
     let config = dir.path().join("bad.toml");
     let (port, metrics_port) = (common::free_port(), common::free_port());
     let camera = "id = \"c\"\nsource = { kind = \"test\", pattern = \"ball\" }\nformat = \"GRAY8\"\nwidth = 160\nheight = 120\nfps = 15\n";
-    // A mistake `check` would name: `run` names it the same way and serves nothing.
-    std::fs::write(
-        &config,
-        pipeline_on(
-            port,
-            metrics_port,
-            "weights = \"l3\"\nrefresh_fps = -2",
-            camera,
-        ),
-    )
-    .unwrap();
-    let out = common::nircolor(&["run", "--config", config.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = common::stderr(&out);
+    // `run` with this [model] section: it must fail before serving; its stderr.
+    let refused = |model: &str| {
+        std::fs::write(&config, pipeline_on(port, metrics_port, model, camera)).unwrap();
+        let out = common::nircolor(&["run", "--config", config.to_str().unwrap()]);
+        assert!(!out.status.success(), "{model}: ran");
+        assert!(std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_err());
+        common::stderr(&out)
+    };
+    // A mistake `check` would name: `run` names it the same way.
+    let err = refused("weights = \"l3\"\nrefresh_fps = -2");
     assert!(
         err.contains("bad.toml:3: model.refresh_fps: -2 is not a refresh rate"),
         "{err}"
     );
-    assert!(std::net::TcpStream::connect(("127.0.0.1", metrics_port)).is_err());
-
-    if nircolor::runtime::cuda::available() {
-        return;
+    if !nircolor::runtime::cuda::available() {
+        let err = refused("weights = \"default\"\ndevice = \"cuda\"");
+        assert!(
+            err.contains("cuda") && err.contains("libtorch_cuda.so"),
+            "the reason CUDA is unusable: {err}"
+        );
     }
-    std::fs::write(
-        &config,
-        pipeline_on(
-            port,
-            metrics_port,
-            "weights = \"default\"\ndevice = \"cuda\"",
-            camera,
-        ),
-    )
-    .unwrap();
-    let out = common::nircolor(&["run", "--config", config.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = common::stderr(&out);
-    assert!(
-        err.contains("cuda") && err.contains("libtorch_cuda.so"),
-        "the reason CUDA is unusable: {err}"
-    );
 }

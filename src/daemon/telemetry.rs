@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::capture::CaptureStats;
 use crate::encode::EncodeStats;
-use crate::infer::InferStats;
+use crate::infer::{FrameTimes, InferStats};
 use crate::runtime::worker::Worker;
 
 /// A camera down for less than this is "reconnecting" and still healthy: just past the longest
@@ -167,32 +167,18 @@ impl Telemetry {
             "counter",
             "Times the network recomputed a camera's colour (every frame with refresh_fps = \"every-frame\"); its rate is the camera's refresh rate",
         );
-        for c in &self.cameras {
-            if let Some(t) = self.infer.cameras.get(c.id.as_str()) {
-                let _ = writeln!(
-                    s,
-                    "nircolor_colour_refreshes_total{{camera=\"{}\"}} {}",
-                    escape(&c.id),
-                    t.refreshes.load(Ordering::Relaxed)
-                );
-            }
-        }
+        self.per_camera_infer(&mut s, "nircolor_colour_refreshes_total", |t| {
+            t.refreshes.load(Ordering::Relaxed) as f64
+        });
         family(
             &mut s,
             "nircolor_colour_age_seconds",
             "gauge",
             "How much older than the newest frame the frame is that the network last coloured for this camera (0 with every-frame refresh)",
         );
-        for c in &self.cameras {
-            if let Some(t) = self.infer.cameras.get(c.id.as_str()) {
-                let _ = writeln!(
-                    s,
-                    "nircolor_colour_age_seconds{{camera=\"{}\"}} {}",
-                    escape(&c.id),
-                    t.colour_age_us.load(Ordering::Relaxed) as f64 / 1e6
-                );
-            }
-        }
+        self.per_camera_infer(&mut s, "nircolor_colour_age_seconds", |t| {
+            t.colour_age_us.load(Ordering::Relaxed) as f64 / 1e6
+        });
         family(
             &mut s,
             "nircolor_colour_refresh_interval_seconds",
@@ -232,6 +218,16 @@ impl Telemetry {
             infer.frames.load(Ordering::Relaxed)
         );
         s
+    }
+
+    /// One sample of `name` per camera that inference serves, its value from the camera's
+    /// inference figures.
+    fn per_camera_infer(&self, s: &mut String, name: &str, value: impl Fn(&FrameTimes) -> f64) {
+        for c in &self.cameras {
+            if let Some(t) = self.infer.cameras.get(c.id.as_str()) {
+                let _ = writeln!(s, "{name}{{camera=\"{}\"}} {}", escape(&c.id), value(t));
+            }
+        }
     }
 
     /// (status code, JSON body): 200 while every camera streams, has finished its file, or is

@@ -120,7 +120,10 @@ impl ClipReader {
                     return Err(self.decode_err(e.error()));
                 }
             }
-            if let Some(s) = self.sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) {
+            if let Some(s) = self
+                .sink
+                .try_pull_sample(gst::ClockTime::from_mseconds(100))
+            {
                 return Ok(Some(s));
             }
             if self.sink.is_eos() {
