@@ -276,6 +276,13 @@ format = "GRAY8"
 width = 160
 height = 120
 fps = 15
+[[camera]]
+id = "here"
+source = { kind = "test", pattern = "ball" }
+format = "GRAY8"
+width = 160
+height = 120
+fps = 15
 "#,
         ),
     )
@@ -309,6 +316,8 @@ fps = 15
         }
         std::thread::sleep(Duration::from_millis(250));
     };
+    // The whole daemon's figures after those 15 s.
+    let last_metrics = http_get(metrics_port, "/metrics");
     let _ = child.kill();
     common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGKILL");
     assert!(
@@ -333,6 +342,26 @@ fps = 15
         metrics.contains("nircolor_camera_up{camera=\"away\"} 0"),
         "{metrics}"
     );
+    // The other camera of the daemon streams on, every frame, while this one is missing.
+    let (_, metrics) = last_metrics;
+    let here = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name}: {metrics}"))
+    };
+    assert_eq!(here("nircolor_camera_up{camera=\"here\"}"), 1.0);
+    assert!(
+        here("nircolor_frames_encoded_total{camera=\"here\"}") > 150.0,
+        "{metrics}"
+    );
+    for stage in ["infer", "encode"] {
+        let dropped = here(&format!(
+            "nircolor_frames_dropped_total{{camera=\"here\",stage=\"{stage}\"}}"
+        ));
+        assert_eq!(dropped, 0.0, "{stage}: {metrics}");
+    }
     if early < Duration::from_secs(14) {
         assert!(
             status.contains("200") && health.contains("\"reconnecting\""),
