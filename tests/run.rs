@@ -159,6 +159,11 @@ record = { folder = "rec", segment_seconds = 60, container = "mkv" }
     assert!(refreshes >= 1.0, "no colour refresh: {metrics}");
     let age = value("nircolor_colour_age_seconds").expect("a colour age");
     assert!((0.0..5.0).contains(&age), "colour age {age}: {metrics}");
+    let (status, ready) = http_get(metrics_port, "/readyz");
+    assert!(
+        status.contains("200") && ready.contains("\"ready\":true"),
+        "{status} {ready}"
+    );
     let (status, health) = http_get(metrics_port, "/healthz");
     assert!(
         status.contains("200") && health.contains("\"streaming\""),
@@ -318,6 +323,7 @@ fps = 15
     };
     // The whole daemon's figures after those 15 s.
     let last_metrics = http_get(metrics_port, "/metrics");
+    let (ready_status, ready) = http_get(metrics_port, "/readyz");
     let _ = child.kill();
     common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGKILL");
     assert!(
@@ -368,6 +374,11 @@ fps = 15
             "at {early:?}: {status} {health}"
         );
     }
+    // Not ready while a camera does not play, naming only that one.
+    assert!(
+        ready_status.contains("503") && ready.contains("\"not_playing\":[\"away\"]"),
+        "{ready_status} {ready}"
+    );
     let (status, body, at) = down;
     assert!(
         status.contains("503"),

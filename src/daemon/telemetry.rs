@@ -230,6 +230,24 @@ impl Telemetry {
         }
     }
 
+    /// (status code, JSON body) for orchestrators' readiness probes: 200 once every camera's
+    /// pipeline plays (it delivers frames, or its file has ended), 503 naming those that do not
+    /// yet or no longer. Unlike `/healthz` there is no grace window: a reconnecting camera is not
+    /// ready.
+    pub fn ready(&self) -> (u16, String) {
+        let waiting: Vec<&str> = self
+            .cameras
+            .iter()
+            .filter(|c| {
+                !c.status.up.load(Ordering::SeqCst) && !c.status.finished.load(Ordering::SeqCst)
+            })
+            .map(|c| c.id.as_str())
+            .collect();
+        let body =
+            serde_json::json!({"ready": waiting.is_empty(), "not_playing": waiting}).to_string();
+        (if waiting.is_empty() { 200 } else { 503 }, body)
+    }
+
     /// (status code, JSON body): 200 while every camera streams, has finished its file, or is
     /// inside its reconnect window; 503 naming the cameras that are not.
     pub fn health(&self) -> (u16, String) {
@@ -272,9 +290,13 @@ pub fn serve(addr: SocketAddr, telemetry: Arc<Telemetry>) -> std::io::Result<Wor
                     let (code, body) = telemetry.health();
                     (code, body, "application/json")
                 }
+                "/readyz" => {
+                    let (code, body) = telemetry.ready();
+                    (code, body, "application/json")
+                }
                 _ => (
                     404,
-                    "not found: try /metrics or /healthz\n".to_string(),
+                    "not found: try /metrics, /healthz or /readyz\n".to_string(),
                     "text/plain",
                 ),
             };
