@@ -113,6 +113,18 @@ fn every_network_arch_trains_from_the_command_line() {
 
 #[test]
 fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
+    interrupted_by(libc::SIGINT, "train after Ctrl-C");
+}
+
+#[test]
+fn sigterm_saves_a_checkpoint_and_exits_cleanly() {
+    // What a service manager or `timeout` sends.
+    interrupted_by(libc::SIGTERM, "train after SIGTERM");
+}
+
+/// A long run stopped by `signal` once its first checkpoint exists: it exits 0, says how to
+/// resume, keeps a checkpoint of at least two steps and writes no final weights.
+fn interrupted_by(signal: i32, what: &str) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.safetensors");
     let mut child = common::Reaped(
@@ -135,8 +147,8 @@ fn ctrl_c_saves_a_checkpoint_and_exits_cleanly() {
     }
     let before = fs::metadata(&ckpt).unwrap().modified().unwrap();
     // SAFETY: kill(2) on our own child's pid.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
-    let status = common::wait_within(&mut child, Duration::from_secs(60), "train after Ctrl-C");
+    assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    let status = common::wait_within(&mut child, Duration::from_secs(60), what);
     let mut text = String::new();
     child
         .stdout
