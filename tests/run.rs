@@ -616,13 +616,24 @@ fn kill_9_leaves_recordings_that_play_up_to_the_last_second() {
     )
     .unwrap();
     let mut child = spawn_run(&config);
-    std::thread::sleep(Duration::from_secs(5));
-    let (_, metrics) = http_get(metrics_port, "/metrics");
-    let encoded: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("nircolor_frames_encoded_total{camera=\"crash\"} "))
-        .and_then(|v| v.parse().ok())
-        .expect("frames encoded so far");
+    // Until 5 s of video (two finished 2 s segments and one open) are encoded, not a fixed sleep.
+    let encoded_now = || {
+        try_http_get(metrics_port, "/metrics")
+            .map(|r| r.1)
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("nircolor_frames_encoded_total{camera=\"crash\"} "))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let started = Instant::now();
+    while encoded_now().unwrap_or(0) < u64::from(5 * fps) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "not 5 s encoded in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let encoded = encoded_now().expect("frames encoded so far");
     child.kill().unwrap();
     common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGKILL");
     let mut files: Vec<_> = std::fs::read_dir(dir.path().join("rec"))
