@@ -72,17 +72,25 @@ fn http_get(port: u16, path: &str) -> (String, String) {
 
 /// [`http_get`], or the connection error while nothing listens yet.
 fn try_http_get(port: u16, path: &str) -> std::io::Result<(String, String)> {
+    let (status, body) = http_get_bytes(port, path)?;
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// A plain HTTP/1.0 GET on loopback: (status line, body bytes).
+fn http_get_bytes(port: u16, path: &str) -> std::io::Result<(String, Vec<u8>)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    Ok((
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    ))
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(response.len());
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let body = response.get(split + 4..).unwrap_or_default().to_vec();
+    Ok((head.lines().next().unwrap_or("").to_string(), body))
 }
 
 #[test]
@@ -164,6 +172,34 @@ record = { folder = "rec", segment_seconds = 60, container = "mkv" }
         status.contains("200") && ready.contains("\"ready\":true"),
         "{status} {ready}"
     );
+    // Snapshots of the camera's next frame: colour (the ball on its colour), and the NIR as gray.
+    let (status, colour) = http_get_bytes(metrics_port, "/snapshot/live.jpg").unwrap();
+    assert!(status.contains("200"), "{status}");
+    let colour = image::load_from_memory(&colour).unwrap();
+    assert_eq!((colour.width(), colour.height()), (320, 240));
+    assert_eq!(colour.color(), image::ColorType::Rgb8);
+    let (status, nir) = http_get_bytes(metrics_port, "/snapshot/live.jpg?view=nir").unwrap();
+    assert!(status.contains("200"), "{status}");
+    let nir = image::load_from_memory(&nir).unwrap();
+    assert_eq!((nir.color(), nir.width()), (image::ColorType::L8, 320));
+    for (path, code, says) in [
+        (
+            "/snapshot/nobody.jpg",
+            "404",
+            "no camera 'nobody'; cameras: live",
+        ),
+        (
+            "/snapshot/live.jpg?view=thermal",
+            "400",
+            "view 'thermal' is not nir or colour",
+        ),
+    ] {
+        let (status, body) = http_get(metrics_port, path);
+        assert!(
+            status.contains(code) && body.contains(says),
+            "{path}: {status} {body}"
+        );
+    }
     let (status, health) = http_get(metrics_port, "/healthz");
     assert!(
         status.contains("200") && health.contains("\"streaming\""),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::capture::CaptureStats;
 use crate::encode::EncodeStats;
+use crate::infer::snapshot::View;
 use crate::infer::{FrameTimes, InferStats};
 use crate::runtime::worker::Worker;
 
@@ -248,6 +249,38 @@ impl Telemetry {
         (if waiting.is_empty() { 200 } else { 503 }, body)
     }
 
+    /// `/snapshot/<camera>.jpg?view=nir|colour` (colour when no view is given): a JPEG of the
+    /// camera's next frame, or (status code, why).
+    pub fn snapshot(&self, url: &str) -> Result<Vec<u8>, (u16, String)> {
+        /// How long a request waits for the camera's next frame: several frames even at 5 fps.
+        const WAIT: Duration = Duration::from_secs(2);
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        let name = path.trim_start_matches("/snapshot/");
+        let Some(camera) = name.strip_suffix(".jpg") else {
+            return Err((404, format!("'{name}' is not CAMERA.jpg")));
+        };
+        let view = match query.strip_prefix("view=").unwrap_or(query) {
+            "" | "colour" | "color" => View::Colour,
+            "nir" => View::Nir,
+            other => return Err((400, format!("view '{other}' is not nir or colour"))),
+        };
+        let Some(slot) = self.infer.snapshots.get(camera) else {
+            let known: Vec<&str> = self.cameras.iter().map(|c| c.id.as_str()).collect();
+            return Err((
+                404,
+                format!("no camera '{camera}'; cameras: {}", known.join(", ")),
+            ));
+        };
+        let (nir, colour) = slot.take(WAIT).ok_or_else(|| {
+            (
+                503,
+                format!("camera '{camera}' gave no frame in {} s", WAIT.as_secs()),
+            )
+        })?;
+        crate::infer::snapshot::jpeg(&nir, &colour, view)
+            .map_err(|e| (500, format!("encoding the snapshot: {e}")))
+    }
+
     /// (status code, JSON body): 200 while every camera streams, has finished its file, or is
     /// inside its reconnect window; 503 naming the cameras that are not.
     pub fn health(&self) -> (u16, String) {
@@ -284,25 +317,34 @@ pub fn serve(addr: SocketAddr, telemetry: Arc<Telemetry>) -> std::io::Result<Wor
             let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(100)) else {
                 continue;
             };
+            let text = |code: u16, body: String| (code, body.into_bytes(), "text/plain");
             let (code, body, kind) = match request.url() {
-                "/metrics" => (200, telemetry.metrics(), "text/plain; version=0.0.4"),
+                "/metrics" => (
+                    200,
+                    telemetry.metrics().into_bytes(),
+                    "text/plain; version=0.0.4",
+                ),
                 "/healthz" => {
                     let (code, body) = telemetry.health();
-                    (code, body, "application/json")
+                    (code, body.into_bytes(), "application/json")
                 }
                 "/readyz" => {
                     let (code, body) = telemetry.ready();
-                    (code, body, "application/json")
+                    (code, body.into_bytes(), "application/json")
                 }
-                _ => (
+                url if url.starts_with("/snapshot/") => match telemetry.snapshot(url) {
+                    Ok(jpeg) => (200, jpeg, "image/jpeg"),
+                    Err((code, why)) => text(code, why + "\n"),
+                },
+                _ => text(
                     404,
-                    "not found: try /metrics, /healthz or /readyz\n".to_string(),
-                    "text/plain",
+                    "not found: try /metrics, /healthz, /readyz or /snapshot/CAMERA.jpg?view=nir|colour\n"
+                        .to_string(),
                 ),
             };
             let header = tiny_http::Header::from_bytes("Content-Type", kind).expect("valid header");
             let _ = request.respond(
-                tiny_http::Response::from_string(body)
+                tiny_http::Response::from_data(body)
                     .with_status_code(code)
                     .with_header(header),
             );

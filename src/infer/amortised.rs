@@ -515,6 +515,9 @@ impl FrameStage<'_> {
         if let Some(c) = calibration {
             c.colour(&mut rgb);
         }
+        if let Some(s) = self.stats.snapshots.get(&camera) {
+            s.offer(&frame.luma, &rgb);
+        }
         let age = colour
             .computed_from()
             .map(|t| frame.meta.captured_at.saturating_duration_since(t));

@@ -7,6 +7,7 @@
 //! NIR, in parallel across frames.
 
 pub mod amortised;
+pub mod snapshot;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -111,6 +112,8 @@ pub struct InferStats {
     pub unrouted: AtomicU64,
     /// Per camera with an output: how long its frames waited and were worked on.
     pub cameras: HashMap<Arc<str>, FrameTimes>,
+    /// Per camera with an output: its latest frame, copied when someone asks.
+    pub snapshots: HashMap<Arc<str>, snapshot::Snapshot>,
 }
 
 /// Time one camera's frames spend in the stage.
@@ -162,6 +165,10 @@ impl InferStage {
             cameras: outputs
                 .keys()
                 .map(|id| (id.clone(), FrameTimes::default()))
+                .collect(),
+            snapshots: outputs
+                .keys()
+                .map(|id| (id.clone(), snapshot::Snapshot::default()))
                 .collect(),
             ..InferStats::default()
         });
@@ -368,6 +375,9 @@ fn process(stage: &Stage, batch: Vec<Frame>) {
             );
             if let Some(c) = calibration {
                 c.colour(&mut rgb);
+            }
+            if let Some(s) = stage.stats.snapshots.get(&frame.meta.camera) {
+                s.offer(&frame.luma, &rgb);
             }
             ColourFrame {
                 rgb,
