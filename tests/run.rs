@@ -726,3 +726,41 @@ fn run_refuses_an_invalid_config_and_cuda_without_a_gpu_before_serving() {
         );
     }
 }
+
+#[test]
+fn snapshots_stay_private_on_a_non_loopback_metrics_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("open.toml");
+    let (port, metrics_port) = (common::free_port(), common::free_port());
+    std::fs::write(
+        &config,
+        format!(
+            "[model]\nweights = \"l3\"\n[rtsp]\nport = {port}\n[metrics]\nbind = \"0.0.0.0:{metrics_port}\"\n\
+             [[camera]]\nid = \"c\"\nsource = {{ kind = \"test\", pattern = \"ball\" }}\n\
+             format = \"GRAY8\"\nwidth = 160\nheight = 120\nfps = 15\n"
+        ),
+    )
+    .unwrap();
+    let mut child = spawn_run(&config);
+    let started = Instant::now();
+    let answer = loop {
+        if let Ok(a) = try_http_get(metrics_port, "/snapshot/c.jpg") {
+            break a;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no metrics server"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let metrics = try_http_get(metrics_port, "/metrics");
+    let _ = child.kill();
+    common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGKILL");
+    let (status, body) = answer;
+    assert!(
+        status.contains("403") && body.contains("only on a loopback metrics bind"),
+        "{status} {body}"
+    );
+    // Metrics and health stay available to a remote Prometheus.
+    assert!(metrics.unwrap().0.contains("200"));
+}

@@ -332,6 +332,14 @@ pub fn serve(addr: SocketAddr, telemetry: Arc<Telemetry>) -> std::io::Result<Wor
                     let (code, body) = telemetry.ready();
                     (code, body.into_bytes(), "application/json")
                 }
+                // Snapshots show live pictures of people's homes and cars: only to this
+                // machine until access tokens exist.
+                url if url.starts_with("/snapshot/") && !addr.ip().is_loopback() => text(
+                    403,
+                    format!(
+                        "snapshots are served only on a loopback metrics bind, and this one is {addr}\n"
+                    ),
+                ),
                 url if url.starts_with("/snapshot/") => match telemetry.snapshot(url) {
                     Ok(jpeg) => (200, jpeg, "image/jpeg"),
                     Err((code, why)) => text(code, why + "\n"),
