@@ -76,6 +76,19 @@ fn try_http_get(port: u16, path: &str) -> std::io::Result<(String, String)> {
     Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
+/// The value of the Prometheus sample `sample` (its name and labels) in `metrics`.
+fn metric(metrics: &str, sample: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `sample` from the daemon's `/metrics` on `port`: `None` while nothing answers there or the
+/// sample is not out yet.
+fn live_metric(port: u16, sample: &str) -> Option<f64> {
+    metric(&try_http_get(port, "/metrics").ok()?.1, sample)
+}
+
 /// A plain HTTP/1.0 GET on loopback: (status line, body bytes).
 fn http_get_bytes(port: u16, path: &str) -> std::io::Result<(String, Vec<u8>)> {
     use std::io::{Read, Write};
@@ -133,36 +146,21 @@ record = { folder = "rec", segment_seconds = 60, container = "mkv" }
         metrics.contains("nircolor_camera_up{camera=\"live\"} 1"),
         "{metrics}"
     );
-    let encoded_so_far = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("nircolor_frames_encoded_total{camera=\"live\"} "))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap();
-    assert!(
-        encoded_so_far >= u64::try_from(frames).unwrap(),
-        "{metrics}"
-    );
+    let encoded_so_far =
+        metric(&metrics, "nircolor_frames_encoded_total{camera=\"live\"}").unwrap();
+    assert!(encoded_so_far >= frames as f64, "{metrics}");
     assert!(metrics.contains("nircolor_latency_seconds_count{camera=\"live\"}"));
     for stage in ["queue", "infer", "encode"] {
-        let count = metrics
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix(&format!(
-                    "nircolor_stage_latency_seconds_count{{camera=\"live\",stage=\"{stage}\"}} "
-                ))
-            })
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        assert!(count > 0, "no {stage} stage latency: {metrics}");
+        let count = metric(
+            &metrics,
+            &format!("nircolor_stage_latency_seconds_count{{camera=\"live\",stage=\"{stage}\"}}"),
+        )
+        .unwrap_or(0.0);
+        assert!(count > 0.0, "no {stage} stage latency: {metrics}");
     }
     // The default refresh is amortised: the network recoloured the camera, fewer times than
     // frames were encoded is allowed, never zero, and the colour's age is reported.
-    let value = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}{{camera=\"live\"}} ")))
-            .and_then(|v| v.parse::<f64>().ok())
-    };
+    let value = |name: &str| metric(&metrics, &format!("{name}{{camera=\"live\"}}"));
     let refreshes = value("nircolor_colour_refreshes_total").unwrap_or(0.0);
     assert!(refreshes >= 1.0, "no colour refresh: {metrics}");
     let age = value("nircolor_colour_age_seconds").expect("a colour age");
@@ -332,16 +330,10 @@ fps = 15
     let started = std::time::Instant::now();
     let url = format!("rtsp://127.0.0.1:{port}/away");
     // The mount exists from the start; read it once the card is being encoded.
-    let cards_out = || {
-        try_http_get(metrics_port, "/metrics")
-            .map(|r| r.1)
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("nircolor_no_signal_frames_total{camera=\"away\"} "))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    while cards_out() == 0 && started.elapsed() < Duration::from_secs(20) {
+    let cards = "nircolor_no_signal_frames_total{camera=\"away\"}";
+    while live_metric(metrics_port, cards).unwrap_or(0.0) == 0.0
+        && started.elapsed() < Duration::from_secs(20)
+    {
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = common::read_rtsp_rgb(&url, 5);
@@ -374,25 +366,15 @@ fps = 15
         dark > frame.len() / 2 && bright > 100,
         "a dark card with light lettering: {dark} dark, {bright} bright values"
     );
-    let cards = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("nircolor_no_signal_frames_total{camera=\"away\"} "))
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    assert!(cards > 0, "{metrics}");
+    assert!(metric(&metrics, cards).unwrap_or(0.0) > 0.0, "{metrics}");
     assert!(
         metrics.contains("nircolor_camera_up{camera=\"away\"} 0"),
         "{metrics}"
     );
     // The other camera of the daemon streams on, every frame, while this one is missing.
     let (_, metrics) = last_metrics;
-    let here = |name: &str| {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .unwrap_or_else(|| panic!("no {name}: {metrics}"))
-    };
+    let here =
+        |name: &str| metric(&metrics, name).unwrap_or_else(|| panic!("no {name}: {metrics}"));
     assert_eq!(here("nircolor_camera_up{camera=\"here\"}"), 1.0);
     assert!(
         here("nircolor_frames_encoded_total{camera=\"here\"}") > 150.0,
@@ -654,12 +636,11 @@ fn kill_9_leaves_recordings_that_play_up_to_the_last_second() {
     let mut child = spawn_run(&config);
     // Until 5 s of video (two finished 2 s segments and one open) are encoded, not a fixed sleep.
     let encoded_now = || {
-        try_http_get(metrics_port, "/metrics")
-            .map(|r| r.1)
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("nircolor_frames_encoded_total{camera=\"crash\"} "))
-            .and_then(|v| v.parse::<u64>().ok())
+        live_metric(
+            metrics_port,
+            "nircolor_frames_encoded_total{camera=\"crash\"}",
+        )
+        .map(|v| v as u64)
     };
     let started = Instant::now();
     while encoded_now().unwrap_or(0) < u64::from(5 * fps) {

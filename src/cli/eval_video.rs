@@ -2,7 +2,6 @@
 //! makes it under one or more refresh settings; per-frame quality, flicker, JSON and a plot.
 
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -167,19 +166,11 @@ fn auto_rate(
 ) -> f64 {
     let (w, h) = nircolor::detail::lowres::inference_size(640, 480, scale, max);
     let low = Gray::new(w, h, vec![0.5; w * h]);
-    colorizer.colorize(&low);
-    let mut times: Vec<f64> = (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            std::hint::black_box(colorizer.colorize(&low));
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    let rate = 1.0 / times[2].max(1e-4);
+    let timing = nircolor::offline::bench::time_model(colorizer, &low, 5, (w, h), || {});
+    let rate = 1e3 / timing.median_ms.max(0.1);
     println!(
         "auto: the network takes {:.0} ms here, {rate:.1} refreshes/s",
-        times[2] * 1e3
+        timing.median_ms
     );
     rate
 }

@@ -574,9 +574,7 @@ fn refresh(c: &Checker, v: &Spanned<toml::Value>) -> Result<Refresh, ConfigError
         toml::Value::String(s) => s.parse(),
         toml::Value::Integer(i) => Refresh::per_second(*i as f64),
         toml::Value::Float(f) => Refresh::per_second(*f),
-        other => Err(format!(
-            "{other} is not a refresh rate; allowed: \"auto\", \"every-frame\" or a number"
-        )),
+        other => Err(Refresh::allowed(other)),
     }
     .map_err(|why| c.err(&v.span(), "model.refresh_fps", why))
 }

@@ -36,16 +36,20 @@ pub fn shrink_to(nir: &Gray, lw: usize, lh: usize) -> Gray {
     )
 }
 
+/// `filter` (radius in full-resolution pixels) for images shrunk by `scale`: the radius scaled
+/// and rounded, at least 1.
+pub fn low_resolution(filter: GuidedFilter, scale: f32) -> GuidedFilter {
+    GuidedFilter {
+        radius: ((filter.radius as f32 * scale).round() as usize).max(1),
+        eps: filter.eps,
+    }
+}
+
 /// Full-resolution colour from colour computed on `low` (`nir` shrunk by `scale`): the fast
 /// guided filter's coefficients at the low size, applied to the full-resolution NIR, so the
 /// output gets the NIR's edges and texture. `filter.radius` is in full-resolution pixels.
 pub fn restore(filter: GuidedFilter, scale: f32, nir: &Gray, low: &Gray, colour: &Rgb) -> Rgb {
-    let radius = ((filter.radius as f32 * scale).round() as usize).max(1);
-    let fast = GuidedFilter {
-        radius,
-        eps: filter.eps,
-    };
-    let data = fast.filter_fast(
+    let data = low_resolution(filter, scale).filter_fast(
         &nir.data,
         nir.width,
         nir.height,

@@ -17,7 +17,7 @@ use crossbeam_channel::TryRecvError;
 use super::{next_frame, ColourFrame, InferSettings, InferStats, Refresh};
 use crate::calibrate::Corrector;
 use crate::capture::Frame;
-use crate::detail::lowres::{inference_size, shrink_to};
+use crate::detail::lowres::{inference_size, low_resolution, shrink_to};
 use crate::detail::{Coefficients, GuidedFilter};
 use crate::images::planes::{Gray, Rgb};
 use crate::models::colorizer::Colorizer;
@@ -93,6 +93,8 @@ pub struct CameraColour {
     target: Option<Refreshed>,
     /// Per low-resolution pixel: 1 where the newest refresh replaces the colour at once.
     snap: Vec<f32>,
+    /// This frame's blend weight per low-resolution pixel, kept to spare an allocation a frame.
+    weights: Vec<f32>,
     last_frame: Option<Instant>,
 }
 
@@ -129,8 +131,9 @@ impl CameraColour {
         } else {
             1.0 - (-dt.as_secs_f32() / blend.as_secs_f32()).exp()
         };
-        let weights: Vec<f32> = self.snap.iter().map(|&s| s.max(alpha)).collect();
-        applied.blend(&target.coefficients, &weights);
+        self.weights.clear();
+        self.weights.extend(self.snap.iter().map(|&s| s.max(alpha)));
+        applied.blend(&target.coefficients, &self.weights);
     }
 
     /// Share of `low`'s blocks that moved since the target's frame (1 before any refresh).
@@ -382,23 +385,23 @@ fn refresh_loop(
             *posted = false;
             continue;
         }
-        let requests: Vec<(usize, Request)> = chosen
-            .into_iter()
-            .filter_map(|i| {
-                let r = shared.slots[i]
-                    .1
-                    .request
-                    .lock()
-                    .expect("request lock")
-                    .take()?;
-                Some((i, r))
-            })
-            .collect();
-        let lows: Vec<Gray> = requests.iter().map(|(_, r)| r.low.clone()).collect();
+        let (mut taken, mut lows) = (Vec::new(), Vec::new());
+        for i in chosen {
+            if let Some(r) = shared.slots[i]
+                .1
+                .request
+                .lock()
+                .expect("request lock")
+                .take()
+            {
+                taken.push((i, r.filter, r.captured_at));
+                lows.push(r.low);
+            }
+        }
         let colours = colorizer.colorize_batch(&lows);
-        for ((i, request), colour) in requests.into_iter().zip(colours) {
-            let refreshed =
-                Refreshed::fit(request.filter, request.low, &colour, request.captured_at);
+        let runs = lows.len() as u64;
+        for (((i, filter, captured_at), low), colour) in taken.into_iter().zip(lows).zip(colours) {
+            let refreshed = Refreshed::fit(filter, low, &colour, captured_at);
             let (camera, slot) = &shared.slots[i];
             *slot.result.lock().expect("result lock") = Some(refreshed);
             let done = Instant::now();
@@ -416,7 +419,7 @@ fn refresh_loop(
             }
         }
         stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.frames.fetch_add(lows.len() as u64, Ordering::Relaxed);
+        stats.frames.fetch_add(runs, Ordering::Relaxed);
     }
 }
 
@@ -499,11 +502,7 @@ impl FrameStage<'_> {
         );
         let low = shrink_to(&frame.luma, lw, lh);
         let full = calibration.map_or(self.config.detail, |c| c.filter(self.config.detail));
-        let scale = lw as f32 / frame.luma.width.max(1) as f32;
-        let filter = GuidedFilter {
-            radius: ((full.radius as f32 * scale).round() as usize).max(1),
-            eps: full.eps,
-        };
+        let filter = low_resolution(full, lw as f32 / frame.luma.width.max(1) as f32);
 
         let colour = self.colours.entry(camera.clone()).or_default();
         if let Some(r) = slot.result.lock().expect("result lock").take() {

@@ -82,7 +82,8 @@ impl Refresh {
         }
     }
 
-    fn allowed(what: impl std::fmt::Display) -> String {
+    /// Why `what` is not a refresh rate, with the values that are.
+    pub(crate) fn allowed(what: impl std::fmt::Display) -> String {
         format!(
             "{what} is not a refresh rate; allowed: \"auto\" (as often as the machine allows), \"every-frame\" (the network on every frame), or refreshes per second per camera, above 0 and at most 1000"
         )

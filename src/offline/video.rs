@@ -15,7 +15,7 @@ use gstreamer_video::prelude::*;
 use image::RgbImage;
 use serde::Serialize;
 
-use crate::detail::lowres::{inference_size, shrink_to};
+use crate::detail::lowres::{inference_size, low_resolution, shrink_to};
 use crate::detail::GuidedFilter;
 use crate::images::planes::Gray;
 use crate::infer::amortised::{CameraColour, Refreshed};
@@ -266,12 +266,13 @@ pub fn evaluate(
     mut tick: impl FnMut(),
 ) -> Result<(Vec<VideoRun>, Flicker), VideoError> {
     let (nirs, truths) = read_pair(nir, truth)?;
-    let truth_flicker = flicker(&truths, &truths);
+    let all: Vec<&RgbImage> = truths.iter().collect();
+    let truth_flicker = flicker(&all, &all);
     let runs = refreshes
         .iter()
         .map(|&refresh| {
-            let outputs = colour_clip(colorizer, &nirs, refresh, settings, &mut tick);
-            score(refresh, &outputs, &truths, settings.fps)
+            let (outputs, runs) = colour_clip(colorizer, &nirs, refresh, settings, &mut tick);
+            score(refresh, runs, &outputs, &truths, settings.fps)
         })
         .collect();
     Ok((runs, truth_flicker))
@@ -305,14 +306,14 @@ fn read_pair(nir: &Path, truth: &Path) -> Result<(Vec<Gray>, Vec<RgbImage>), Vid
 }
 
 /// The colour the daemon would show for each frame, with the age of its colour in frames
-/// (`None` while still gray).
+/// (`None` while still gray), and how many times the network ran.
 fn colour_clip(
     colorizer: &dyn Colorizer,
     nirs: &[Gray],
     refresh: VideoRefresh,
     s: VideoSettings,
     tick: &mut impl FnMut(),
-) -> Vec<(RgbImage, Option<usize>)> {
+) -> (Vec<(RgbImage, Option<usize>)>, usize) {
     let t0 = Instant::now();
     let at = |i: usize| t0 + Duration::from_secs_f64(i as f64 / s.fps);
     let mut camera = CameraColour::default();
@@ -320,16 +321,14 @@ fn colour_clip(
     let mut pending: Option<(usize, f64, Refreshed)> = None;
     let mut next_start = 0.0f64;
     let mut shown_from: Option<usize> = None;
+    let mut runs = 0;
     let mut out = Vec::with_capacity(nirs.len());
     for (i, nir) in nirs.iter().enumerate() {
         let (lw, lh) = inference_size(nir.width, nir.height, s.scale, s.max_pixels);
         let low = shrink_to(nir, lw, lh);
-        let filter = GuidedFilter {
-            radius: ((s.detail.radius as f64 * lw as f64 / nir.width as f64).round() as usize)
-                .max(1),
-            eps: s.detail.eps,
-        };
-        let run = |low: Gray| {
+        let filter = low_resolution(s.detail, lw as f32 / nir.width as f32);
+        let mut run = |low: Gray| {
+            runs += 1;
             let colour = colorizer.colorize(&low);
             Refreshed::fit(filter, low, &colour, at(i))
         };
@@ -363,11 +362,12 @@ fn colour_clip(
         ));
         tick();
     }
-    out
+    (out, runs)
 }
 
 fn score(
     refresh: VideoRefresh,
+    runs: usize,
     outputs: &[(RgbImage, Option<usize>)],
     truths: &[RgbImage],
     fps: f64,
@@ -392,15 +392,12 @@ fn score(
     };
     // Flicker over the frames that show colour: the switch from the gray start is not flicker.
     let shown: Vec<usize> = frames.iter().map(|f| f.frame).collect();
-    let images: Vec<RgbImage> = shown.iter().map(|&i| outputs[i].0.clone()).collect();
-    let truths: Vec<RgbImage> = shown.iter().map(|&i| truths[i].clone()).collect();
+    let images: Vec<&RgbImage> = shown.iter().map(|&i| &outputs[i].0).collect();
+    let truths: Vec<&RgbImage> = shown.iter().map(|&i| &truths[i]).collect();
     VideoRun {
         refresh,
         label: refresh.label(),
-        refreshes: match refresh {
-            VideoRefresh::EveryFrame => outputs.len(),
-            VideoRefresh::PerSecond(r) => (outputs.len() as f64 * r / fps).ceil() as usize,
-        },
+        refreshes: runs,
         gray_frames: outputs.len() - frames.len(),
         mean_psnr: mean(&|f| f.psnr),
         mean_delta_e2000: mean(&|f| f.delta_e2000),
@@ -411,9 +408,9 @@ fn score(
 }
 
 /// The flicker of `frames`, with the static pixels taken from `truths`.
-pub fn flicker(frames: &[RgbImage], truths: &[RgbImage]) -> Flicker {
+pub fn flicker(frames: &[&RgbImage], truths: &[&RgbImage]) -> Flicker {
     const DISTANCES: [usize; 3] = [1, 2, 4];
-    let histograms: Vec<[[f64; 256]; 3]> = frames.iter().map(histogram).collect();
+    let histograms: Vec<[[f64; 256]; 3]> = frames.iter().map(|f| histogram(f)).collect();
     let mut cdc = 0.0;
     let mut used = 0;
     for d in DISTANCES {
@@ -513,6 +510,7 @@ mod tests {
         let gray = RgbImage::from_pixel(8, 8, image::Rgb([120, 120, 120]));
         let red = RgbImage::from_pixel(8, 8, image::Rgb([200, 60, 60]));
         let steady = vec![gray.clone(); 6];
+        let steady: Vec<&RgbImage> = steady.iter().collect();
         let f = flicker(&steady, &steady);
         assert_eq!((f.cdc, f.static_chroma, f.static_share), (0.0, 0.0, 1.0));
         let flashing: Vec<RgbImage> = (0..6)
@@ -524,6 +522,7 @@ mod tests {
                 }
             })
             .collect();
+        let flashing: Vec<&RgbImage> = flashing.iter().collect();
         let f = flicker(&flashing, &steady);
         // Frames 1 apart always differ, 2 and 4 apart never: a third of the distances.
         assert!((f.cdc - 1.0 / 3.0).abs() < 1e-9, "{}", f.cdc);
