@@ -21,6 +21,7 @@ build: setup
 
 run: build
 	@echo "Starting the demo: watch it with  ffplay rtsp://127.0.0.1:8554/demo  (or vlc/mpv);"
+	@echo "the status page is http://127.0.0.1:9464/ (both pictures and the figures of each camera),"
 	@echo "recordings go to recordings/demo/, metrics to http://127.0.0.1:9464/metrics. Ctrl-C stops."
 	$(BIN) run --config pipelines/demo.toml
 
@@ -29,7 +30,9 @@ report: build
 	@echo
 	@echo "Open out/demo/index.html to see NIR | colour | ground truth side by side."
 
-test: test-setup
+# `build` first: the test build resolves a few crates' features differently (dev-dependencies),
+# so `cargo test` alone would leave `make run` to compile GStreamer and nircolor again.
+test: test-setup build
 	$(CARGO) test --release --locked
 
 bench: test-setup build

@@ -91,19 +91,7 @@ fn live_metric(port: u16, sample: &str) -> Option<f64> {
 
 /// A plain HTTP/1.0 GET on loopback: (status line, body bytes).
 fn http_get_bytes(port: u16, path: &str) -> std::io::Result<(String, Vec<u8>)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or(response.len());
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let body = response.get(split + 4..).unwrap_or_default().to_vec();
-    Ok((head.lines().next().unwrap_or("").to_string(), body))
+    common::http_get(port, path, &[]).map(|(status, _, body)| (status, body))
 }
 
 #[test]
@@ -709,39 +697,75 @@ fn run_refuses_an_invalid_config_and_cuda_without_a_gpu_before_serving() {
 }
 
 #[test]
-fn snapshots_stay_private_on_a_non_loopback_metrics_bind() {
+fn the_status_page_and_snapshots_are_off_on_a_public_bind_unless_a_token_is_given() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("open.toml");
-    let (port, metrics_port) = (common::free_port(), common::free_port());
-    std::fs::write(
-        &config,
-        format!(
-            "[model]\nweights = \"l3\"\n[rtsp]\nport = {port}\n[metrics]\nbind = \"0.0.0.0:{metrics_port}\"\n\
-             [[camera]]\nid = \"c\"\nsource = {{ kind = \"test\", pattern = \"ball\" }}\n\
-             format = \"GRAY8\"\nwidth = 160\nheight = 120\nfps = 15\n"
-        ),
-    )
-    .unwrap();
-    let mut child = spawn_run(&config);
-    let started = Instant::now();
-    let answer = loop {
-        if let Ok(a) = try_http_get(metrics_port, "/snapshot/c.jpg") {
-            break a;
+    let camera = "[[camera]]\nid = \"c\"\nsource = { kind = \"test\", pattern = \"ball\" }\n\
+                  format = \"GRAY8\"\nwidth = 160\nheight = 120\nfps = 15\n";
+    let token = "a-token-of-24-characters";
+    std::fs::write(dir.path().join("token"), format!("{token}\n")).unwrap();
+    for token_line in ["", "token_file = \"token\"\n"] {
+        let config = dir.path().join("public.toml");
+        let (port, metrics_port) = (common::free_port(), common::free_port());
+        std::fs::write(
+            &config,
+            format!(
+                "[model]\nweights = \"l3\"\n[rtsp]\nport = {port}\n[metrics]\nbind = \"0.0.0.0:{metrics_port}\"\n{token_line}{camera}"
+            ),
+        )
+        .unwrap();
+        let mut child = spawn_run(&config);
+        let get = |path: &str, headers: &[&str]| {
+            let started = Instant::now();
+            loop {
+                match common::http_get(metrics_port, path, headers) {
+                    Ok((status, head, body)) => break (status, head, body),
+                    Err(_) if started.elapsed() < Duration::from_secs(30) => {
+                        std::thread::sleep(Duration::from_millis(100))
+                    }
+                    Err(e) => panic!("no metrics server: {e}"),
+                }
+            }
+        };
+        let text = |b: Vec<u8>| String::from_utf8_lossy(&b).into_owned();
+        // Metrics and health stay available to a remote Prometheus and to probes either way.
+        assert!(get("/metrics", &[]).0.contains("200"));
+        let (status, _, body) = get("/snapshot/c.jpg", &[]);
+        if token_line.is_empty() {
+            assert!(
+                status.contains("403") && text(body.clone()).contains("[metrics] token"),
+                "{status} {}",
+                text(body)
+            );
+            let (status, _, _) = get("/", &[]);
+            assert!(status.contains("403"), "{status}");
+        } else {
+            assert!(status.contains("401"), "no token: {status}");
+            let wrong = get(
+                "/status.json",
+                &["Authorization: Bearer a-token-of-24-characterZ"],
+            );
+            assert!(wrong.0.contains("401"), "a wrong token: {}", wrong.0);
+            let (status, _, body) =
+                get("/status.json", &[&format!("Authorization: Bearer {token}")]);
+            assert!(status.contains("200"), "{status}");
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["cameras"][0]["id"], "c");
+            // The page's URL hands the token to a cookie, which then opens the snapshots.
+            let (status, head, _) = get(&format!("/?token={token}"), &[]);
+            assert!(status.contains("200"), "{status}");
+            let cookie = head
+                .lines()
+                .find_map(|l| l.strip_prefix("Set-Cookie: "))
+                .and_then(|c| c.split(';').next())
+                .expect("a cookie")
+                .to_string();
+            let (status, _, jpeg) =
+                get("/snapshot/c.jpg?view=nir", &[&format!("Cookie: {cookie}")]);
+            assert!(status.contains("200"), "{status}");
+            let nir = image::load_from_memory(&jpeg).unwrap();
+            assert_eq!((nir.width(), nir.height()), (160, 120));
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no metrics server"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let metrics = try_http_get(metrics_port, "/metrics");
-    let _ = child.kill();
-    common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGKILL");
-    let (status, body) = answer;
-    assert!(
-        status.contains("403") && body.contains("only on a loopback metrics bind"),
-        "{status} {body}"
-    );
-    // Metrics and health stay available to a remote Prometheus.
-    assert!(metrics.unwrap().0.contains("200"));
+        let _ = child.kill();
+        common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGKILL");
+    }
 }

@@ -58,5 +58,6 @@ pub(crate) fn run_check(file: &Path) -> Result<()> {
         println!();
     }
     println!("  metrics on http://{}/metrics", c.metrics_bind);
+    println!("  {}", super::run::status_page_line(&c));
     Ok(())
 }

@@ -21,8 +21,9 @@ pub(crate) fn run_daemon(file: &Path) -> Result<()> {
             .unwrap_or_default();
         println!("camera '{}': watch {url}{recording}", cam.spec.id);
     }
+    println!("{}", status_page_line(&config));
     println!(
-        "metrics: http://{0}/metrics, health: http://{0}/healthz",
+        "metrics: http://{0}/metrics, health: http://{0}/healthz, readiness: http://{0}/readyz",
         config.metrics_bind
     );
     println!("running; SIGTERM or Ctrl-C stops and finalises the recordings");
@@ -75,4 +76,19 @@ pub(crate) fn run_daemon(file: &Path) -> Result<()> {
         bail!("some cameras did not finish cleanly");
     }
     Ok(())
+}
+
+/// Where the status page is, or why it is off.
+pub(crate) fn status_page_line(config: &nircolor::daemon::config::Config) -> String {
+    use nircolor::daemon::http::Access;
+    let bind = config.metrics_bind;
+    match Access::new(bind, config.metrics_token.clone()) {
+        Access::Open => format!("status page: http://{bind}/"),
+        Access::Token(_) => {
+            format!("status page: http://{bind}/?token=TOKEN (the token of [metrics] in the config)")
+        }
+        Access::Closed { .. } => format!(
+            "status page: off on the non-loopback bind {bind} until [metrics] token or token_file is set"
+        ),
+    }
 }

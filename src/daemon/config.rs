@@ -70,6 +70,10 @@ struct RawRtsp {
 struct RawMetrics {
     #[serde(default = "default_metrics")]
     bind: Spanned<String>,
+    /// Guards the status page and snapshots; required for them on a non-loopback bind.
+    token: Option<Spanned<String>>,
+    /// ... or read from this file (a mounted secret), so the token stays out of the config.
+    token_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -222,6 +226,8 @@ impl Default for RawMetrics {
     fn default() -> Self {
         RawMetrics {
             bind: default_metrics(),
+            token: None,
+            token_file: None,
         }
     }
 }
@@ -280,6 +286,8 @@ pub struct Config {
     pub rtsp_bind: String,
     pub rtsp_port: u16,
     pub metrics_bind: SocketAddr,
+    /// The status page's access token (`[metrics] token` or `token_file`).
+    pub metrics_token: Option<String>,
     pub cameras: Vec<CameraConfig>,
 }
 
@@ -359,6 +367,7 @@ impl Config {
                 ),
             )
         })?;
+        let metrics_token = metrics_token(&c, &raw.metrics)?;
         if raw.camera.is_empty() {
             return Err(c.err(
                 &(0..0),
@@ -563,9 +572,52 @@ impl Config {
             rtsp_bind: raw.rtsp.bind.get_ref().clone(),
             rtsp_port,
             metrics_bind,
+            metrics_token,
             cameras,
         })
     }
+}
+
+/// Shortest status page token: 16 characters of the allowed 64 are 96 bits, beyond guessing
+/// over HTTP.
+const MIN_TOKEN_LEN: usize = 16;
+
+/// `[metrics] token` or `token_file`, checked: long enough, and of characters that pass through
+/// a URL, a cookie and a header unchanged.
+fn metrics_token(c: &Checker, m: &RawMetrics) -> Result<Option<String>, ConfigError> {
+    let (token, span, key) = match (&m.token, &m.token_file) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(f)) => {
+            return Err(c.err(
+                &f.span(),
+                "metrics.token_file",
+                "give token or token_file, not both",
+            ))
+        }
+        (Some(t), None) => (t.get_ref().clone(), t.span(), "metrics.token"),
+        (None, Some(f)) => {
+            let path = c.path(f.get_ref());
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                c.err(
+                    &f.span(),
+                    "metrics.token_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            (text.trim().to_string(), f.span(), "metrics.token_file")
+        }
+    };
+    let allowed = |ch: char| ch.is_ascii_alphanumeric() || "-._~".contains(ch);
+    if token.chars().count() < MIN_TOKEN_LEN || !token.chars().all(allowed) {
+        return Err(c.err(
+            &span,
+            key,
+            format!(
+                "the token must be at least {MIN_TOKEN_LEN} characters of letters, digits, '-', '.', '_' and '~'; e.g. `head -c 24 /dev/urandom | base64 | tr '+/' '-_'`"
+            ),
+        ));
+    }
+    Ok(Some(token))
 }
 
 /// `model.refresh_fps`: "auto", "every-frame", or refreshes per second per camera.

@@ -3,6 +3,8 @@
 //! every recording ends complete.
 
 pub mod config;
+pub mod http;
+pub mod status;
 pub mod telemetry;
 
 use std::collections::HashMap;
@@ -110,6 +112,7 @@ impl Daemon {
             ));
         }
         tracing::info!(model = %model.name(), device = ?device, "model loaded");
+        let model_name = model.name().to_string();
         // The configured scale wins; otherwise a network's own inference size (its card), or
         // half size for the classical colorizers.
         let (scale, max_pixels) = match (config.model.scale, &net) {
@@ -142,6 +145,14 @@ impl Daemon {
             urls.push(server.url(&cam.rtsp.mount));
             telemetry.push(CameraTelemetry {
                 id: cam.spec.id.clone(),
+                info: telemetry::CameraInfo {
+                    source: cam.spec.source.describe(),
+                    width: cam.spec.width,
+                    height: cam.spec.height,
+                    fps: cam.spec.fps,
+                    rtsp_url: server.url(&cam.rtsp.mount),
+                    record_folder: cam.record.as_ref().map(|r| r.folder.clone()),
+                },
                 status: camera.status_handle(),
                 capture_drops: Box::new(move || {
                     capture_drops.load(std::sync::atomic::Ordering::Relaxed)
@@ -216,8 +227,12 @@ impl Daemon {
         let telemetry = Arc::new(Telemetry {
             cameras: telemetry,
             infer: infer.stats_handle(),
+            model: model_name,
+            device: format!("{device:?}").to_lowercase(),
+            started: std::time::Instant::now(),
         });
-        let metrics = telemetry::serve(config.metrics_bind, telemetry.clone()).map_err(|e| {
+        let access = http::Access::new(config.metrics_bind, config.metrics_token.clone());
+        let metrics = http::serve(config.metrics_bind, access, telemetry.clone()).map_err(|e| {
             DaemonError::Metrics {
                 addr: config.metrics_bind,
                 why: e.to_string(),

@@ -1,8 +1,8 @@
-//! Operations: Prometheus metrics (`/metrics`) and health (`/healthz`) over HTTP, from counters
-//! the stages keep anyway (camera status, queue drops, batches, encoder latency).
+//! What the daemon reports about itself: Prometheus metrics, health, readiness and snapshots,
+//! from counters the stages keep anyway (camera status, queue drops, batches, encoder latency).
+//! [`super::http`] serves them.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,6 @@ use crate::capture::CaptureStats;
 use crate::encode::EncodeStats;
 use crate::infer::snapshot::View;
 use crate::infer::{FrameTimes, InferStats};
-use crate::runtime::worker::Worker;
 
 /// A camera down for less than this is "reconnecting" and still healthy: just past the longest
 /// backoff, so one retry cycle fits.
@@ -20,6 +19,8 @@ pub const RECONNECT_WINDOW: Duration = Duration::from_secs(15);
 /// One camera's counters, gathered from its stages.
 pub struct CameraTelemetry {
     pub id: String,
+    /// What the status page says about the camera besides its counters.
+    pub info: CameraInfo,
     pub status: Arc<CaptureStats>,
     /// Frames dropped between capture and inference, and between inference and encoding.
     pub capture_drops: Box<dyn Fn() -> u64 + Send + Sync>,
@@ -27,10 +28,26 @@ pub struct CameraTelemetry {
     pub encode: Arc<EncodeStats>,
 }
 
-/// Everything `/metrics` and `/healthz` report.
+/// A camera's configuration as the status page shows it.
+#[derive(Clone, Debug, Default)]
+pub struct CameraInfo {
+    /// The source, in words (`Source::describe`).
+    pub source: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub rtsp_url: String,
+    pub record_folder: Option<std::path::PathBuf>,
+}
+
+/// Everything `/metrics`, `/healthz` and the status page report.
 pub struct Telemetry {
     pub cameras: Vec<CameraTelemetry>,
     pub infer: Arc<InferStats>,
+    /// The model's name and where it runs, for the status page.
+    pub model: String,
+    pub device: String,
+    pub started: std::time::Instant,
 }
 
 fn escape(v: &str) -> String {
@@ -249,17 +266,15 @@ impl Telemetry {
         (if waiting.is_empty() { 200 } else { 503 }, body)
     }
 
-    /// `/snapshot/<camera>.jpg?view=nir|colour` (colour when no view is given): a JPEG of the
-    /// camera's next frame, or (status code, why).
-    pub fn snapshot(&self, url: &str) -> Result<Vec<u8>, (u16, String)> {
+    /// `/snapshot/<camera>.jpg?view=nir|colour`, given `CAMERA.jpg` and the view (colour when
+    /// none is given): a JPEG of the camera's next frame, or (status code, why).
+    pub fn snapshot(&self, name: &str, view: Option<&str>) -> Result<Vec<u8>, (u16, String)> {
         /// How long a request waits for the camera's next frame: several frames even at 5 fps.
         const WAIT: Duration = Duration::from_secs(2);
-        let (path, query) = url.split_once('?').unwrap_or((url, ""));
-        let name = path.trim_start_matches("/snapshot/");
         let Some(camera) = name.strip_suffix(".jpg") else {
             return Err((404, format!("'{name}' is not CAMERA.jpg")));
         };
-        let view = match query.strip_prefix("view=").unwrap_or(query) {
+        let view = match view.unwrap_or("") {
             "" | "colour" | "color" => View::Colour,
             "nir" => View::Nir,
             other => return Err((400, format!("view '{other}' is not nir or colour"))),
@@ -308,66 +323,26 @@ impl Telemetry {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `addr` until stopped.
-pub fn serve(addr: SocketAddr, telemetry: Arc<Telemetry>) -> std::io::Result<Worker> {
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| std::io::Error::other(format!("metrics on {addr}: {e}")))?;
-    Worker::spawn("metrics".into(), move |stop| {
-        while !stop.load(Ordering::SeqCst) {
-            let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(100)) else {
-                continue;
-            };
-            let text = |code: u16, body: String| (code, body.into_bytes(), "text/plain");
-            let (code, body, kind) = match request.url() {
-                "/metrics" => (
-                    200,
-                    telemetry.metrics().into_bytes(),
-                    "text/plain; version=0.0.4",
-                ),
-                "/healthz" => {
-                    let (code, body) = telemetry.health();
-                    (code, body.into_bytes(), "application/json")
-                }
-                "/readyz" => {
-                    let (code, body) = telemetry.ready();
-                    (code, body.into_bytes(), "application/json")
-                }
-                // Snapshots show live pictures of people's homes and cars: only to this
-                // machine until access tokens exist.
-                url if url.starts_with("/snapshot/") && !addr.ip().is_loopback() => text(
-                    403,
-                    format!(
-                        "snapshots are served only on a loopback metrics bind, and this one is {addr}\n"
-                    ),
-                ),
-                url if url.starts_with("/snapshot/") => match telemetry.snapshot(url) {
-                    Ok(jpeg) => (200, jpeg, "image/jpeg"),
-                    Err((code, why)) => text(code, why + "\n"),
-                },
-                _ => text(
-                    404,
-                    "not found: try /metrics, /healthz, /readyz or /snapshot/CAMERA.jpg?view=nir|colour\n"
-                        .to_string(),
-                ),
-            };
-            let header = tiny_http::Header::from_bytes("Content-Type", kind).expect("valid header");
-            let _ = request.respond(
-                tiny_http::Response::from_data(body)
-                    .with_status_code(code)
-                    .with_header(header),
-            );
-        }
-    })
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::atomic::AtomicBool;
     use std::sync::atomic::AtomicU64;
     use std::time::Instant;
 
-    fn camera(id: &str, up: bool, down_for: Option<Duration>) -> CameraTelemetry {
+    impl Telemetry {
+        pub(crate) fn for_test(cameras: Vec<CameraTelemetry>) -> Telemetry {
+            Telemetry {
+                cameras,
+                infer: Arc::new(InferStats::default()),
+                model: "default".into(),
+                device: "cpu".into(),
+                started: Instant::now(),
+            }
+        }
+    }
+
+    pub(crate) fn camera(id: &str, up: bool, down_for: Option<Duration>) -> CameraTelemetry {
         let status = CaptureStats {
             up: AtomicBool::new(up),
             frames: AtomicU64::new(42),
@@ -379,6 +354,7 @@ mod tests {
         encode.latency.observe(Duration::from_secs(2));
         CameraTelemetry {
             id: id.into(),
+            info: CameraInfo::default(),
             status: Arc::new(status),
             capture_drops: Box::new(|| 3),
             colour_drops: Box::new(|| 0),
@@ -388,10 +364,7 @@ mod tests {
 
     #[test]
     fn health_is_503_only_for_a_camera_down_past_its_window() {
-        let t = |cams| Telemetry {
-            cameras: cams,
-            infer: Arc::new(InferStats::default()),
-        };
+        let t = |cams| Telemetry::for_test(cams);
         let (code, body) = t(vec![
             camera("a", true, None),
             camera("b", false, Some(Duration::from_secs(3))),
@@ -412,10 +385,7 @@ mod tests {
 
     #[test]
     fn metrics_are_prometheus_text() {
-        let t = Telemetry {
-            cameras: vec![camera("front\"door", true, None)],
-            infer: Arc::new(InferStats::default()),
-        };
+        let t = Telemetry::for_test(vec![camera("front\"door", true, None)]);
         let text = t.metrics();
         assert!(
             text.contains("nircolor_camera_up{camera=\"front\\\"door\"} 1"),

@@ -354,6 +354,7 @@ impl PipelineCase<'_> {
             rtsp_bind: "127.0.0.1".into(),
             rtsp_port: self.rtsp_port,
             metrics_bind: std::net::SocketAddr::from(([127, 0, 0, 1], self.metrics_port)),
+            metrics_token: None,
             cameras,
         }
     }

@@ -40,6 +40,35 @@ impl Histogram {
             .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
     }
 
+    /// The `q` quantile (0..=1) in seconds, interpolated linearly inside its bucket as
+    /// Prometheus' `histogram_quantile` does; `None` before the first observation. Past the
+    /// last bound it answers that bound: the histogram knows nothing finer there.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let counts: Vec<u64> = self
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * total as f64;
+        let mut below = 0u64;
+        for (i, &n) in counts.iter().enumerate() {
+            if n > 0 && (below + n) as f64 >= rank {
+                let Some(&upper) = self.bounds.get(i) else {
+                    return self.bounds.last().copied();
+                };
+                let lower = if i == 0 { 0.0 } else { self.bounds[i - 1] };
+                let within = ((rank - below as f64) / n as f64).clamp(0.0, 1.0);
+                return Some(lower + (upper - lower) * within);
+            }
+            below += n;
+        }
+        self.bounds.last().copied()
+    }
+
     /// Appends the Prometheus text of this histogram as metric `name` with `labels`.
     pub fn render(&self, name: &str, labels: &str, out: &mut String) {
         let mut cumulative = 0;
@@ -55,5 +84,29 @@ impl Histogram {
             self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
         );
         let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_interpolate_inside_their_bucket() {
+        let h = Histogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        // 90 frames in (0.02, 0.033], 10 in (0.1, 0.15].
+        for _ in 0..90 {
+            h.observe(Duration::from_millis(30));
+        }
+        for _ in 0..10 {
+            h.observe(Duration::from_millis(120));
+        }
+        let p50 = h.quantile(0.5).unwrap();
+        assert!(p50 > 0.02 && p50 <= 0.033, "{p50}");
+        let p99 = h.quantile(0.99).unwrap();
+        assert!(p99 > 0.1 && p99 <= 0.15, "{p99}");
+        h.observe(Duration::from_secs(5));
+        assert_eq!(h.quantile(1.0), Some(1.0));
     }
 }

@@ -218,3 +218,30 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A plain HTTP/1.0 GET on loopback with extra `headers` ("Name: value"): (status line, the
+/// response's header lines, body bytes).
+pub fn http_get(
+    port: u16,
+    path: &str,
+    headers: &[&str],
+) -> std::io::Result<(String, String, Vec<u8>)> {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n");
+    for h in headers {
+        request += &format!("{h}\r\n");
+    }
+    stream.write_all(format!("{request}\r\n").as_bytes())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(response.len());
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let body = response.get(split + 4..).unwrap_or_default().to_vec();
+    let (status, rest) = head.split_once("\r\n").unwrap_or((&head, ""));
+    Ok((status.to_string(), rest.to_string(), body))
+}
