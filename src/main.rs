@@ -48,14 +48,14 @@ enum Command {
     /// List V4L2 cameras with the formats and sizes they deliver.
     Devices,
     /// Run the daemon on a pipeline configuration until SIGTERM or Ctrl-C.
-    Run {
-        #[arg(long)]
-        config: PathBuf,
-    },
+    Run(run::RunArgs),
     /// Validate a pipeline configuration without running it.
     Check {
         #[arg(long)]
         config: PathBuf,
+        /// Print which cameras each shard of a fleet serves: I/N (this shard's) or N (all)
+        #[arg(long)]
+        shard: Option<String>,
     },
     /// Derive a camera's calibration file (calibration/*.toml).
     #[command(subcommand)]
@@ -80,10 +80,10 @@ fn main() -> std::process::ExitCode {
         Command::Bench(BenchCommand::Filter(a)) => bench::run_bench_filter(a),
         Command::Bench(BenchCommand::Model(a)) => bench::run_bench_model(a),
         Command::Bench(BenchCommand::Pipeline(a)) => bench::run_bench_pipeline(a),
-        Command::Check { config } => check::run_check(config),
+        Command::Check { config, shard } => check::run_check(config, shard.as_deref()),
         Command::Calibrate(CalibrateCommand::Flat(a)) => calibrate::run_calibrate_flat(a),
         Command::Calibrate(CalibrateCommand::Color(a)) => calibrate::run_calibrate_color(a),
-        Command::Run { config } => run::run_daemon(config),
+        Command::Run(a) => run::run_daemon(a),
         Command::Curves { out, runs } => train::run_curves(out, runs),
         Command::Devices => {
             print!(

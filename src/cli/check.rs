@@ -3,9 +3,13 @@
 use std::path::Path;
 
 use anyhow::Result;
+use nircolor::daemon::shard::owner;
 
-pub(crate) fn run_check(file: &Path) -> Result<()> {
+pub(crate) fn run_check(file: &Path, shard: Option<&str>) -> Result<()> {
     let c = nircolor::daemon::config::Config::load(file)?;
+    if let Some(arg) = shard {
+        return print_shards(&c, arg);
+    }
     let m = &c.model;
     println!("{} is valid:", file.display());
     println!(
@@ -59,5 +63,34 @@ pub(crate) fn run_check(file: &Path) -> Result<()> {
     }
     println!("  metrics on http://{}/metrics", c.metrics_bind);
     println!("  {}", super::run::status_page_line(&c));
+    Ok(())
+}
+
+/// `check --shard N` prints every shard's cameras; `--shard I/N` (or auto) only shard I's.
+fn print_shards(c: &nircolor::daemon::config::Config, arg: &str) -> Result<()> {
+    let (count, only) = match arg.parse::<u32>() {
+        Ok(n) => (nircolor::daemon::shard::Shard::new(0, n)?.count, None),
+        Err(_) => {
+            let s = super::run::parse_shard(arg)?;
+            (s.count, Some(s.index))
+        }
+    };
+    for index in (0..count).filter(|i| only.is_none_or(|o| o == *i)) {
+        let ids: Vec<&str> = c
+            .cameras
+            .iter()
+            .map(|cam| cam.spec.id.as_str())
+            .filter(|id| owner(id, count) == index)
+            .collect();
+        println!(
+            "shard {index}/{count}: {} camera(s): {}",
+            ids.len(),
+            if ids.is_empty() {
+                "-".to_string()
+            } else {
+                ids.join(", ")
+            }
+        );
+    }
     Ok(())
 }

@@ -1,11 +1,66 @@
 //! `nircolor run`: the daemon until SIGTERM or Ctrl-C, with systemd readiness and watchdog.
 
-use std::path::Path;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use nircolor::daemon::shard::{Shard, SHARDS_ENV};
 
-pub(crate) fn run_daemon(file: &Path) -> Result<()> {
-    let config = nircolor::daemon::config::Config::load(file)?;
+#[derive(clap::Args)]
+pub(crate) struct RunArgs {
+    #[arg(long)]
+    config: PathBuf,
+    /// Serve only this instance's share of the cameras: I/N (shard I of N), or auto (I from a
+    /// StatefulSet pod's host name NAME-I, N from $NIRCOLOR_SHARDS)
+    #[arg(long)]
+    shard: Option<String>,
+    /// Serve RTSP on this port instead of the config's [rtsp] port
+    #[arg(long)]
+    rtsp_port: Option<u16>,
+    /// Serve metrics and the status page here instead of the config's [metrics] bind
+    #[arg(long)]
+    metrics_bind: Option<std::net::SocketAddr>,
+}
+
+/// `--shard I/N` or `--shard auto`.
+pub(crate) fn parse_shard(arg: &str) -> Result<Shard> {
+    if arg == "auto" {
+        // Kubernetes sets HOSTNAME to the pod's name; elsewhere the kernel's is the same thing.
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .unwrap_or_default();
+        Ok(Shard::auto(
+            host.trim(),
+            std::env::var(SHARDS_ENV).ok().as_deref(),
+        )?)
+    } else {
+        Ok(arg.parse()?)
+    }
+}
+
+pub(crate) fn run_daemon(args: &RunArgs) -> Result<()> {
+    let file = args.config.as_path();
+    let mut config = nircolor::daemon::config::Config::load(file)?;
+    if let Some(port) = args.rtsp_port {
+        config.rtsp_port = port;
+    }
+    if let Some(bind) = args.metrics_bind {
+        config.metrics_bind = bind;
+    }
+    if let Some(arg) = &args.shard {
+        let shard = parse_shard(arg)?;
+        let others = config.keep_shard(shard);
+        println!(
+            "shard {}/{}: serving {} of {} cameras",
+            shard.index,
+            shard.count,
+            config.cameras.len(),
+            config.cameras.len() + others.len()
+        );
+        if config.cameras.is_empty() {
+            println!("no camera falls to this shard: serving only metrics, health and readiness");
+        }
+    }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone())

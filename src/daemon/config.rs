@@ -292,6 +292,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// Keeps only the cameras `shard` serves; returns the ids of those it leaves to others.
+    pub fn keep_shard(&mut self, shard: crate::daemon::shard::Shard) -> Vec<String> {
+        let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.cameras)
+            .into_iter()
+            .partition(|c| shard.owns(&c.spec.id));
+        self.cameras = mine;
+        others.into_iter().map(|c| c.spec.id).collect()
+    }
+
     /// Reads and checks `file`.
     pub fn load(file: &Path) -> Result<Config, ConfigError> {
         Config::parse(file, &read_text(file, "the configuration")?)

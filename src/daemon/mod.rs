@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod http;
+pub mod shard;
 pub mod status;
 pub mod telemetry;
 
@@ -257,11 +258,15 @@ impl Daemon {
 
     /// Whether every camera's source has ended for good (non-looped files): a batch job is done
     /// once they have and the stages have drained.
+    /// A daemon with no camera (a shard the hash gave none) is never finished: it keeps serving
+    /// its probes, or its orchestrator would restart it forever.
     pub fn all_finished(&self) -> bool {
-        self.telemetry
-            .cameras
-            .iter()
-            .all(|c| c.status.finished.load(std::sync::atomic::Ordering::SeqCst))
+        !self.telemetry.cameras.is_empty()
+            && self
+                .telemetry
+                .cameras
+                .iter()
+                .all(|c| c.status.finished.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// The first camera configured with `retry = false` that has failed: (its id, why).
