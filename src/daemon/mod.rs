@@ -231,6 +231,9 @@ impl Daemon {
             model: model_name,
             device: format!("{device:?}").to_lowercase(),
             started: std::time::Instant::now(),
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
         });
         let access = http::Access::new(config.metrics_bind, config.metrics_token.clone());
         let metrics = http::serve(config.metrics_bind, access, telemetry.clone()).map_err(|e| {

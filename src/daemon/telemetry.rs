@@ -48,6 +48,9 @@ pub struct Telemetry {
     pub model: String,
     pub device: String,
     pub started: std::time::Instant,
+    /// The same moment in seconds since the Unix epoch, taken once so that it never changes
+    /// while the daemon runs (alerts count its changes as restarts).
+    pub started_unix: u64,
 }
 
 fn escape(v: &str) -> String {
@@ -212,6 +215,13 @@ impl Telemetry {
                 );
             }
         }
+        family(
+            &mut s,
+            "nircolor_start_time_seconds",
+            "gauge",
+            "When the daemon started, in seconds since the Unix epoch: its changes count restarts",
+        );
+        let _ = writeln!(s, "nircolor_start_time_seconds {}", self.started_unix);
         let infer = &self.infer;
         family(
             &mut s,
@@ -338,6 +348,7 @@ pub(crate) mod tests {
                 model: "default".into(),
                 device: "cpu".into(),
                 started: Instant::now(),
+                started_unix: 1_700_000_000,
             }
         }
     }
