@@ -328,6 +328,7 @@ fn a_source_that_goes_silent_is_restarted() {
             fps: 15,
             bitrate_kbps: 300,
             record: None,
+            webcam: None,
         },
         Some(feed),
     )

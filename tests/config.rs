@@ -347,3 +347,39 @@ fn the_pipeline_benchmark_config_built_in_code_equals_its_file_form() {
     let parsed = nircolor::daemon::config::Config::parse(&file, &text).unwrap();
     assert_eq!(built, parsed);
 }
+
+#[test]
+fn a_webcam_output_needs_a_v4l2loopback_device_and_check_says_how_to_load_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |device: &str| {
+        VALID.replacen(
+            "fps = 30\n",
+            &format!("fps = 30\nwebcam = {{ device = \"{device}\", format = \"YUY2\" }}\n"),
+            1,
+        )
+    };
+    let (ok, err) = check(dir.path(), &with("/dev/video42"));
+    assert!(!ok);
+    assert!(err.contains("pipeline.toml:17:"), "{err}");
+    assert!(err.contains("camera 'front'.webcam.device"), "{err}");
+    assert!(
+        err.contains("/dev/video42 does not exist")
+            && err.contains("modprobe v4l2loopback video_nr=42 exclusive_caps=1"),
+        "{err}"
+    );
+    // A device, but not a video one.
+    let (ok, err) = check(dir.path(), &with("/dev/null"));
+    assert!(!ok);
+    assert!(err.contains("/dev/null is not a V4L2 device"), "{err}");
+    // A plain file.
+    let file = dir.path().join("video0");
+    fs::write(&file, b"").unwrap();
+    let (ok, err) = check(dir.path(), &with(file.to_str().unwrap()));
+    assert!(!ok);
+    assert!(err.contains("is not a device file"), "{err}");
+    // Formats are named.
+    let bad = with("/dev/video42").replace("format = \"YUY2\" }", "format = \"MJPG\" }");
+    let (ok, err) = check(dir.path(), &bad);
+    assert!(!ok);
+    assert!(err.contains("YUY2") && err.contains("I420"), "{err}");
+}

@@ -41,6 +41,7 @@ fn spec(camera: &str, record: Option<RecordSpec>) -> EncoderSettings {
         fps: FPS,
         bitrate_kbps: 1000,
         record,
+        webcam: None,
     }
 }
 
@@ -456,5 +457,82 @@ fn odd_sizes_are_refused_with_the_reason() {
             err.contains("even") && err.contains(&format!("{w}x{h}")),
             "{err}"
         );
+    }
+}
+
+/// A frame of one colour.
+fn solid(r: f32, g: f32, b: f32) -> Rgb {
+    let n = W * H;
+    let mut data = vec![r; n];
+    data.extend(vec![g; n]);
+    data.extend(vec![b; n]);
+    Rgb::new(W, H, data)
+}
+
+#[test]
+fn the_webcam_output_writes_every_colour_frame_at_its_caps() {
+    use nircolor::encode::webcam::{WebcamFormat, WebcamSink, WebcamSpec};
+    let dir = tempfile::tempdir().unwrap();
+    for (format, pix_fmt, bytes_per_pixel) in [
+        (WebcamFormat::Yuy2, "yuyv422", 2.0),
+        (WebcamFormat::I420, "yuv420p", 1.5),
+    ] {
+        // The v4l2sink swapped for a file sink at the same caps: no loopback device exists here.
+        let raw = dir
+            .path()
+            .join(format!("webcam-{}.raw", format.caps_name()));
+        // Recorded as well: an encoder needs one output of its own to end its stream.
+        let mut settings = spec(
+            "cabin",
+            Some(RecordSpec {
+                folder: dir.path().join(format.caps_name()),
+                segment: Duration::from_secs(60),
+                container: Container::Matroska,
+            }),
+        );
+        settings.webcam = Some(WebcamSpec {
+            sink: WebcamSink::File(raw.clone()),
+            format,
+        });
+        let mut enc = Encoder::start(settings, None).unwrap();
+        let frames = 20u64;
+        for i in 0..frames {
+            // Ten red frames, then ten blue.
+            let rgb = if i < 10 {
+                solid(0.9, 0.1, 0.1)
+            } else {
+                solid(0.1, 0.2, 0.9)
+            };
+            enc.push(&rgb, pts(i)).unwrap();
+        }
+        enc.finish(Duration::from_secs(10)).unwrap();
+        let size = std::fs::metadata(&raw).unwrap().len();
+        assert_eq!(
+            size,
+            (frames as f64 * (W * H) as f64 * bytes_per_pixel) as u64,
+            "{pix_fmt}: every frame, at {W}x{H}"
+        );
+        // A real decoder reads the file at the configured caps and gets the colours back.
+        let out = common::output_within(
+            Command::new("ffmpeg")
+                .args(["-v", "error", "-f", "rawvideo", "-pix_fmt", pix_fmt])
+                .args(["-video_size", &format!("{W}x{H}"), "-i"])
+                .arg(&raw)
+                .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"]),
+            common::CLIENT_LIMIT,
+        );
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let frame_bytes = W * H * 3;
+        assert_eq!(out.stdout.len(), frames as usize * frame_bytes);
+        let centre = |f: usize| {
+            let at = f * frame_bytes + (H / 2 * W + W / 2) * 3;
+            [out.stdout[at], out.stdout[at + 1], out.stdout[at + 2]]
+        };
+        let (red, blue) = (centre(0), centre(frames as usize - 1));
+        assert!(
+            red[0] > 200 && red[1] < 60 && red[2] < 60,
+            "{pix_fmt}: {red:?}"
+        );
+        assert!(blue[2] > 200 && blue[0] < 60, "{pix_fmt}: {blue:?}");
     }
 }

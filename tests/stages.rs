@@ -66,6 +66,7 @@ fn test_source_to_colour_recording() {
             fps,
             bitrate_kbps: 1500,
             record: Some(record),
+            webcam: None,
         },
         None,
     )

@@ -51,6 +51,11 @@ pub(crate) fn run_check(file: &Path, shard: Option<&str>) -> Result<()> {
         if let Some(cal) = &cam.calibration {
             print!(", calibration {}", cal.file.display());
         }
+        if let Some(w) = &cam.webcam {
+            if let nircolor::encode::webcam::WebcamSink::Device(d) = &w.sink {
+                print!(", webcam {} ({})", d.display(), w.format.caps_name());
+            }
+        }
         if let Some(r) = &cam.record {
             print!(
                 ", recorded as .{} in {} every {} s",

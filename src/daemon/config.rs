@@ -11,6 +11,7 @@ use toml::Spanned;
 
 use crate::calibrate::Calibration;
 use crate::capture::{CaptureSettings, PixelFormat, Source};
+use crate::encode::webcam::{WebcamFormat, WebcamSink, WebcamSpec};
 use crate::encode::Container;
 use crate::infer::Refresh;
 use crate::models::BUILTIN;
@@ -90,6 +91,24 @@ struct RawCamera {
     retry: bool,
     rtsp: Option<RawCameraRtsp>,
     record: Option<RawRecord>,
+    webcam: Option<Spanned<RawWebcam>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawWebcam {
+    device: String,
+    #[serde(default)]
+    format: WebcamFormatName,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, Default)]
+enum WebcamFormatName {
+    #[default]
+    #[serde(rename = "YUY2")]
+    Yuy2,
+    #[serde(rename = "I420")]
+    I420,
 }
 
 #[derive(Deserialize, Debug)]
@@ -276,6 +295,8 @@ pub struct CameraConfig {
     pub retry: bool,
     pub rtsp: RtspOutput,
     pub record: Option<Recording>,
+    /// The colour stream also written to a v4l2loopback device.
+    pub webcam: Option<WebcamSpec>,
 }
 
 /// A whole checked pipeline configuration.
@@ -567,12 +588,28 @@ impl Config {
             if let Err(e) = crate::capture::pipeline_description(&spec) {
                 return Err(c.err(&cam.source.span(), &key("source"), e.to_string()));
             }
+            let webcam = match &cam.webcam {
+                Some(w) => {
+                    let device = PathBuf::from(&w.get_ref().device);
+                    crate::encode::webcam::check_device(&device)
+                        .map_err(|e| c.err(&w.span(), &key("webcam.device"), e.to_string()))?;
+                    Some(WebcamSpec {
+                        sink: WebcamSink::Device(device),
+                        format: match w.get_ref().format {
+                            WebcamFormatName::Yuy2 => WebcamFormat::Yuy2,
+                            WebcamFormatName::I420 => WebcamFormat::I420,
+                        },
+                    })
+                }
+                None => None,
+            };
             cameras.push(CameraConfig {
                 spec,
                 calibration,
                 retry: cam.retry,
                 rtsp: RtspOutput { mount, credentials },
                 record,
+                webcam,
             });
         }
         Ok(Config {

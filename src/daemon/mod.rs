@@ -185,6 +185,7 @@ impl Daemon {
                     segment: r.segment,
                     container: r.container,
                 }),
+                webcam: cam.webcam.clone(),
             };
             let encoder = Encoder::start(spec, Some(feed))?;
             let settings = EncodeSettings {

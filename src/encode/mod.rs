@@ -4,6 +4,7 @@
 
 mod i420;
 mod stage;
+pub mod webcam;
 
 pub use stage::{EncodeSettings, EncodeStage, Retention};
 
@@ -118,6 +119,8 @@ pub struct EncoderSettings {
     pub fps: u32,
     pub bitrate_kbps: u32,
     pub record: Option<RecordSpec>,
+    /// Also write the colour frames to a v4l2loopback webcam.
+    pub webcam: Option<webcam::WebcamSpec>,
 }
 
 /// Whether `mount` can be served: a path like "/front", with no spaces.
@@ -339,6 +342,7 @@ pub struct Encoder {
     /// of 4 bytes, so a width such as 642 (chroma rows of 321) needs padding.
     layout: i420::Layout,
     matrix: i420::Matrix,
+    webcam: Option<webcam::Webcam>,
 }
 
 /// The offset x264enc adds to timestamps: 1000 hours.
@@ -411,13 +415,15 @@ impl Encoder {
         // trellis=false: x264enc turns trellis quantisation on by default, over the ultrafast
         // preset; measured at 4x 640x480 it was 7% of the whole daemon's CPU for a small bitrate
         // saving.
+        let caps = format!(
+            "video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,colorimetry={}",
+            matrix.colorimetry
+        );
         let description = format!(
-            "appsrc name=src is-live=true format=time \
-             caps=video/x-raw,format=I420,width={w},height={h},framerate={fps}/1,colorimetry={} \
+            "appsrc name=src is-live=true format=time caps={caps} \
              ! x264enc name=enc tune=zerolatency speed-preset=ultrafast trellis=false key-int-max={key_interval} bitrate={} \
              ! h264parse ! video/x-h264,stream-format=byte-stream,alignment=au ! tee name=t allow-not-linked=true\
              {rtsp_branch}{record_branch}",
-            matrix.colorimetry,
             spec.bitrate_kbps.max(64)
         );
         let build = |why: String| EncodeError::Build {
@@ -522,6 +528,10 @@ impl Encoder {
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| build(e.to_string()))?;
+        let webcam = spec
+            .webcam
+            .as_ref()
+            .map(|w| webcam::Webcam::new(&spec.camera, w, &caps));
         Ok(Encoder {
             spec,
             pipeline,
@@ -533,6 +543,7 @@ impl Encoder {
             pending,
             layout,
             matrix,
+            webcam,
         })
     }
 
@@ -633,6 +644,10 @@ impl Encoder {
                 1_000_000_000 / u64::from(spec.fps.max(1)),
             ));
         }
+        if let Some(webcam) = &mut self.webcam {
+            // The same buffer, shared: nothing downstream writes into it.
+            webcam.push(buffer.clone());
+        }
         self.appsrc
             .push_buffer(buffer)
             .map_err(|e| EncodeError::Stream {
@@ -661,7 +676,10 @@ impl Encoder {
     }
 
     /// Ends the stream so the last recording segment is complete, waiting up to `timeout`.
-    pub fn finish(self, timeout: Duration) -> Result<(), EncodeError> {
+    pub fn finish(mut self, timeout: Duration) -> Result<(), EncodeError> {
+        if let Some(webcam) = self.webcam.take() {
+            webcam.finish(timeout);
+        }
         let _ = self.appsrc.end_of_stream();
         let bus = self.pipeline.bus().expect("pipelines have a bus");
         let msg = bus.timed_pop_filtered(

@@ -335,6 +335,7 @@ impl PipelineCase<'_> {
                         max_age: None,
                         max_total_bytes: None,
                     }),
+                    webcam: None,
                 }
             })
             .collect();
