@@ -769,3 +769,146 @@ fn the_status_page_and_snapshots_are_off_on_a_public_bind_unless_a_token_is_give
         common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGKILL");
     }
 }
+
+/// The response head of an RTSP DESCRIBE of `url` without credentials, over plain TCP.
+fn rtsp_describe_head(port: u16, mount: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "DESCRIBE rtsp://127.0.0.1:{port}{mount} RTSP/1.0\r\nCSeq: 1\r\nAccept: application/sdp\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+#[test]
+fn rtsps_and_digest_logins_admit_the_right_password_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let openssl = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(openssl.status.success(), "{}", common::stderr(&openssl));
+    std::fs::write(dir.path().join("password"), "right-pass\n").unwrap();
+    let camera =
+        "id = \"c\"\nsource = { kind = \"test\", pattern = \"ball\" }\nformat = \"GRAY8\"\n\
+                  width = 160\nheight = 120\nfps = 15\n";
+    let frames_from = |url: &str| {
+        let out = common::read_rtsp_rgb_within(url, 2, Duration::from_secs(30));
+        (out.stdout.len(), common::stderr(&out))
+    };
+
+    // TLS, with the password from a file: rtsps:// with the right password plays; a wrong one,
+    // none, and plain RTSP to the TLS port do not.
+    let (port, metrics_port) = (common::free_port(), common::free_port());
+    let tls = format!(
+        "[model]\nweights = \"l3\"\n[rtsp]\nport = {port}\ntls_certificate = \"cert.pem\"\ntls_key = \"key.pem\"\n\
+         [metrics]\nbind = \"127.0.0.1:{metrics_port}\"\n[[camera]]\n{camera}\
+         rtsp = {{ user = \"viewer\", password_file = \"password\" }}\n"
+    );
+    let config = dir.path().join("tls.toml");
+    std::fs::write(&config, tls).unwrap();
+    let (mut child, url, _stdout) = spawn_and_find_url(&config);
+    assert_eq!(url, format!("rtsps://127.0.0.1:{port}/c"));
+    let with = |login: &str| url.replace("rtsps://", &format!("rtsps://{login}"));
+    let (bytes, err) = frames_from(&with("viewer:right-pass@"));
+    assert_eq!(bytes, 2 * 160 * 120 * 3, "{err}");
+    let (bytes, err) = frames_from(&with("viewer:wrong-pass@"));
+    assert!(bytes == 0 && err.contains("401"), "wrong password: {err}");
+    let (bytes, err) = frames_from(&url);
+    assert!(bytes == 0 && err.contains("401"), "no password: {err}");
+    let (bytes, _) = frames_from(&with("viewer:right-pass@").replace("rtsps://", "rtsp://"));
+    assert_eq!(bytes, 0, "plain RTSP reached a TLS port");
+    let _ = child.kill();
+    common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGKILL");
+
+    // Digest only, with the password from the environment: the challenge offers Digest and not
+    // Basic, and a client that answers it plays.
+    let (port, metrics_port) = (common::free_port(), common::free_port());
+    let digest = format!(
+        "[model]\nweights = \"l3\"\n[rtsp]\nport = {port}\nauth = \"digest\"\n\
+         [metrics]\nbind = \"127.0.0.1:{metrics_port}\"\n[[camera]]\n{camera}\
+         rtsp = {{ user = \"viewer\", password_env = \"NIRCOLOR_TEST_PASSWORD\" }}\n"
+    );
+    let config = dir.path().join("digest.toml");
+    std::fs::write(&config, digest).unwrap();
+    let mut child = common::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_nircolor"))
+            .args(["run", "--config", config.to_str().unwrap()])
+            .env("NIRCOLOR_TEST_PASSWORD", "env-pass")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Held to the end: run keeps writing to stdout, and a closed pipe would end it.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = stdout
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.split("watch ").nth(1).map(String::from))
+        .expect("run prints where to watch");
+    let head = rtsp_describe_head(port, "/c");
+    assert!(head.starts_with("RTSP/1.0 401"), "{head}");
+    assert!(head.contains("WWW-Authenticate: Digest"), "{head}");
+    assert!(!head.contains("WWW-Authenticate: Basic"), "{head}");
+    let (bytes, err) = frames_from(&url.replace("rtsp://", "rtsp://viewer:env-pass@"));
+    assert_eq!(bytes, 2 * 160 * 120 * 3, "{err}");
+    let (bytes, _) = frames_from(&url.replace("rtsp://", "rtsp://viewer:right-pass@"));
+    assert_eq!(bytes, 0);
+    let _ = child.kill();
+    common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGKILL");
+
+    // `check` warns about logins on a public bind without TLS, and not with it.
+    let public = dir.path().join("public.toml");
+    std::fs::write(
+        &public,
+        format!(
+            "[model]\nweights = \"l3\"\n[rtsp]\nbind = \"0.0.0.0\"\n[[camera]]\n{camera}\
+             rtsp = {{ user = \"viewer\", password = \"pw\" }}\n"
+        ),
+    )
+    .unwrap();
+    let out = common::nircolor(&["check", "--config", public.to_str().unwrap()]);
+    let said = common::stdout(&out);
+    assert!(out.status.success());
+    assert!(
+        said.contains("warning: RTSP is served on 0.0.0.0 with logins (c) but without TLS"),
+        "{said}"
+    );
+    let tls_public = dir.path().join("tls-public.toml");
+    std::fs::write(
+        &tls_public,
+        std::fs::read_to_string(&public).unwrap().replace(
+            "[rtsp]\n",
+            "[rtsp]\ntls_certificate = \"cert.pem\"\ntls_key = \"key.pem\"\n",
+        ),
+    )
+    .unwrap();
+    let out = common::nircolor(&["check", "--config", tls_public.to_str().unwrap()]);
+    assert!(
+        !common::stdout(&out).contains("warning"),
+        "{}",
+        common::stdout(&out)
+    );
+}

@@ -68,6 +68,9 @@ pub(crate) fn run_check(file: &Path, shard: Option<&str>) -> Result<()> {
     }
     println!("  metrics on http://{}/metrics", c.metrics_bind);
     println!("  {}", super::run::status_page_line(&c));
+    for w in c.warnings() {
+        println!("warning: {w}");
+    }
     Ok(())
 }
 

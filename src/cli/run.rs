@@ -41,6 +41,9 @@ pub(crate) fn parse_shard(arg: &str) -> Result<Shard> {
 pub(crate) fn run_daemon(args: &RunArgs) -> Result<()> {
     let file = args.config.as_path();
     let mut config = nircolor::daemon::config::Config::load(file)?;
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
     if let Some(port) = args.rtsp_port {
         config.rtsp_port = port;
     }

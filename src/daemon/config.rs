@@ -12,7 +12,7 @@ use toml::Spanned;
 use crate::calibrate::Calibration;
 use crate::capture::{CaptureSettings, PixelFormat, Source};
 use crate::encode::webcam::{WebcamFormat, WebcamSink, WebcamSpec};
-use crate::encode::Container;
+use crate::encode::{AuthMethods, Container, RtspSecurity};
 use crate::infer::Refresh;
 use crate::models::BUILTIN;
 pub use crate::runtime::toml_file::ConfigError;
@@ -64,6 +64,22 @@ struct RawRtsp {
     bind: Spanned<String>,
     #[serde(default = "default_rtsp_port")]
     port: Spanned<u16>,
+    /// PEM certificate and key: RTSP over TLS (rtsps://).
+    tls_certificate: Option<Spanned<String>>,
+    tls_key: Option<Spanned<String>>,
+    #[serde(default)]
+    auth: AuthName,
+}
+
+#[derive(Deserialize, Debug, Clone, Copy, Default)]
+enum AuthName {
+    #[serde(rename = "basic")]
+    Basic,
+    #[serde(rename = "digest")]
+    Digest,
+    #[default]
+    #[serde(rename = "basic+digest")]
+    BasicAndDigest,
 }
 
 #[derive(Deserialize, Debug)]
@@ -158,6 +174,10 @@ struct RawCameraRtsp {
     mount: Option<Spanned<String>>,
     user: Option<String>,
     password: Option<String>,
+    /// The password read from this file (a secret kept out of the config), ...
+    password_file: Option<Spanned<String>>,
+    /// ... or from this environment variable.
+    password_env: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -238,6 +258,9 @@ impl Default for RawRtsp {
         RawRtsp {
             bind: default_bind(),
             port: default_rtsp_port(),
+            tls_certificate: None,
+            tls_key: None,
+            auth: AuthName::default(),
         }
     }
 }
@@ -306,6 +329,7 @@ pub struct Config {
     pub model: ModelConfig,
     pub rtsp_bind: String,
     pub rtsp_port: u16,
+    pub rtsp_security: RtspSecurity,
     pub metrics_bind: SocketAddr,
     /// The status page's access token (`[metrics] token` or `token_file`).
     pub metrics_token: Option<String>,
@@ -313,6 +337,31 @@ pub struct Config {
 }
 
 impl Config {
+    /// What is valid but unwise, for `check` and the start of `run` to say.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let loopback = matches!(self.rtsp_bind.as_str(), "127.0.0.1" | "::1" | "localhost");
+        let logins: Vec<&str> = self
+            .cameras
+            .iter()
+            .filter(|c| c.rtsp.credentials.is_some())
+            .map(|c| c.spec.id.as_str())
+            .collect();
+        if !loopback && !logins.is_empty() && self.rtsp_security.tls.is_none() {
+            out.push(format!(
+                "RTSP is served on {} with logins ({}) but without TLS: the video crosses the network unencrypted{}; set [rtsp] tls_certificate and tls_key",
+                self.rtsp_bind,
+                logins.join(", "),
+                if self.rtsp_security.methods == AuthMethods::Digest {
+                    ""
+                } else {
+                    ", and so do the Basic passwords (auth = \"digest\" keeps passwords off the wire)"
+                }
+            ));
+        }
+        out
+    }
+
     /// Keeps only the cameras `shard` serves; returns the ids of those it leaves to others.
     pub fn keep_shard(&mut self, shard: crate::daemon::shard::Shard) -> Vec<String> {
         let (mine, others): (Vec<_>, Vec<_>) = std::mem::take(&mut self.cameras)
@@ -465,14 +514,15 @@ impl Config {
             };
             let (mount, mount_span, credentials) = match &cam.rtsp {
                 Some(r) => {
-                    let creds = match (&r.user, &r.password) {
-                        (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+                    let password = password(&c, r, &key("rtsp"))?;
+                    let creds = match (&r.user, password) {
+                        (Some(u), Some(p)) => Some((u.clone(), p)),
                         (None, None) => None,
                         _ => {
                             return Err(c.err(
                                 &cam.id.span(),
                                 &key("rtsp"),
-                                "give both user and password, or neither",
+                                "give both user and a password (password, password_file or password_env), or neither",
                             ))
                         }
                     };
@@ -612,16 +662,94 @@ impl Config {
                 webcam,
             });
         }
+        let rtsp_security = rtsp_security(&c, &raw.rtsp)?;
         Ok(Config {
             file: file.to_path_buf(),
             model,
             rtsp_bind: raw.rtsp.bind.get_ref().clone(),
             rtsp_port,
+            rtsp_security,
             metrics_bind,
             metrics_token,
             cameras,
         })
     }
+}
+
+/// `[rtsp]` TLS files (both or neither, existing) and login methods.
+fn rtsp_security(c: &Checker, r: &RawRtsp) -> Result<RtspSecurity, ConfigError> {
+    let tls = match (&r.tls_certificate, &r.tls_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => {
+            for (f, k) in [(cert, "rtsp.tls_certificate"), (key, "rtsp.tls_key")] {
+                let path = c.path(f.get_ref());
+                std::fs::File::open(&path).map_err(|e| {
+                    c.err(&f.span(), k, format!("cannot read {}: {e}", path.display()))
+                })?;
+            }
+            Some((c.path(cert.get_ref()), c.path(key.get_ref())))
+        }
+        (Some(f), None) | (None, Some(f)) => {
+            return Err(c.err(
+                &f.span(),
+                "rtsp.tls_certificate",
+                "give both tls_certificate and tls_key (PEM files), or neither",
+            ))
+        }
+    };
+    Ok(RtspSecurity {
+        tls,
+        methods: match r.auth {
+            AuthName::Basic => AuthMethods::Basic,
+            AuthName::Digest => AuthMethods::Digest,
+            AuthName::BasicAndDigest => AuthMethods::BasicAndDigest,
+        },
+    })
+}
+
+/// A camera's RTSP password: given in the config, read from a file, or from the environment;
+/// at most one of them.
+fn password(c: &Checker, r: &RawCameraRtsp, key: &str) -> Result<Option<String>, ConfigError> {
+    let given = [
+        r.password.is_some(),
+        r.password_file.is_some(),
+        r.password_env.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        let span = r
+            .password_file
+            .as_ref()
+            .or(r.password_env.as_ref())
+            .map(|s| s.span())
+            .unwrap_or(0..0);
+        return Err(c.err(
+            &span,
+            key,
+            "give one of password, password_file and password_env",
+        ));
+    }
+    if let Some(f) = &r.password_file {
+        let path = c.path(f.get_ref());
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            c.err(
+                &f.span(),
+                &format!("{key}.password_file"),
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        // A trailing newline is how editors and `echo` write files, not part of the password.
+        return Ok(Some(text.trim_end_matches(['\n', '\r']).to_string()));
+    }
+    if let Some(v) = &r.password_env {
+        return std::env::var(v.get_ref()).map(Some).map_err(|_| {
+            c.err(
+                &v.span(),
+                &format!("{key}.password_env"),
+                format!("the environment variable {} is not set", v.get_ref()),
+            )
+        });
+    }
+    Ok(r.password.clone())
 }
 
 /// Shortest status page token: 16 characters of the allowed 64 are 96 bits, beyond guessing

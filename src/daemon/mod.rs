@@ -121,7 +121,8 @@ impl Daemon {
             (None, Some(cfg)) => (cfg.scale as f32, cfg.max_pixels),
             (None, None) => (0.5, 0),
         };
-        let server = RtspServer::start(&config.rtsp_bind, config.rtsp_port)?;
+        let server =
+            RtspServer::start_with(&config.rtsp_bind, config.rtsp_port, &config.rtsp_security)?;
         let mut inputs = Vec::new();
         let mut outputs = HashMap::new();
         let mut colour_rx: Vec<(usize, Consumer<ColourFrame>)> = Vec::new();

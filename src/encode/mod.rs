@@ -44,6 +44,12 @@ pub struct EncodeStats {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
+    #[error("cannot load the RTSP TLS certificate {certificate} with key {key}: {why}; give PEM files (e.g. `openssl req -x509 -newkey rsa:2048 -nodes -keyout key.pem -out cert.pem -days 825 -subj /CN=HOST`)")]
+    Tls {
+        certificate: PathBuf,
+        key: PathBuf,
+        why: String,
+    },
     #[error("GStreamer cannot start ({0})")]
     Init(String),
     #[error("camera '{camera}': cannot build the encoder `{pipeline}`: {why}")]
@@ -144,14 +150,54 @@ pub struct RtspServer {
     thread: Option<std::thread::JoinHandle<()>>,
     source: Option<glib::SourceId>,
     pub port: u16,
+    security: RtspSecurity,
 }
 
 /// The role of clients that gave no credentials.
 const ANONYMOUS: &str = "anonymous";
 
+/// How RTSP logins are checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuthMethods {
+    /// HTTP Basic: the password crosses the network (base64, not encrypted) unless TLS is on.
+    Basic,
+    /// HTTP Digest: only a hash of the password crosses the network.
+    Digest,
+    /// Both offered; clients pick (ffmpeg and GStreamer take Digest).
+    #[default]
+    BasicAndDigest,
+}
+
+impl AuthMethods {
+    fn basic(self) -> bool {
+        self != AuthMethods::Digest
+    }
+    fn digest(self) -> bool {
+        self != AuthMethods::Basic
+    }
+}
+
+/// TLS and login settings of the RTSP server.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RtspSecurity {
+    /// PEM certificate (chain) and private key: with them the server speaks RTSP over TLS
+    /// (`rtsps://`) on its port.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    pub methods: AuthMethods,
+}
+
 impl RtspServer {
-    /// Listens on `address:port` (port 0 picks a free port, reported in `port`).
+    /// Listens on `address:port` (port 0 picks a free port, reported in `port`), plain RTSP.
     pub fn start(address: &str, port: u16) -> Result<RtspServer, EncodeError> {
+        RtspServer::start_with(address, port, &RtspSecurity::default())
+    }
+
+    /// [`RtspServer::start`] with TLS and the login methods of `security`.
+    pub fn start_with(
+        address: &str,
+        port: u16,
+        security: &RtspSecurity,
+    ) -> Result<RtspServer, EncodeError> {
         gst::init().map_err(|e| EncodeError::Init(e.to_string()))?;
         let listen = |why: String| EncodeError::Listen {
             address: address.into(),
@@ -166,6 +212,32 @@ impl RtspServer {
             .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, ANONYMOUS)
             .build();
         auth.set_default_token(Some(&mut anonymous));
+        let mut methods = 0;
+        if security.methods.basic() {
+            methods |= rtsp::gst_rtsp::ffi::GST_RTSP_AUTH_BASIC;
+        }
+        if security.methods.digest() {
+            methods |= rtsp::gst_rtsp::ffi::GST_RTSP_AUTH_DIGEST;
+        }
+        {
+            use glib::translate::ToGlibPtr;
+            // The C API takes the methods as a bit mask and the Rust binding as an enum of one
+            // value, so offering Basic and Digest together goes through the C call.
+            // SAFETY: `auth` is a live GstRTSPAuth for the whole call, and `methods` is an OR of
+            // GstRTSPAuthMethod values, which is what the function takes.
+            unsafe {
+                rtsp::ffi::gst_rtsp_auth_set_supported_methods(auth.to_glib_none().0, methods);
+            }
+        }
+        if let Some((cert, key)) = &security.tls {
+            let certificate =
+                rtsp::gio::TlsCertificate::from_files(cert, key).map_err(|e| EncodeError::Tls {
+                    certificate: cert.clone(),
+                    key: key.clone(),
+                    why: e.to_string(),
+                })?;
+            auth.set_tls_certificate(Some(&certificate));
+        }
         server.set_auth(Some(&auth));
         server.set_address(address);
         server.set_service(&port.to_string());
@@ -195,6 +267,7 @@ impl RtspServer {
             thread: Some(thread),
             source: Some(source),
             port: bound as u16,
+            security: security.clone(),
         })
     }
 
@@ -236,7 +309,12 @@ impl RtspServer {
                     .field(rtsp::RTSP_TOKEN_MEDIA_FACTORY_ROLE, role.as_str())
                     .build();
                 if let Some(auth) = self.server.auth() {
-                    auth.add_basic(basic.as_str(), &token);
+                    if self.security.methods.basic() {
+                        auth.add_basic(basic.as_str(), &token);
+                    }
+                    if self.security.methods.digest() {
+                        auth.add_digest(user, password, &token);
+                    }
                 }
                 role
             }
@@ -249,7 +327,7 @@ impl RtspServer {
         );
         if role != ANONYMOUS {
             // Anonymous clients may see the mount but not play it: gst-rtsp-server answers a
-            // denied construct with 401 and a Basic challenge, so clients retry with their
+            // denied construct with 401 and a challenge, so clients retry with their
             // login (a denied access would be a bare 404 that clients do not retry).
             factory.add_role_from_structure(
                 &gst::Structure::builder(ANONYMOUS)
@@ -287,7 +365,12 @@ impl RtspServer {
 
     pub fn url(&self, mount: &str) -> String {
         format!(
-            "rtsp://{}:{}{}",
+            "{}://{}:{}{}",
+            if self.security.tls.is_some() {
+                "rtsps"
+            } else {
+                "rtsp"
+            },
             self.server
                 .address()
                 .map(|a| a.to_string())
