@@ -95,7 +95,7 @@ fn the_alert_rules_pass_promtool_and_their_unit_tests() {
         .current_dir(&dir));
     assert!(check.status.success(), "{}", text(&check));
     assert!(
-        text(&check).contains("SUCCESS: 5 rules found"),
+        text(&check).contains("SUCCESS: 6 rules found"),
         "{}",
         text(&check)
     );

@@ -102,6 +102,9 @@ fn recordings_split_into_complete_segments() {
             folder: dir.path().join("rec"),
             segment: Duration::from_secs(1),
             container,
+            // Frames come faster than real time here: the recorder must wait, not drop.
+            lossless: true,
+            prune_when_full: false,
         };
         let mut enc = Encoder::start(spec("yard", Some(record)), None).unwrap();
         for i in 0..90 {
@@ -186,6 +189,8 @@ fn child_records_until_killed() {
         folder: dir.join("rec"),
         segment: Duration::from_secs(60),
         container,
+        lossless: false,
+        prune_when_full: false,
     };
     let mut enc = Encoder::start(spec("crash", Some(record)), None).unwrap();
     let start = Instant::now();
@@ -384,6 +389,8 @@ fn padded_row_widths_encode_the_right_pixels_to_rtsp_and_recordings() {
                 folder: dir.path().join("rec"),
                 segment: Duration::from_secs(60),
                 container: Container::Matroska,
+                lossless: false,
+                prune_when_full: false,
             }),
             ..spec("wide", None)
         };
@@ -488,6 +495,8 @@ fn the_webcam_output_writes_every_colour_frame_at_its_caps() {
                 folder: dir.path().join(format.caps_name()),
                 segment: Duration::from_secs(60),
                 container: Container::Matroska,
+                lossless: false,
+                prune_when_full: false,
             }),
         );
         settings.webcam = Some(WebcamSpec {

@@ -57,6 +57,8 @@ fn test_source_to_colour_recording() {
         folder: dir.path().to_path_buf(),
         segment: Duration::from_secs(60),
         container: Container::Matroska,
+        lossless: false,
+        prune_when_full: false,
     };
     let mut encoder = Encoder::start(
         EncoderSettings {

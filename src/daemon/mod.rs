@@ -185,6 +185,8 @@ impl Daemon {
                     folder: r.folder.clone(),
                     segment: r.segment,
                     container: r.container,
+                    lossless: !cam.spec.source.realtime(),
+                    prune_when_full: r.max_age.is_some() || r.max_total_bytes.is_some(),
                 }),
                 webcam: cam.webcam.clone(),
             };

@@ -54,10 +54,13 @@ pub fn json(t: &Telemetry) -> serde_json::Value {
             };
             let infer = t.infer.cameras.get(c.id.as_str());
             let latency = &c.encode.encoded_latency;
+            let recorder = c.encode.recorder.get();
             let recording = c.info.record_folder.as_ref().map(|folder| {
                 serde_json::json!({
                     "folder": folder.display().to_string(),
                     "free_bytes": free_bytes(folder),
+                    "up": recorder.map(|r| r.up.load(Ordering::SeqCst)),
+                    "last_error": recorder.and_then(|r| r.last_error()),
                 })
             });
             serde_json::json!({

@@ -111,6 +111,55 @@ impl Telemetry {
             "\"No signal\" cards shown while the camera delivered nothing",
             &|c| c.encode.no_signal.load(Ordering::Relaxed),
         );
+        let recording = |c: &CameraTelemetry| c.encode.recorder.get().cloned();
+        family(
+            &mut s,
+            "nircolor_recording_up",
+            "gauge",
+            "1 while the camera's recording writes segments, 0 after a failure (full disk, unwritable or missing folder) until it resumes",
+        );
+        for c in &self.cameras {
+            if let Some(r) = recording(c) {
+                let up = u8::from(r.up.load(Ordering::SeqCst));
+                let _ = writeln!(
+                    s,
+                    "nircolor_recording_up{{camera=\"{}\"}} {up}",
+                    escape(&c.id)
+                );
+            }
+        }
+        family(
+            &mut s,
+            "nircolor_recording_failures_total",
+            "counter",
+            "Times the camera's recording stopped on a write failure",
+        );
+        for c in &self.cameras {
+            if let Some(r) = recording(c) {
+                let n = r.failures.load(Ordering::SeqCst);
+                let _ = writeln!(
+                    s,
+                    "nircolor_recording_failures_total{{camera=\"{}\"}} {n}",
+                    escape(&c.id)
+                );
+            }
+        }
+        family(
+            &mut s,
+            "nircolor_recording_segments_freed_total",
+            "counter",
+            "Oldest segments deleted early to keep recording on a full disk (retention set)",
+        );
+        for c in &self.cameras {
+            if let Some(r) = recording(c) {
+                let n = r.freed.load(Ordering::SeqCst);
+                let _ = writeln!(
+                    s,
+                    "nircolor_recording_segments_freed_total{{camera=\"{}\"}} {n}",
+                    escape(&c.id)
+                );
+            }
+        }
         family(
             &mut s,
             "nircolor_frames_dropped_total",
@@ -325,7 +374,16 @@ impl Telemetry {
                     healthy = false;
                     "down"
                 };
-                serde_json::json!({"camera": c.id, "state": state, "down_seconds": down_for.as_secs_f64(), "last_error": c.status.last_error()})
+                // A failed recording is reported, not unhealthy: restarting the daemon would not
+                // free the disk, and the camera still streams.
+                let recording = c.encode.recorder.get().map(|r| {
+                    serde_json::json!({
+                        "state": if r.up.load(Ordering::SeqCst) { "recording" } else { "failed" },
+                        "failures": r.failures.load(Ordering::SeqCst),
+                        "last_error": r.last_error(),
+                    })
+                });
+                serde_json::json!({"camera": c.id, "state": state, "down_seconds": down_for.as_secs_f64(), "last_error": c.status.last_error(), "recording": recording})
             })
             .collect();
         let body = serde_json::json!({"healthy": healthy, "cameras": cams}).to_string();

@@ -3,6 +3,7 @@
 //! recorder (splitmuxsink segments, Matroska or fragmented MP4).
 
 mod i420;
+pub mod recorder;
 mod stage;
 pub mod webcam;
 
@@ -11,7 +12,7 @@ pub use stage::{EncodeSettings, EncodeStage, Retention};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use gstreamer as gst;
 use gstreamer::glib;
@@ -40,6 +41,8 @@ pub struct EncodeStats {
     pub latency: Histogram,
     /// Hand-off to leaving the H.264 encoder, per frame: the encode stage's own time.
     pub encode_time: Histogram,
+    /// The recording's state, once the encode stage has started a recording camera.
+    pub recorder: std::sync::OnceLock<Arc<recorder::RecorderStatus>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +117,10 @@ pub struct RecordSpec {
     pub folder: PathBuf,
     pub segment: Duration,
     pub container: Container,
+    /// Make the encoder wait for a slow disk instead of dropping (batch jobs).
+    pub lossless: bool,
+    /// On a full disk, delete the camera's oldest segment and go on (a retention limit is set).
+    pub prune_when_full: bool,
 }
 
 /// One camera's encoder settings.
@@ -426,6 +433,9 @@ pub struct Encoder {
     layout: i420::Layout,
     matrix: i420::Matrix,
     webcam: Option<webcam::Webcam>,
+    recorder: Option<Arc<Mutex<recorder::Recorder>>>,
+    /// The recorder's keyframe request, read without taking its lock.
+    recorder_keyframe: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// The offset x264enc adds to timestamps: 1000 hours.
@@ -489,9 +499,9 @@ impl Encoder {
         } else {
             ""
         };
-        // The recorder is linked in code below: splitmuxsink's pad needs its muxer chosen first.
+        // The recorder is a pipeline of its own (see `recorder`), fed from this appsink.
         let record_branch = if spec.record.is_some() {
-            " t. ! queue ! h264parse name=recparse"
+            " t. ! queue ! appsink name=rec sync=false"
         } else {
             ""
         };
@@ -527,53 +537,40 @@ impl Encoder {
             .ok_or_else(|| build("no encoder".into()))?;
         let pending: Arc<Mutex<std::collections::VecDeque<(u64, Instant, Instant)>>> =
             Arc::default();
-        if let Some(record) = &spec.record {
-            std::fs::create_dir_all(&record.folder).map_err(|e| EncodeError::Folder {
-                camera: spec.camera.clone(),
-                folder: record.folder.clone(),
-                why: e.to_string(),
-            })?;
-            let muxer = match record.container {
-                Container::Matroska => gst::ElementFactory::make("matroskamux").build(),
-                // A fragment per GOP (mp4mux cuts at the first keyframe past the duration).
-                Container::FragmentedMp4 => gst::ElementFactory::make("mp4mux")
-                    .property("fragment-duration", 250u32)
-                    .build(),
+        let recorder = match &spec.record {
+            Some(record) => {
+                // A folder that cannot even be made is a mistake in the configuration, reported
+                // at start; a disk that fills or a folder that goes later only pauses recording.
+                std::fs::create_dir_all(&record.folder).map_err(|e| EncodeError::Folder {
+                    camera: spec.camera.clone(),
+                    folder: record.folder.clone(),
+                    why: e.to_string(),
+                })?;
+                let recorder = Arc::new(Mutex::new(recorder::Recorder::new(
+                    &spec.camera,
+                    record.clone(),
+                    spec.bitrate_kbps,
+                )));
+                let sink = pipeline
+                    .by_name("rec")
+                    .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+                    .ok_or_else(|| build("no recording appsink".into()))?;
+                let target = recorder.clone();
+                sink.set_callbacks(
+                    gst_app::AppSinkCallbacks::builder()
+                        .new_sample(move |sink| {
+                            let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                            if let (Some(buffer), Ok(mut r)) = (sample.buffer(), target.lock()) {
+                                r.push(buffer);
+                            }
+                            Ok(gst::FlowSuccess::Ok)
+                        })
+                        .build(),
+                );
+                Some(recorder)
             }
-            .map_err(|e| build(e.to_string()))?;
-            // Unbuffered, so what the muxer wrote is on disk even if the process is killed.
-            let file = gst::ElementFactory::make("filesink")
-                .property_from_str("buffer-mode", "unbuffered")
-                .build()
-                .map_err(|e| build(e.to_string()))?;
-            let rec = gst::ElementFactory::make("splitmuxsink")
-                .property("muxer", &muxer)
-                .property("sink", &file)
-                .build()
-                .map_err(|e| build(e.to_string()))?;
-            pipeline.add(&rec).map_err(|e| build(e.to_string()))?;
-            let parse = pipeline
-                .by_name("recparse")
-                .ok_or_else(|| build("no recorder parser".into()))?;
-            parse
-                .link(&rec)
-                .map_err(|e| build(format!("cannot link the recorder: {e}")))?;
-            rec.set_property("max-size-time", record.segment.as_nanos() as u64);
-            rec.set_property("send-keyframe-requests", true);
-            let started = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
-            let (folder, camera, ext) = (
-                record.folder.clone(),
-                spec.camera.clone(),
-                record.container.extension(),
-            );
-            rec.connect("format-location", false, move |args| {
-                let index = args[1].get::<u32>().unwrap_or(0);
-                Some(segment_name(&folder, &camera, started, index, ext).to_value())
-            });
-        }
+            None => None,
+        };
         if let Some(feed) = &feed {
             let sink = pipeline
                 .by_name("rtsp")
@@ -627,7 +624,17 @@ impl Encoder {
             layout,
             matrix,
             webcam,
+            recorder_keyframe: recorder
+                .as_ref()
+                .and_then(|r| r.lock().ok().map(|r| r.wants_keyframe.clone())),
+            recorder,
         })
+    }
+
+    /// The recording's live state, when this camera records.
+    pub fn recorder_status(&self) -> Option<Arc<recorder::RecorderStatus>> {
+        let r = self.recorder.as_ref()?.lock().ok()?;
+        Some(r.status())
     }
 
     /// Calls `hook` with each frame's capture-to-encoded latency (measured where the H.264
@@ -691,18 +698,23 @@ impl Encoder {
             });
         }
         self.check_bus()?;
-        if let Some(feed) = &self.feed {
-            if feed
-                .wants_keyframe
-                .swap(false, std::sync::atomic::Ordering::SeqCst)
-            {
-                let event = gst_video::UpstreamForceKeyUnitEvent::builder()
-                    .all_headers(true)
-                    .build();
-                // Sent to the encoder's own src pad, as if from downstream.
-                if let Some(pad) = self.encoder.static_pad("src") {
-                    pad.send_event(event);
-                }
+        // A viewer joining or a recording (re)starting wants a keyframe with its headers now.
+        let wanted = [
+            self.feed.as_ref().map(|f| &f.wants_keyframe),
+            self.recorder_keyframe.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(false, |any, w| {
+            w.swap(false, std::sync::atomic::Ordering::SeqCst) || any
+        });
+        if wanted {
+            let event = gst_video::UpstreamForceKeyUnitEvent::builder()
+                .all_headers(true)
+                .build();
+            // Sent to the encoder's own src pad, as if from downstream.
+            if let Some(pad) = self.encoder.static_pad("src") {
+                pad.send_event(event);
             }
         }
         // Timestamps must rise: a "no signal" card stamped now may precede a late camera frame.
@@ -764,6 +776,20 @@ impl Encoder {
             webcam.finish(timeout);
         }
         let _ = self.appsrc.end_of_stream();
+        let recorded = self.finish_pipeline(timeout);
+        // The encoder's end of stream has pushed its last frame into the recorder: end that too.
+        let recording = match self.recorder.take() {
+            Some(r) => r.lock().map_or(Ok(()), |mut r| r.finish(timeout)),
+            None => Ok(()),
+        };
+        recorded?;
+        recording.map_err(|why| EncodeError::Stream {
+            camera: self.spec.camera.clone(),
+            why,
+        })
+    }
+
+    fn finish_pipeline(&self, timeout: Duration) -> Result<(), EncodeError> {
         let bus = self.pipeline.bus().expect("pipelines have a bus");
         let msg = bus.timed_pop_filtered(
             gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),

@@ -62,6 +62,9 @@ impl EncodeStage {
         settings: EncodeSettings,
         stats: Arc<EncodeStats>,
     ) -> std::io::Result<EncodeStage> {
+        if let Some(status) = encoder.recorder_status() {
+            let _ = stats.recorder.set(status);
+        }
         let result = Arc::new(Mutex::new(None));
         let out = result.clone();
         let worker = Worker::spawn(format!("encode-{}", settings.camera), move |stop| {
