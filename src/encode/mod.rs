@@ -705,9 +705,10 @@ impl Encoder {
         ]
         .into_iter()
         .flatten()
-        .fold(false, |any, w| {
-            w.swap(false, std::sync::atomic::Ordering::SeqCst) || any
-        });
+        // Every flag is cleared (no short-circuit): one keyframe answers them all.
+        .filter(|w| w.swap(false, std::sync::atomic::Ordering::SeqCst))
+        .count()
+            > 0;
         if wanted {
             let event = gst_video::UpstreamForceKeyUnitEvent::builder()
                 .all_headers(true)
