@@ -509,6 +509,18 @@ fn a_batch_file_source_loses_no_frame_however_slow_the_model() {
 }
 
 /// Mean chroma (max - min channel) of packed 8-bit RGB.
+/// The mean BT.601 (Cb, Cr) of packed RGB bytes, centred on zero.
+fn mean_cb_cr(rgb: &[u8]) -> (f64, f64) {
+    let n = (rgb.len() / 3) as f64;
+    let (mut cb, mut cr) = (0.0, 0.0);
+    for p in rgb.chunks_exact(3) {
+        let (r, g, b) = (f64::from(p[0]), f64::from(p[1]), f64::from(p[2]));
+        cb += -0.168_736 * r - 0.331_264 * g + 0.5 * b;
+        cr += 0.5 * r - 0.418_688 * g - 0.081_312 * b;
+    }
+    (cb / n, cr / n)
+}
+
 fn mean_chroma(rgb: &[u8]) -> f64 {
     let px = rgb.len() / 3;
     rgb.chunks_exact(3)
@@ -559,6 +571,15 @@ fn the_default_model_streams_real_colour_to_an_rtsp_client() {
         out.stdout.len(),
         frames * 256 * 256 * 3,
         "expected frame count"
+    );
+    // The hue is the model's, not only the amount: the mean chroma direction (Cb, Cr) over
+    // RTSP points where the offline output's does (a gray or channel-swapped stream would not).
+    let offline_rgb = image::open(&offline).unwrap().to_rgb8();
+    let (a, b) = (mean_cb_cr(offline_rgb.as_raw()), mean_cb_cr(&out.stdout));
+    let cos = (a.0 * b.0 + a.1 * b.1) / (a.0.hypot(a.1) * b.0.hypot(b.1));
+    assert!(
+        cos > 0.9,
+        "mean (Cb, Cr): offline {a:?}, over RTSP {b:?} (cos {cos:.2})"
     );
     let streamed = mean_chroma(&out.stdout);
     eprintln!("mean chroma: offline {offline_chroma:.1}, over RTSP {streamed:.1}");
@@ -911,4 +932,106 @@ fn rtsps_and_digest_logins_admit_the_right_password_only() {
         "{}",
         common::stdout(&out)
     );
+}
+
+#[test]
+fn an_upstream_camera_that_goes_away_and_comes_back_resumes_and_ctrl_c_ends_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    // The "camera": another daemon serving a test pattern over RTSP, stopped and started again
+    // on the same port.
+    let camera_port = common::free_port();
+    let upstream = dir.path().join("camera.toml");
+    std::fs::write(
+        &upstream,
+        pipeline_on(
+            camera_port,
+            common::free_port(),
+            "weights = \"identity\"",
+            "id = \"nir\"\nsource = { kind = \"test\", pattern = \"ball\" }\nformat = \"GRAY8\"\n\
+             width = 160\nheight = 120\nfps = 15\n",
+        ),
+    )
+    .unwrap();
+    let (port, metrics_port) = (common::free_port(), common::free_port());
+    let config = dir.path().join("relay.toml");
+    std::fs::write(
+        &config,
+        pipeline_on(
+            port,
+            metrics_port,
+            "weights = \"l3\"",
+            &format!(
+                "id = \"gate\"\nsource = {{ kind = \"rtsp\", url = \"rtsp://127.0.0.1:{camera_port}/nir\" }}\n\
+                 format = \"GRAY8\"\nwidth = 160\nheight = 120\nfps = 15\nrecord = {{ folder = \"rec\", segment_seconds = 5 }}\n"
+            ),
+        ),
+    )
+    .unwrap();
+    let sample = |name: &str| format!("{name}{{camera=\"gate\"}}");
+    let value = |name: &str| live_metric(metrics_port, &sample(name)).unwrap_or(-1.0);
+    let wait = |what: &str, limit: u64, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            assert!(
+                started.elapsed() < Duration::from_secs(limit),
+                "{what} within {limit} s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let mut camera = spawn_run(&upstream);
+    let mut daemon = spawn_run(&config);
+    wait("the camera up", 40, &|| value("nircolor_camera_up") == 1.0);
+    let _ = camera.kill();
+    common::wait_within(&mut camera, common::STOP_LIMIT, "the camera");
+    wait("the camera noticed down", 30, &|| {
+        value("nircolor_camera_up") == 0.0
+    });
+    wait("the no-signal card shown", 10, &|| {
+        value("nircolor_no_signal_frames_total") > 0.0
+    });
+
+    let mut camera = spawn_run(&upstream);
+    wait("the camera back", 60, &|| {
+        value("nircolor_camera_up") == 1.0
+    });
+    assert!(value("nircolor_camera_reconnects_total") >= 1.0);
+    // Frames flow again and the card has stopped.
+    let cards = value("nircolor_no_signal_frames_total");
+    let captured = value("nircolor_frames_captured_total");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        value("nircolor_no_signal_frames_total"),
+        cards,
+        "the card goes on"
+    );
+    assert!(
+        value("nircolor_frames_captured_total") > captured + 15.0,
+        "no frames after return"
+    );
+    let (status, body) = http_get(metrics_port, "/healthz");
+    assert!(
+        status.contains("200") && body.contains("\"streaming\""),
+        "{status} {body}"
+    );
+
+    // Ctrl-C (SIGINT) stops the daemon like SIGTERM: exit 0, recordings complete.
+    let _ = Command::new("kill")
+        .args(["-INT", &daemon.id().to_string()])
+        .status();
+    let status = common::wait_within(&mut daemon, common::STOP_LIMIT, "run after Ctrl-C");
+    assert!(status.success(), "{status:?}");
+    let recordings: Vec<_> = std::fs::read_dir(dir.path().join("rec"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(!recordings.is_empty());
+    for r in recordings {
+        assert!(
+            common::probe(&r.path()).0 > 0,
+            "{} does not play",
+            r.path().display()
+        );
+    }
+    let _ = camera.kill();
 }
