@@ -17,6 +17,31 @@ pub(crate) enum BenchCommand {
     Model(ModelBenchArgs),
     /// The whole daemon on live test cameras: frames out, drops, capture-to-encoded latency.
     Pipeline(PipelineBenchArgs),
+    /// The daemon for minutes under overload, with a camera that fails and comes back: resident
+    /// memory, open files and threads every minute and their slopes (leaks).
+    Soak(SoakBenchArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct SoakBenchArgs {
+    /// Minutes to run (the first is warm-up, left out of the slopes).
+    #[arg(long, default_value_t = 30)]
+    pub(crate) minutes: u64,
+    /// Cases as WIDTHxHEIGHTxCAMERAS, comma-separated, run one after the other.
+    #[arg(long, default_value = "640x480x4")]
+    pub(crate) cases: String,
+    /// A weights file or built-in colorizer.
+    #[arg(long, default_value = "default")]
+    pub(crate) model: String,
+    #[arg(long, default_value_t = 30)]
+    pub(crate) fps: u32,
+    /// How often the network recomputes each camera's colour: every-frame overloads this CPU.
+    #[arg(long, default_value = "every-frame")]
+    pub(crate) refresh: nircolor::infer::Refresh,
+    /// Seconds between failures of one more camera (an RTSP stream from a second process that
+    /// is killed, then started again 5 s later); 0 leaves it out.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) flap_every: u64,
 }
 
 #[derive(Args)]
@@ -175,10 +200,9 @@ pub(crate) fn free_port() -> Result<u16> {
         .port())
 }
 
-pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
-    use std::sync::atomic::Ordering;
-    let cases: Vec<(u32, u32, usize)> = args
-        .cases
+/// Parses `--cases` (WIDTHxHEIGHTxCAMERAS, comma-separated).
+fn parse_cases(cases: &str) -> Result<Vec<(u32, u32, usize)>> {
+    cases
         .split(',')
         .map(|c| {
             let parse = |c: &str| -> Option<(u32, u32, usize)> {
@@ -198,7 +222,185 @@ pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
                     anyhow::anyhow!("case '{c}' is not WIDTHxHEIGHTxCAMERAS, e.g. 640x480x2")
                 })
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+/// The soak's failing camera: a second `nircolor` process serving a test pattern over RTSP,
+/// killed and started again; its resources are its own, so they do not blur the daemon's.
+struct FlappingCamera {
+    config: PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl FlappingCamera {
+    fn new(dir: &Path, port: u16, (w, h, fps): (u32, u32, u32)) -> Result<FlappingCamera> {
+        let config = dir.join("flapping-camera.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[model]\nweights = \"identity\"\n[rtsp]\nport = {port}\n[metrics]\nbind = \"127.0.0.1:{}\"\n\
+                 [[camera]]\nid = \"nir\"\nsource = {{ kind = \"test\", pattern = \"ball\" }}\nformat = \"GRAY8\"\n\
+                 width = {w}\nheight = {h}\nfps = {fps}\n",
+                free_port()?
+            ),
+        )?;
+        let mut camera = FlappingCamera {
+            config,
+            child: None,
+        };
+        camera.start()?;
+        Ok(camera)
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting the flapping camera")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for FlappingCamera {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
+    use nircolor::offline::bench::{slope, ProcessUse};
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+    /// The soak's recordings are capped so a long run cannot fill the disk; pruning then runs
+    /// all along, which is part of what is soaked.
+    const SOAK_RECORDINGS_BYTES: u64 = 300_000_000;
+    /// The flapping camera stays away this long each time.
+    const AWAY: Duration = Duration::from_secs(5);
+    if args.minutes < 2 {
+        bail!("--minutes must be at least 2: the first minute is warm-up");
+    }
+    for (w, h, n) in parse_cases(&args.cases)? {
+        let dir = tempfile_dir()?;
+        let case = nircolor::offline::bench::PipelineCase {
+            model: &args.model,
+            width: w,
+            height: h,
+            cameras: n,
+            fps: args.fps,
+            dir: &dir,
+            rtsp_port: free_port()?,
+            metrics_port: free_port()?,
+            refresh: args.refresh,
+        };
+        let mut config = case.config();
+        let mut flapping = None;
+        if args.flap_every > 0 {
+            let port = free_port()?;
+            flapping = Some(FlappingCamera::new(&dir, port, (w, h, args.fps))?);
+            config
+                .cameras
+                .push(case.rtsp_camera("flapping", &format!("rtsp://127.0.0.1:{port}/nir")));
+        }
+        for cam in &mut config.cameras {
+            if let Some(r) = cam.record.as_mut() {
+                r.max_total_bytes = Some(SOAK_RECORDINGS_BYTES / config_len(n, args.flap_every));
+            }
+        }
+        println!(
+            "soak: {n} x {w}x{h} test cameras at {} fps through {} (refresh {:?}){}, {} minutes; {}",
+            args.fps,
+            args.model,
+            args.refresh,
+            if args.flap_every > 0 {
+                format!(
+                    ", plus one RTSP camera killed every {} s and back {} s later",
+                    args.flap_every,
+                    AWAY.as_secs()
+                )
+            } else {
+                String::new()
+            },
+            args.minutes,
+            nircolor::runtime::cuda::describe()
+        );
+        println!("| minute | resident MB | open files | threads | frames encoded | dropped | reconnects |");
+        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        let daemon = nircolor::daemon::Daemon::start(&config)?;
+        let t = daemon.telemetry().clone();
+        let began = Instant::now();
+        let mut next_flap = began + Duration::from_secs(args.flap_every);
+        let mut back_at: Option<Instant> = None;
+        let (mut xs, mut rss, mut fds, mut threads) = (vec![], vec![], vec![], vec![]);
+        for minute in 1..=args.minutes {
+            let until = began + Duration::from_secs(60 * minute);
+            while Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(200));
+                if let Some(f) = flapping.as_mut() {
+                    let now = Instant::now();
+                    if back_at.is_none() && now >= next_flap {
+                        f.kill();
+                        back_at = Some(now + AWAY);
+                        next_flap = now + Duration::from_secs(args.flap_every);
+                    }
+                    if back_at.is_some_and(|b| now >= b) {
+                        f.start()?;
+                        back_at = None;
+                    }
+                }
+            }
+            let u = ProcessUse::now()?;
+            let sum = |f: &dyn Fn(&nircolor::daemon::telemetry::CameraTelemetry) -> u64| {
+                t.cameras.iter().map(f).sum::<u64>()
+            };
+            println!(
+                "| {minute} | {:.1} | {} | {} | {} | {} | {} |",
+                u.resident_mb,
+                u.open_files,
+                u.threads,
+                sum(&|c| c.encode.frames.load(Ordering::Relaxed)),
+                sum(&|c| (c.capture_drops)() + (c.colour_drops)()),
+                sum(&|c| c.status.restarts.load(Ordering::Relaxed)),
+            );
+            if minute > 1 {
+                xs.push(minute as f64);
+                rss.push(u.resident_mb);
+                fds.push(u.open_files as f64);
+                threads.push(u.threads as f64);
+            }
+        }
+        drop(flapping);
+        let _ = daemon.shutdown();
+        let _ = std::fs::remove_dir_all(&dir);
+        println!(
+            "slopes over minutes 2-{}: resident memory {:+.2} MB per 10 minutes, open files {:+.2}, threads {:+.2} per 10 minutes",
+            args.minutes,
+            10.0 * slope(&xs, &rss),
+            10.0 * slope(&xs, &fds),
+            10.0 * slope(&xs, &threads)
+        );
+    }
+    Ok(())
+}
+
+/// How many cameras record in a soak case.
+fn config_len(cameras: usize, flap_every: u64) -> u64 {
+    cameras as u64 + u64::from(flap_every > 0)
+}
+
+pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
+    use std::sync::atomic::Ordering;
+    let cases = parse_cases(&args.cases)?;
     if args.seconds == 0 {
         bail!("--seconds must be at least 1");
     }

@@ -362,6 +362,71 @@ impl PipelineCase<'_> {
     }
 }
 
+impl PipelineCase<'_> {
+    /// One more camera for the case: `id` reading the RTSP stream at `url` (the soak's camera
+    /// that fails and comes back), at the case's size and rate, recorded like the others.
+    pub fn rtsp_camera(&self, id: &str, url: &str) -> CameraConfig {
+        let mut cam = self.config().cameras.remove(0);
+        cam.spec.id = id.into();
+        cam.spec.source = Source::Rtsp { url: url.into() };
+        cam.rtsp.mount = format!("/{id}");
+        if let Some(r) = cam.record.as_mut() {
+            r.folder = self.dir.join(format!("rec-{id}"));
+        }
+        cam
+    }
+}
+
+/// What a process holds, read from /proc: the figures a soak test watches for leaks.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcessUse {
+    pub resident_mb: f64,
+    pub open_files: usize,
+    pub threads: usize,
+}
+
+impl ProcessUse {
+    /// This process, now.
+    pub fn now() -> std::io::Result<ProcessUse> {
+        let status = std::fs::read_to_string("/proc/self/status")?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        Ok(ProcessUse {
+            resident_mb: field("VmRSS:") / 1024.0,
+            open_files: std::fs::read_dir("/proc/self/fd")?.count(),
+            threads: field("Threads:") as usize,
+        })
+    }
+}
+
+/// The least-squares slope of `ys` against `xs` (0 with fewer than two points).
+pub fn slope(xs: &[f64], ys: &[f64]) -> f64 {
+    let n = xs.len().min(ys.len());
+    if n < 2 {
+        return 0.0;
+    }
+    let (mx, my) = (
+        xs[..n].iter().sum::<f64>() / n as f64,
+        ys[..n].iter().sum::<f64>() / n as f64,
+    );
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for i in 0..n {
+        sxy += (xs[i] - mx) * (ys[i] - my);
+        sxx += (xs[i] - mx) * (xs[i] - mx);
+    }
+    if sxx == 0.0 {
+        0.0
+    } else {
+        sxy / sxx
+    }
+}
+
 /// Per-frame times of one model at one size.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModelTiming {
@@ -414,5 +479,23 @@ pub fn time_model(
         frames: times.len(),
         median_ms: median(&times),
         p99_ms: quantile(&times, 0.99),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_slope_is_the_least_squares_line_and_the_process_is_read() {
+        let xs = [0.0, 1.0, 2.0, 3.0];
+        assert!((slope(&xs, &[1.0, 3.0, 5.0, 7.0]) - 2.0).abs() < 1e-12);
+        assert_eq!(slope(&xs, &[4.0; 4]), 0.0);
+        assert_eq!(slope(&[1.0], &[1.0]), 0.0);
+        let now = ProcessUse::now().unwrap();
+        assert!(
+            now.resident_mb > 1.0 && now.open_files >= 3 && now.threads >= 1,
+            "{now:?}"
+        );
     }
 }
