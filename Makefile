@@ -8,7 +8,10 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 BIN := target/release/nircolor
 
-.PHONY: setup test-setup build run report test bench lint fmt
+.PHONY: setup test-setup build run report test bench lint fmt fuzz
+
+# `make fuzz`: every fuzz target for this long (seconds); `make test` runs a short pass.
+FUZZ_SECONDS ?= 600
 
 setup:
 	@scripts/setup
@@ -34,6 +37,10 @@ report: build
 # so `cargo test` alone would leave `make run` to compile GStreamer and nircolor again.
 test: test-setup build
 	$(CARGO) test --release --locked
+	scripts/fuzz 10
+
+fuzz: test-setup
+	scripts/fuzz $(FUZZ_SECONDS)
 
 bench: test-setup build
 	$(BIN) bench filter

@@ -39,3 +39,4 @@ pub mod runtime;
 pub mod models;
 pub mod offline;
 pub mod images;
+pub mod fuzzing;

@@ -280,7 +280,24 @@ fn read_image(path: &Path) -> Result<DynamicImage, DataError> {
 
 /// Reads a NIR image as one plane in [0, 1]: 8- or 16-bit gray, or three equal channels.
 pub fn read_nir(path: &Path) -> Result<Gray, DataError> {
-    let img = read_image(path)?;
+    nir_from_image(path, read_image(path)?)
+}
+
+/// [`read_nir`] of an image file's bytes (`origin` names it in errors).
+pub fn nir_from_bytes(bytes: &[u8], origin: &Path) -> Result<Gray, DataError> {
+    let unreadable = |why: String| DataError::Unreadable {
+        path: origin.to_path_buf(),
+        why,
+    };
+    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| unreadable(e.to_string()))?
+        .decode()
+        .map_err(|e| unreadable(e.to_string()))?;
+    nir_from_image(origin, img)
+}
+
+fn nir_from_image(path: &Path, img: DynamicImage) -> Result<Gray, DataError> {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let data = match &img {
         DynamicImage::ImageLuma8(b) => every(b.as_raw(), 1, 255.0),
