@@ -138,6 +138,26 @@ record = { folder = "rec", segment_seconds = 60, container = "mkv" }
         metric(&metrics, "nircolor_frames_encoded_total{camera=\"live\"}").unwrap();
     assert!(encoded_so_far >= frames as f64, "{metrics}");
     assert!(metrics.contains("nircolor_latency_seconds_count{camera=\"live\"}"));
+    // Every encoded frame's capture-to-encoded latency is counted, batches ran, and the
+    // encode-side drop counter is exported (and zero at this light load).
+    let encoded_latency = metric(
+        &metrics,
+        "nircolor_encoded_latency_seconds_count{camera=\"live\"}",
+    )
+    .unwrap();
+    assert!(encoded_latency >= frames as f64, "{metrics}");
+    assert!(
+        metric(&metrics, "nircolor_batches_total").unwrap() >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "nircolor_frames_dropped_total{camera=\"live\",stage=\"encode\"}"
+        ),
+        Some(0.0),
+        "{metrics}"
+    );
     for stage in ["queue", "infer", "encode"] {
         let count = metric(
             &metrics,

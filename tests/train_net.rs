@@ -218,6 +218,48 @@ fn init_fine_tunes_from_existing_weights() {
     ));
     assert!(run.status.success(), "{}", stderr(&run));
     assert_eq!(card(&tuned)["net"], card(&base)["net"]);
+    // The weights really come from the init: at a learning rate too small to move them, the
+    // tuned weights are the base's, while a run with another seed and no init is elsewhere.
+    let frozen = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["--lr", "1e-12", "--seed", "7"];
+        args.extend_from_slice(extra);
+        let run = nircolor(&train_args("fast", "1", out.to_str().unwrap(), &args));
+        assert!(run.status.success(), "{}", stderr(&run));
+        nircolor::models::weights::Weights::load(out).unwrap()
+    };
+    let base_w = nircolor::models::weights::Weights::load(&base).unwrap();
+    let distance = |w: &nircolor::models::weights::Weights| {
+        base_w
+            .names()
+            .filter(|n| n.ends_with(".w"))
+            .map(|n| {
+                let a = tensor_data(&base_w, n);
+                let b = tensor_data(w, n);
+                a.iter()
+                    .zip(&b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0f32, f32::max)
+            })
+            .fold(0.0f32, f32::max)
+    };
+    let from_init = frozen(
+        &dir.path().join("frozen.safetensors"),
+        &["--init", base.to_str().unwrap()],
+    );
+    let from_scratch = frozen(&dir.path().join("scratch.safetensors"), &[]);
+    let (near, far) = (distance(&from_init), distance(&from_scratch));
+    assert!(
+        near < 1e-3 && far > 0.05,
+        "max weight change: with --init {near}, without {far}"
+    );
+}
+
+/// A tensor's values whatever its shape.
+fn tensor_data(w: &nircolor::models::weights::Weights, name: &str) -> Vec<f32> {
+    let rank = (0..8)
+        .find(|r| w.tensor(name, &vec![None; *r]).is_ok())
+        .unwrap_or_else(|| panic!("no tensor {name}"));
+    w.tensor(name, &vec![None; rank]).unwrap().1.to_vec()
 }
 
 #[test]
