@@ -1,7 +1,7 @@
 //! Recording into a small filesystem until it fills (a size-limited tmpfs the test mounts):
 //! RTSP keeps its frame rate, `/healthz` and the metrics say the recording stopped, the log
 //! says it once, every segment left on disk plays, and recording resumes by itself once space
-//! returns, and again after its folder is deleted. With a retention limit the oldest segment
+//! returns, after its folder is deleted, and after its path was unusable. With a retention limit the oldest segment
 //! goes first and recording carries on.
 
 mod common;
@@ -185,12 +185,29 @@ fn a_full_disk_stops_only_the_recording_which_resumes_when_space_returns() {
         "recording into a new folder",
         || segments(&folder).len() >= 2 && recording_state(metrics_port) == "recording",
     );
-    assert!(
-        metric(
-            metrics_port,
-            "nircolor_recording_failures_total{camera=\"cam\"}"
-        ) >= 2.0
+    // The folder's path becomes unusable (a file where the folder was; the daemon runs as
+    // root here, which permissions alone would not stop): recording stops, and resumes once
+    // the path is usable again.
+    std::fs::remove_dir_all(&folder).unwrap();
+    std::fs::write(&folder, b"not a folder").unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "an unusable folder noticed",
+        || recording_state(metrics_port) == "failed",
     );
+    let why = health(metrics_port)["cameras"][0]["recording"]["last_error"].to_string();
+    assert!(why.contains(&folder.display().to_string()), "{why}");
+    std::fs::remove_file(&folder).unwrap();
+    wait_for(
+        Duration::from_secs(20),
+        "recording after the folder is usable",
+        || recording_state(metrics_port) == "recording" && !segments(&folder).is_empty(),
+    );
+    let failures = metric(
+        metrics_port,
+        "nircolor_recording_failures_total{camera=\"cam\"}",
+    );
+    assert!(failures >= 3.0, "{failures} failures");
 
     // Fill it again and stop there: SIGTERM leaves only segments that play.
     fill(&disk.0);
@@ -215,7 +232,7 @@ fn a_full_disk_stops_only_the_recording_which_resumes_when_space_returns() {
         .filter(|l| l.contains("recording stopped"))
         .count();
     assert!(
-        (2..=3).contains(&stopped),
+        (3..=4).contains(&stopped),
         "one line per failure, not per frame or retry: {stopped}\n{}",
         lines.join("\n")
     );
@@ -227,8 +244,16 @@ fn with_a_retention_limit_a_full_disk_costs_the_oldest_segment_not_the_recording
     let disk = Tmpfs::mount(&dir.path().join("disk"), 4);
     let folder = disk.0.join("rec");
     let (mut child, _log, _, metrics_port) = start(dir.path(), &folder, ", max_total_mb = 1000");
-    wait_for(Duration::from_secs(30), "three segments", || {
-        segments(&folder).len() >= 3
+    // Enough recorded that deleting it makes room for new segments.
+    let recorded = || -> u64 {
+        segments(&folder)
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    wait_for(Duration::from_secs(90), "1 MB of segments", || {
+        segments(&folder).len() >= 3 && recorded() > 1_000_000
     });
     let oldest = segments(&folder)[0].clone();
     fill(&disk.0);

@@ -210,13 +210,27 @@ pub fn probe(file: &Path) -> (u64, u32, u32) {
     }
 }
 
-/// A loopback TCP port that was free a moment ago (the tests' servers bind it next).
+/// A loopback TCP port for a test's server, never handed out twice in this process and taken
+/// below Linux's ephemeral range (32768 and up), so neither a parallel test nor a client's own
+/// outgoing socket (ffmpeg's, GStreamer's) can be given it before the server binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    /// 20000-31999 in blocks of 200 per process: test binaries that follow one another do not
+    /// reuse a port still in TIME_WAIT from the last.
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 20_000 + (std::process::id() % 60) as u16 * 200;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(offset < 2000, "the tests ran out of ports");
+        let port = base + offset % 12_000;
+        let port = if port >= 32_000 { port - 12_000 } else { port };
+        // Still checked: another program may hold it.
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
+            return port;
+        }
+    }
 }
 
 /// A plain HTTP/1.0 GET on loopback with extra `headers` ("Name: value"): (status line, the
