@@ -189,15 +189,28 @@ fn bad_training_input_fails_with_the_culprit_named() {
             assert!(err.contains(m), "{extra:?}: stderr lacks '{m}': {err}");
         }
     };
-    fail(&["--init", junk.to_str().unwrap()], &["junk.safetensors"]);
-    fail(&["--resume", junk.to_str().unwrap()], &["junk.safetensors"]);
+    // Each error names the argument and says what is wrong with it, or what to do.
+    fail(
+        &["--init", junk.to_str().unwrap()],
+        &["junk.safetensors", "not a safetensors file", "re-create it"],
+    );
+    fail(
+        &["--resume", junk.to_str().unwrap()],
+        &["junk.safetensors", "not a safetensors file"],
+    );
     // Classical weights are not a network to fine-tune.
-    fail(&["--init", "models/l3.safetensors"], &["l3"]);
-    fail(&["--lr", "0"], &["--lr"]);
+    fail(
+        &["--init", "models/l3.safetensors"],
+        &["classical model 'l3'", "network's weights"],
+    );
+    fail(&["--lr", "0"], &["--lr", "positive number"]);
     fail(&["--ema", "1"], &["--ema", "[0, 1)"]);
     fail(&["--w-sat=-1"], &["loss weights", "0 or positive"]);
-    fail(&["--device", "cuda"], &["cuda"]);
-    fail(&["--scale", "1.5"], &["scale"]);
+    fail(
+        &["--device", "cuda"],
+        &["--device cuda", "no CUDA device is usable"],
+    );
+    fail(&["--scale", "1.5"], &["scale 1.5", "outside (0, 1]"]);
 }
 
 #[test]

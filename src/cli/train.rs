@@ -312,6 +312,15 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         .as_ref()
         .map(|p| Weights::load(p).with_context(|| format!("loading --init {}", p.display())))
         .transpose()?;
+    if let (Some(w), Some(p)) = (&init, &n.init) {
+        if nircolor::models::BUILTIN.contains(&w.arch.as_str()) {
+            bail!(
+                "--init {} holds the classical model '{}', which is fitted, not trained: --init takes a network's weights (fast, hq, ...), e.g. models/default.safetensors",
+                p.display(),
+                w.arch
+            );
+        }
+    }
     let mut cfg = match &init {
         // Fine-tuning keeps the network's shape; its card says what that is.
         Some(w) => nircolor::models::net::Model::from_weights(w, tch::Device::Cpu)?.cfg,
