@@ -15,6 +15,9 @@ struct Case {
     pred: RgbImage,
     truth: RgbImage,
     mask: Option<Vec<bool>>,
+    /// The truth's own file (a JPEG) for the reference to decode itself, instead of a PNG of
+    /// our decoding: then the metrics agree only if both decoders give the same pixels.
+    truth_file: Option<std::path::PathBuf>,
 }
 
 fn real_cases() -> Vec<Case> {
@@ -32,6 +35,7 @@ fn real_cases() -> Vec<Case> {
             pred,
             truth: pair.rgb,
             mask: None,
+            truth_file: None,
         });
     }
     let holdout = nircolor::offline::data::read_stem_list(
@@ -45,11 +49,14 @@ fn real_cases() -> Vec<Case> {
     for i in [0, 9] {
         let pair = epfl.load(i).unwrap();
         let pred = l3.colorize(&pair.nir).to_rgb8();
+        let jpeg = data.join(format!("epfl-scenes/rgb/{}.jpg", pair.name));
+        assert!(jpeg.is_file(), "{} is not a JPEG truth", pair.name);
         cases.push(Case {
             name: format!("epfl_{}_masked", pair.name),
             pred,
             truth: pair.rgb,
             mask: pair.mask,
+            truth_file: Some(jpeg),
         });
     }
     cases
@@ -83,6 +90,7 @@ fn edge_cases() -> Vec<Case> {
         pred,
         truth,
         mask,
+        truth_file: None,
     };
     vec![
         c(
@@ -122,9 +130,15 @@ fn reference(cases: &[Case]) -> BTreeMap<String, serde_json::Value> {
     let mut list = Vec::new();
     for case in cases {
         let pred = dir.path().join(format!("{}_pred.png", case.name));
-        let truth = dir.path().join(format!("{}_truth.png", case.name));
         case.pred.save(&pred).unwrap();
-        case.truth.save(&truth).unwrap();
+        let truth = match &case.truth_file {
+            Some(file) => file.clone(),
+            None => {
+                let png = dir.path().join(format!("{}_truth.png", case.name));
+                case.truth.save(&png).unwrap();
+                png
+            }
+        };
         let mask = case.mask.as_ref().map(|m| {
             let path = dir.path().join(format!("{}_mask.png", case.name));
             let raw = m.iter().map(|&v| if v { 255 } else { 0 }).collect();
@@ -200,4 +214,58 @@ fn metrics_match_the_references_on_real_pairs() {
 #[test]
 fn metrics_match_the_references_on_edge_cases() {
     check(edge_cases());
+}
+
+#[test]
+fn jpeg_truths_decode_to_the_pixels_pil_gives() {
+    // Every JPEG ground truth of ../shared/data, decoded by nircolor (libjpeg-turbo) and by PIL,
+    // the decoder scikit-image and the published evaluations read them with: identical.
+    let dir = common::shared_data().join("epfl-scenes/rgb");
+    let mut jpegs: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    jpegs.sort();
+    assert!(jpegs.len() >= 50, "{} JPEGs", jpegs.len());
+    // (width, height, sum of values, sum of value x (index mod 65521 + 1)) per image: equal
+    // checksums of both kinds over millions of pixels leave no room for a differing pixel.
+    let script = "import sys, json, numpy as np\nfrom PIL import Image\nout = []\n\
+for f in sys.argv[1:]:\n    a = np.asarray(Image.open(f).convert('RGB')).astype(np.uint64).ravel()\n    \
+w = np.arange(a.size, dtype=np.uint64) % 65521 + 1\n    \
+im = Image.open(f)\n    out.append([im.width, im.height, int(a.sum()), int((a * w).sum())])\nprint(json.dumps(out))";
+    let out = common::output_within(
+        Command::new(common::python())
+            .args(["-c", script])
+            .args(&jpegs),
+        common::COMMAND_LIMIT,
+    );
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    let pil: Vec<[u64; 4]> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut differing = Vec::new();
+    for (path, want) in jpegs.iter().zip(&pil) {
+        let ours = nircolor::offline::data::read_rgb(path).unwrap();
+        let (mut sum, mut weighted) = (0u64, 0u64);
+        for (i, &v) in ours.as_raw().iter().enumerate() {
+            sum += u64::from(v);
+            weighted += u64::from(v) * (i as u64 % 65521 + 1);
+        }
+        let got = [
+            u64::from(ours.width()),
+            u64::from(ours.height()),
+            sum,
+            weighted,
+        ];
+        if got != *want {
+            differing.push(format!("{}: ours {got:?}, PIL {want:?}", path.display()));
+        }
+    }
+    assert!(
+        differing.is_empty(),
+        "{} of {} differ:\n{}",
+        differing.len(),
+        jpegs.len(),
+        differing.join("\n")
+    );
 }
