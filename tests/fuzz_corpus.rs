@@ -31,6 +31,9 @@ fn seeds(target: &str) -> Vec<PathBuf> {
     }
 }
 
+/// A fuzz target's body.
+type Target = fn(&[u8]);
+
 fn regressions(target: &str) -> Vec<PathBuf> {
     std::fs::read_dir(common::root().join("fuzz/regressions").join(target))
         .map(|d| {
@@ -44,7 +47,7 @@ fn regressions(target: &str) -> Vec<PathBuf> {
 
 #[test]
 fn every_seed_and_regression_input_returns_without_a_panic() {
-    let targets: [(&str, fn(&[u8])); 5] = [
+    let targets: [(&str, Target); 5] = [
         ("config", nircolor::fuzzing::config),
         ("calibration", nircolor::fuzzing::calibration),
         ("weights", nircolor::fuzzing::weights),
