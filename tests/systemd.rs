@@ -173,3 +173,73 @@ fn keep_alives_stop_while_no_frame_makes_it_through() {
         "1 fps: {starved} keep-alives in 4 s (one per frame expected)"
     );
 }
+
+#[test]
+fn the_service_user_reads_a_tls_key_owned_root_group_readable_as_documented() {
+    use std::os::unix::fs::PermissionsExt;
+    // The unit runs nircolor as an unprivileged user; the unit's comments say to keep secrets
+    // root-owned, group-readable by that user's group (0640). Here `nobody`/`nogroup` stand in
+    // for `nircolor`/`nircolor` (no systemd runs these tests), and `check`, which opens the key
+    // as `run` does, is run as that user.
+    let dir = tempfile::Builder::new().tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let openssl = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args([
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-subj",
+            "/CN=camera",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(openssl.status.success(), "{}", common::stderr(&openssl));
+    let config = dir.path().join("tls.toml");
+    std::fs::write(
+        &config,
+        "[model]\nweights = \"l3\"\n[rtsp]\ntls_certificate = \"cert.pem\"\ntls_key = \"key.pem\"\n\
+         [[camera]]\nid = \"c\"\nsource = { kind = \"test\" }\nformat = \"GRAY8\"\nwidth = 64\nheight = 48\nfps = 10\n",
+    )
+    .unwrap();
+    for f in ["tls.toml", "cert.pem"] {
+        std::fs::set_permissions(dir.path().join(f), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
+    }
+    let key = dir.path().join("key.pem");
+    let chown = Command::new("chown")
+        .args(["root:nogroup"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(
+        chown.success(),
+        "the test runs as root, as on the project's machines and CI"
+    );
+    let check_as_service_user = || {
+        common::output_within(
+            Command::new("setpriv")
+                .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_nircolor"))
+                .args(["check", "--config"])
+                .arg(&config),
+            common::COMMAND_LIMIT,
+        )
+    };
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = check_as_service_user();
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    // Without the group's read bit the same user is refused, with the file named.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = check_as_service_user();
+    let err = common::stderr(&out);
+    assert!(!out.status.success(), "a 0600 root key was readable");
+    assert!(
+        err.contains("rtsp.tls_key") && err.contains("key.pem") && err.contains("ermission denied"),
+        "{err}"
+    );
+}
