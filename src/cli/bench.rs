@@ -382,13 +382,25 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
         drop(flapping);
         let _ = daemon.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
-        println!(
-            "slopes over minutes 2-{}: resident memory {:+.2} MB per 10 minutes, open files {:+.2}, threads {:+.2} per 10 minutes",
-            args.minutes,
-            10.0 * slope(&xs, &rss),
-            10.0 * slope(&xs, &fds),
-            10.0 * slope(&xs, &threads)
-        );
+        // Over the whole run, and over its second half: allocators and caches fill up early
+        // (arenas per thread, GStreamer and libtorch pools), a leak keeps growing.
+        let half = xs.len() / 2;
+        for (from, to) in [(0, xs.len()), (half, xs.len())] {
+            let (x, r, f, t) = (
+                &xs[from..to],
+                &rss[from..to],
+                &fds[from..to],
+                &threads[from..to],
+            );
+            println!(
+                "slopes over minutes {}-{}: resident memory {:+.2} MB per 10 minutes, open files {:+.2}, threads {:+.2} per 10 minutes",
+                x.first().copied().unwrap_or(0.0),
+                args.minutes,
+                10.0 * slope(x, r),
+                10.0 * slope(x, f),
+                10.0 * slope(x, t)
+            );
+        }
     }
     Ok(())
 }
