@@ -223,7 +223,7 @@ fn every_mistake_names_file_line_and_key() {
             "user = \"viewer\", ",
             "",
             ":20: camera 'cabin'.rtsp:",
-            "both user and password",
+            "both user and a password",
         ),
         (
             "[detail]",
