@@ -376,6 +376,57 @@ fn bench_filter_runs_beside_opencv_and_agrees_with_it() {
 }
 
 #[test]
+fn bench_soak_prints_every_minute_and_its_failing_camera_comes_back() {
+    // The shortest soak there is (2 minutes); its figures are printed, not asserted. What is
+    // asserted: a row per minute with the process's resources, the slopes, and that the camera
+    // killed every 20 s was reconnected.
+    let out = nircolor(&[
+        "bench",
+        "soak",
+        "--minutes",
+        "2",
+        "--warmup",
+        "0",
+        "--cases",
+        "160x120x1",
+        "--fps",
+        "10",
+        "--flap-every",
+        "20",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| l.starts_with("| 1 |") || l.starts_with("| 2 |"))
+        .map(|l| {
+            l.split('|')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for row in &rows {
+        let n: Vec<f64> = row.iter().map(|c| c.parse().unwrap()).collect();
+        assert!(n[1] > 50.0 && n[2] > 10.0 && n[3] > 5.0, "{row:?}");
+    }
+    let reconnects: u64 = rows[1][6].parse().unwrap();
+    assert!(
+        reconnects >= 2,
+        "the failing camera was not reconnected: {text}"
+    );
+    assert_eq!(text.matches("slopes over minutes").count(), 2, "{text}");
+    let refused = nircolor(&["bench", "soak", "--minutes", "6", "--warmup", "5"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--warmup 5 leaves fewer than 2 of the 6 minutes"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[test]
 fn devices_lists_cameras_or_says_there_are_none() {
     let out = nircolor(&["devices"]);
     assert!(out.status.success(), "{}", stderr(&out));

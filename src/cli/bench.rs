@@ -24,9 +24,13 @@ pub(crate) enum BenchCommand {
 
 #[derive(Args)]
 pub(crate) struct SoakBenchArgs {
-    /// Minutes to run (the first is warm-up, left out of the slopes).
+    /// Minutes to run (the first is left out of every slope).
     #[arg(long, default_value_t = 30)]
     pub(crate) minutes: u64,
+    /// Minutes of warm-up (allocator arenas, GStreamer and libtorch pools filling), left out
+    /// of the second set of slopes, which measure the steady state.
+    #[arg(long, default_value_t = 5)]
+    pub(crate) warmup: u64,
     /// Cases as WIDTHxHEIGHTxCAMERAS, comma-separated, run one after the other.
     #[arg(long, default_value = "640x480x4")]
     pub(crate) cases: String,
@@ -279,6 +283,8 @@ impl Drop for FlappingCamera {
 }
 
 pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
+    // As `run` does: the soak measures the daemon as it runs in production.
+    nircolor::runtime::memory::limit_malloc_arenas();
     use nircolor::offline::bench::{slope, ProcessUse};
     use std::sync::atomic::Ordering;
     use std::time::{Duration, Instant};
@@ -289,6 +295,13 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
     const AWAY: Duration = Duration::from_secs(5);
     if args.minutes < 2 {
         bail!("--minutes must be at least 2: the first minute is warm-up");
+    }
+    if args.warmup + 2 > args.minutes {
+        bail!(
+            "--warmup {} leaves fewer than 2 of the {} minutes to measure: run longer or warm up less",
+            args.warmup,
+            args.minutes
+        );
     }
     for (w, h, n) in parse_cases(&args.cases)? {
         let dir = tempfile_dir()?;
@@ -382,10 +395,10 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
         drop(flapping);
         let _ = daemon.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
-        // Over the whole run, and over its second half: allocators and caches fill up early
-        // (arenas per thread, GStreamer and libtorch pools), a leak keeps growing.
-        let half = xs.len() / 2;
-        for (from, to) in [(0, xs.len()), (half, xs.len())] {
+        // Over the whole run, and after the warm-up: allocators and caches fill up early
+        // (arenas, GStreamer and libtorch pools), a leak keeps growing.
+        let steady = xs.iter().take_while(|&&m| m <= args.warmup as f64).count();
+        for (from, to) in [(0, xs.len()), (steady, xs.len())] {
             let (x, r, f, t) = (
                 &xs[from..to],
                 &rss[from..to],
@@ -411,6 +424,7 @@ fn config_len(cameras: usize, flap_every: u64) -> u64 {
 }
 
 pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
+    nircolor::runtime::memory::limit_malloc_arenas();
     use std::sync::atomic::Ordering;
     let cases = parse_cases(&args.cases)?;
     if args.seconds == 0 {

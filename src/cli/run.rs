@@ -39,6 +39,7 @@ pub(crate) fn parse_shard(arg: &str) -> Result<Shard> {
 }
 
 pub(crate) fn run_daemon(args: &RunArgs) -> Result<()> {
+    nircolor::runtime::memory::limit_malloc_arenas();
     let file = args.config.as_path();
     let mut config = nircolor::daemon::config::Config::load(file)?;
     for w in config.warnings() {
