@@ -191,6 +191,28 @@ fn network_configurations_out_of_range_say_what_is_wrong() {
             },
             "eps",
         ),
+        (
+            NetConfig {
+                chroma_bins: 2,
+                ..base.clone()
+            },
+            "chroma_bins 2 is outside",
+        ),
+        (
+            NetConfig {
+                chroma_bins: 16,
+                decoupled: false,
+                ..base.clone()
+            },
+            "chroma_bins needs the decoupled output",
+        ),
+        (
+            NetConfig {
+                chroma_temperature: 0.0,
+                ..base.clone()
+            },
+            "chroma_temperature",
+        ),
     ];
     for (cfg, what) in bad {
         let e = cfg.validate().unwrap_err().to_string();

@@ -267,6 +267,85 @@ fn init_fine_tunes_from_existing_weights() {
     );
 }
 
+#[test]
+fn chroma_bins_are_added_to_a_trained_network_and_it_colorizes_any_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f).to_str().unwrap().to_string();
+    let (base, binned) = (path("base.safetensors"), path("binned.safetensors"));
+    assert!(nircolor(&train_args("fast", "1", &base, &[]))
+        .status
+        .success());
+    // At a learning rate too small to move anything, the trained part stays the init's and the
+    // added bins are new.
+    let run = nircolor(&train_args(
+        "fast",
+        "1",
+        &binned,
+        &["--init", &base, "--chroma-bins", "8", "--lr", "1e-12"],
+    ));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let c = card(std::path::Path::new(&binned));
+    assert_eq!(c["net"]["chroma_bins"], 8);
+    let (b, w) = (
+        nircolor::models::weights::Weights::load(std::path::Path::new(&base)).unwrap(),
+        nircolor::models::weights::Weights::load(std::path::Path::new(&binned)).unwrap(),
+    );
+    for name in b.names() {
+        let (x, y) = (tensor_data(&b, name), tensor_data(&w, name));
+        let most = x
+            .iter()
+            .zip(&y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(most < 1e-3, "{name} moved by {most}");
+    }
+    assert_eq!(
+        tensor_data(&w, "fast.bins.w").len(),
+        64 * 4,
+        "one logit per bin from 4 features"
+    );
+    // Loads back bit-exactly: a model rebuilt from the file saves the same tensors.
+    let model = nircolor::models::net::Model::from_weights(&w, tch::Device::Cpu).unwrap();
+    let again = model.to_weights(serde_json::json!({}));
+    for name in w.names() {
+        assert_eq!(tensor_data(&w, name), tensor_data(&again, name), "{name}");
+    }
+    // Odd sizes colorize (the bins are cropped like the head).
+    let odd = path("odd.png");
+    image::GrayImage::from_fn(67, 45, |x, y| image::Luma([((x * 3 + y * 5) % 256) as u8]))
+        .save(&odd)
+        .unwrap();
+    let out = path("odd-colour.png");
+    let run = nircolor(&["colorize", &odd, "-o", &out, "--model", &binned]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(image::open(&out).unwrap().to_rgb8().dimensions(), (67, 45));
+    // Another grid than the init's, or one out of range, is refused with the reason.
+    let other = nircolor(&train_args(
+        "fast",
+        "1",
+        &path("other.safetensors"),
+        &["--init", &binned, "--chroma-bins", "12"],
+    ));
+    assert!(!other.status.success());
+    assert!(
+        stderr(&other).contains("8x8 chroma bins but --chroma-bins is 12"),
+        "{}",
+        stderr(&other)
+    );
+    let big = nircolor(&train_args(
+        "fast",
+        "1",
+        &path("big.safetensors"),
+        &["--chroma-bins", "40"],
+    ));
+    assert!(!big.status.success());
+    assert!(
+        stderr(&big).contains("chroma_bins 40 is outside 4..=24"),
+        "{}",
+        stderr(&big)
+    );
+}
+
 /// A tensor's values whatever its shape.
 fn tensor_data(w: &nircolor::models::weights::Weights, name: &str) -> Vec<f32> {
     let rank = (0..8)

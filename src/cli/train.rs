@@ -120,6 +120,18 @@ pub(crate) struct NetTrainArgs {
     /// the luminance that dominates an RGB loss.
     #[arg(long, default_value_t = TrainOptions::default().w_chroma)]
     pub(crate) w_chroma: f64,
+    /// fast, hq: predict chroma as a distribution over a K x K grid of Cb, Cr bins, trained
+    /// with class rebalancing, instead of regressing it (which pulls ambiguous colours to
+    /// gray). With --init, adds the bins to a trained network (the rest is kept).
+    #[arg(long, value_name = "K")]
+    pub(crate) chroma_bins: Option<i64>,
+    /// The temperature that turns the bins into one colour: 1 the mean (pale), lower values
+    /// a more vivid, likelier colour.
+    #[arg(long, value_name = "T")]
+    pub(crate) chroma_temperature: Option<f64>,
+    /// The binned chroma's class-rebalanced cross-entropy.
+    #[arg(long, default_value_t = TrainOptions::default().w_bins)]
+    pub(crate) w_bins: f64,
     /// Gray (luminance) branch loss.
     #[arg(long, default_value_t = TrainOptions::default().w_gray)]
     pub(crate) w_gray: f64,
@@ -292,6 +304,7 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         w_freq: n.w_freq,
         w_sat: n.w_sat,
         w_chroma: n.w_chroma,
+        w_bins: n.w_bins,
         teacher: n.teacher.as_ref().map(|p| p.display().to_string()),
         w_teacher: if n.teacher.is_some() {
             n.w_teacher
@@ -345,6 +358,19 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
     // The inference size is not part of the weights' shape: fine-tuning may change it.
     if let Some(s) = n.scale {
         cfg.scale = s;
+    }
+    if let Some(k) = n.chroma_bins {
+        if init.is_some() && cfg.chroma_bins != 0 && cfg.chroma_bins != k {
+            bail!(
+                "--init holds a network with {0}x{0} chroma bins but --chroma-bins is {k}: drop \
+                 --chroma-bins to fine-tune it, or start from a network without bins",
+                cfg.chroma_bins
+            );
+        }
+        cfg.chroma_bins = k;
+    }
+    if let Some(t) = n.chroma_temperature {
+        cfg.chroma_temperature = t;
     }
     if init.is_none() {
         if let Some(w) = n.width {

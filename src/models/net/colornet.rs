@@ -101,6 +101,7 @@ impl ColorNet {
             rgb: crop(&rgb, size),
             gray: None,
             scale: None,
+            chroma_logits: None,
         }
     }
 }

@@ -7,6 +7,7 @@
 use tch::nn::Path;
 use tch::Tensor;
 
+use super::bins::ChromaBins;
 use super::layers::{crop, pad_to, up_cat, Conv, Dense, Norm};
 use super::{Forward, NetConfig};
 use crate::models::rng::Rng;
@@ -27,6 +28,8 @@ pub struct Fast {
     u1: Conv,
     u0: Conv,
     head: Conv,
+    /// With `NetConfig::chroma_bins`: the chroma distribution, read from the head's features.
+    bins: Option<ChromaBins>,
     /// One per convolution before the head, in forward order.
     norms: Vec<Norm>,
     decoupled: bool,
@@ -73,6 +76,8 @@ impl Fast {
             u0: Conv::same(&(p / "u0"), rng, w + cin, w, 3),
             head: Conv::new(&(p / "head"), rng, w, 3, 3, 3, 1, 1, 0.1),
             decoupled: cfg.decoupled,
+            bins: (cfg.chroma_bins > 0)
+                .then(|| ChromaBins::new(p, rng, w, cfg.chroma_bins, cfg.chroma_temperature)),
         }
     }
 
@@ -91,6 +96,12 @@ impl Fast {
         let u1 = n(10, self.u1.forward(&up_cat(&u2, &e1)));
         let u0 = n(11, self.u0.forward(&up_cat(&u1, &x)));
         let out = crop(&self.head.forward(&u0), size);
-        Forward::from_head(nir, &out, self.decoupled)
+        let features = self.bins.as_ref().map(|b| (b, crop(&u0, size)));
+        Forward::from_head(
+            nir,
+            &out,
+            self.decoupled,
+            features.as_ref().map(|(b, f)| (*b, f)),
+        )
     }
 }

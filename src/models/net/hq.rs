@@ -7,6 +7,7 @@
 use tch::nn::Path;
 use tch::Tensor;
 
+use super::bins::ChromaBins;
 use super::layers::{crop, pad_to, up_cat, Conv, Dense, Norm};
 use super::{Forward, NetConfig};
 use crate::models::rng::Rng;
@@ -65,6 +66,8 @@ pub struct Hq {
     /// At the inference size, with the NIR itself concatenated.
     last: Unit,
     head: Conv,
+    /// With `NetConfig::chroma_bins`: the chroma distribution, read from the head's features.
+    bins: Option<ChromaBins>,
     decoupled: bool,
 }
 
@@ -107,6 +110,8 @@ impl Hq {
             last: unit(p / "last", rng, w + cin, w, 1),
             head: Conv::new(&(p / "head"), rng, w, 3, 3, 3, 1, 1, 0.1),
             decoupled: cfg.decoupled,
+            bins: (cfg.chroma_bins > 0)
+                .then(|| ChromaBins::new(p, rng, w, cfg.chroma_bins, cfg.chroma_temperature)),
         }
     }
 
@@ -131,6 +136,12 @@ impl Hq {
         }
         let h = self.last.forward(&up_cat(&h, &x), train);
         let out = crop(&self.head.forward(&h), size);
-        Forward::from_head(nir, &out, self.decoupled)
+        let features = self.bins.as_ref().map(|b| (b, crop(&h, size)));
+        Forward::from_head(
+            nir,
+            &out,
+            self.decoupled,
+            features.as_ref().map(|(b, f)| (*b, f)),
+        )
     }
 }

@@ -18,7 +18,7 @@ pub fn l2(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
 }
 
 /// BT.601 Cb and Cr planes (centred on 0) of RGB (batch, 3, h, w) -> (batch, 2, h, w).
-fn cbcr(x: &Tensor) -> Tensor {
+pub fn cbcr(x: &Tensor) -> Tensor {
     let y = super::layers::luma(x);
     let cb = (x.narrow(1, 2, 1) - &y) / 1.772;
     let cr = (x.narrow(1, 0, 1) - &y) / 1.402;
@@ -30,6 +30,20 @@ fn cbcr(x: &Tensor) -> Tensor {
 /// and drifts to gray; this term gives it a weight of its own.
 pub fn chroma(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
     l1(&cbcr(pred), &cbcr(target), mask)
+}
+
+/// Chroma as a distribution (`bins`): the cross-entropy of the logits (batch, k*k, h, w)
+/// against the soft bins of the truth's Cb and Cr (`target` RGB at the same size), each pixel
+/// weighted by how rare its colour is (`weights`, one per bin, from `bins::rebalance`), over
+/// the masked pixels.
+pub fn chroma_bins(logits: &Tensor, target: &Tensor, mask: &Tensor, weights: &Tensor) -> Tensor {
+    let k2 = logits.size()[1];
+    let k = (k2 as f64).sqrt().round() as i64;
+    let q = super::bins::soft_targets(k, &cbcr(target));
+    let per_bin = [1i64].as_slice();
+    let ce = -(&q * logits.log_softmax(1, Kind::Float)).sum_dim_intlist(per_bin, true, Kind::Float);
+    let rarity = (q * weights.view([1, k2, 1, 1])).sum_dim_intlist(per_bin, true, Kind::Float);
+    (ce * rarity * mask).sum(Kind::Float) / (mask.sum(Kind::Float) + 1e-6)
 }
 
 /// Colourfulness: the chroma magnitude (BT.601 Cb, Cr as `layers::ycc_to_rgb` takes them)
@@ -141,6 +155,28 @@ mod tests {
             let diff = f64::try_from(f(&a, &b, &m)).unwrap();
             assert!(same.abs() < 1e-5 && diff > 1e-2, "same {same} diff {diff}");
         }
+    }
+
+    #[test]
+    fn the_binned_chroma_loss_is_lowest_for_logits_that_put_the_truth_first() {
+        let k = 8;
+        let m = Tensor::ones([1, 1, 1, 1], (Kind::Float, tch::Device::Cpu));
+        let green = Tensor::from_slice(&[0.2f32, 0.6, 0.3]).view([1, 3, 1, 1]);
+        let q = super::super::bins::soft_targets(k, &cbcr(&green));
+        let right = (&q + 1e-4).log();
+        let wrong = right.flip([1i64].as_slice());
+        let w = Tensor::ones([k * k], (Kind::Float, tch::Device::Cpu));
+        let ce = |l: &Tensor| f64::try_from(chroma_bins(l, &green, &m, &w)).unwrap();
+        assert!(
+            ce(&right) + 1.0 < ce(&wrong),
+            "{} vs {}",
+            ce(&right),
+            ce(&wrong)
+        );
+        // Rare colours weigh more.
+        let heavy = &w * 3.0;
+        let scaled = f64::try_from(chroma_bins(&wrong, &green, &m, &heavy)).unwrap();
+        assert!((scaled - 3.0 * ce(&wrong)).abs() < 1e-3 * scaled);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! train on a CPU. A [`Model`] owns the weights and runs the whole path training optimises:
 //! shrink to the inference size, the network, then the detail transfer back to full size.
 
+pub mod bins;
 pub mod colorize;
 pub mod colornet;
 pub mod fast;
@@ -90,6 +91,8 @@ impl NetArch {
             guided: true,
             detail_radius: crate::detail::NET_RADIUS,
             detail_eps: crate::detail::NET_EPS,
+            chroma_bins: 0,
+            chroma_temperature: bins::DEFAULT_TEMPERATURE,
         }
     }
 }
@@ -134,6 +137,22 @@ pub struct NetConfig {
     /// Guided filter radius in full-resolution pixels, and its eps (on [0, 1] data).
     pub detail_radius: usize,
     pub detail_eps: f64,
+    /// `fast` and `hq`: chroma as a distribution over a `chroma_bins` x `chroma_bins` grid of
+    /// Cb, Cr (`bins`), 0 for two regressed planes.
+    #[serde(default)]
+    pub chroma_bins: i64,
+    /// The annealed-mean temperature that turns the bins into one colour (`bins`).
+    #[serde(default = "default_chroma_temperature")]
+    pub chroma_temperature: f64,
+}
+
+/// Fewer bins than 4x4 cannot tell green from brown; more than 24x24 (576 logits a pixel) costs
+/// more than the rest of `fast` and spreads the data too thin to learn each bin.
+const MIN_CHROMA_BINS: i64 = 4;
+const MAX_CHROMA_BINS: i64 = 24;
+
+fn default_chroma_temperature() -> f64 {
+    bins::DEFAULT_TEMPERATURE
 }
 
 impl NetConfig {
@@ -168,6 +187,27 @@ impl NetConfig {
                 self.detail_radius, self.detail_eps
             ));
         }
+        if self.chroma_bins != 0 {
+            if !(MIN_CHROMA_BINS..=MAX_CHROMA_BINS).contains(&self.chroma_bins) {
+                return Some(format!(
+                    "chroma_bins {} is outside {MIN_CHROMA_BINS}..={MAX_CHROMA_BINS} (0 regresses the chroma instead)",
+                    self.chroma_bins
+                ));
+            }
+            if !matches!(self.arch, NetArch::Fast | NetArch::Hq) || !self.decoupled {
+                return Some(format!(
+                    "chroma_bins needs the decoupled output of fast or hq, not {}{}",
+                    self.arch.name(),
+                    if self.decoupled { "" } else { " with --direct" }
+                ));
+            }
+        }
+        if !(self.chroma_temperature > 0.0 && self.chroma_temperature <= 1.0) {
+            return Some(format!(
+                "chroma_temperature {} is outside (0, 1]",
+                self.chroma_temperature
+            ));
+        }
         None
     }
 
@@ -190,6 +230,8 @@ pub struct Forward {
     pub rgb: Tensor,
     pub gray: Option<Tensor>,
     pub scale: Option<Tensor>,
+    /// With `NetConfig::chroma_bins`: the logits of the chroma distribution (for its loss).
+    pub chroma_logits: Option<Tensor>,
 }
 
 // One network per model, built once: the size difference between variants costs nothing.
@@ -205,22 +247,38 @@ enum Net {
 
 impl Forward {
     /// The output of a three-channel head: luminance as a correction of the NIR plus two chroma
-    /// planes (`decoupled`), or RGB directly around mid-gray.
-    pub fn from_head(nir: &Tensor, out: &Tensor, decoupled: bool) -> Forward {
+    /// planes (`decoupled`), or RGB directly around mid-gray. With `bins` (the chroma head and
+    /// the features it reads, cropped like `out`), the chroma comes from the binned
+    /// distribution instead of the head's last two channels.
+    pub fn from_head(
+        nir: &Tensor,
+        out: &Tensor,
+        decoupled: bool,
+        bins: Option<(&bins::ChromaBins, &Tensor)>,
+    ) -> Forward {
         if decoupled {
             let base = nir.mean_dim([1i64].as_slice(), true, Kind::Float);
             let y = base + out.narrow(1, 0, 1);
-            let rgb = layers::ycc_to_rgb(&y, &out.narrow(1, 1, 1), &out.narrow(1, 2, 1));
+            let (chroma, chroma_logits) = match bins {
+                Some((b, features)) => {
+                    let logits = b.logits(features);
+                    (b.chroma(&logits), Some(logits))
+                }
+                None => (out.narrow(1, 1, 2), None),
+            };
+            let rgb = layers::ycc_to_rgb(&y, &chroma.narrow(1, 0, 1), &chroma.narrow(1, 1, 1));
             Forward {
                 rgb,
                 gray: Some(y),
                 scale: None,
+                chroma_logits,
             }
         } else {
             Forward {
                 rgb: out + 0.5,
                 gray: None,
                 scale: None,
+                chroma_logits: None,
             }
         }
     }
@@ -366,6 +424,16 @@ impl Model {
 
     /// Copies `src`'s tensors into this model's variables, checking every name and shape.
     pub fn load_tensors(&mut self, src: &Weights) -> Result<(), WeightsError> {
+        self.copy_tensors(src, false).map(|_| ())
+    }
+
+    /// Like `load_tensors`, but the variables `src` lacks (a part added to a trained network,
+    /// such as the chroma bins) keep their initial values; returns their names.
+    pub fn load_tensors_partial(&mut self, src: &Weights) -> Result<Vec<String>, WeightsError> {
+        self.copy_tensors(src, true)
+    }
+
+    fn copy_tensors(&mut self, src: &Weights, partial: bool) -> Result<Vec<String>, WeightsError> {
         let vars = self.vs.variables();
         let extra: Vec<&str> = src.names().filter(|n| !vars.contains_key(*n)).collect();
         if let Some(name) = extra.first() {
@@ -375,12 +443,19 @@ impl Model {
             )));
         }
         let _guard = tch::no_grad_guard();
+        let mut missing = Vec::new();
+        let present: std::collections::HashSet<&str> = src.names().collect();
         for (name, mut var) in vars {
+            if partial && !present.contains(name.as_str()) {
+                missing.push(name);
+                continue;
+            }
             let shape: Vec<Option<usize>> = var.size().iter().map(|&d| Some(d as usize)).collect();
             let (_, data) = src.tensor(&name, &shape)?;
             var.copy_(&Tensor::from_slice(data).view(var.size().as_slice()));
         }
-        Ok(())
+        missing.sort();
+        Ok(missing)
     }
 
     /// Rebuilds a model from weights: arch and config from the card, then every tensor checked.

@@ -87,6 +87,7 @@ impl Ring {
             rgb: crop(&rgb, size),
             gray: Some(crop(&gray, size)),
             scale: None,
+            chroma_logits: None,
         }
     }
 }

@@ -68,6 +68,7 @@ impl TwoBranch {
             rgb: crop(&rgb, size),
             gray: Some(crop(&gray, size)),
             scale: Some(crop(&scale, size)),
+            chroma_logits: None,
         }
     }
 }

@@ -61,6 +61,7 @@ impl Unet {
             rgb: crop(&self.head.forward(&h), size) + 0.5,
             gray: None,
             scale: None,
+            chroma_logits: None,
         }
     }
 }

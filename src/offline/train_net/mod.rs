@@ -13,7 +13,7 @@ use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
 use crate::detail::resize_area;
-use crate::models::net::{layers, loss, Model, NetArch, NetConfig};
+use crate::models::net::{bins, layers, loss, Model, NetArch, NetConfig};
 use crate::models::rng::{Rng, RngState};
 use crate::models::weights::{Weights, WeightsError};
 use crate::offline::data::Pair;
@@ -45,6 +45,9 @@ pub struct TrainOptions {
     /// Chroma: L1 on Cb and Cr, so colour is not drowned by luminance in the RGB loss.
     #[serde(default)]
     pub w_chroma: f64,
+    /// Binned chroma (`NetConfig::chroma_bins`): the class-rebalanced cross-entropy.
+    #[serde(default)]
+    pub w_bins: f64,
     pub w_gray: f64,
     pub w_grad: f64,
     pub w_cross: f64,
@@ -81,6 +84,7 @@ impl Default for TrainOptions {
             w_freq: 0.05,
             w_sat: 0.0,
             w_chroma: 0.0,
+            w_bins: 1.0,
             teacher: None,
             w_teacher: 0.0,
             w_gray: 0.5,
@@ -104,6 +108,7 @@ impl TrainOptions {
             self.w_freq,
             self.w_sat,
             self.w_chroma,
+            self.w_bins,
             self.w_teacher,
             self.w_gray,
             self.w_grad,
@@ -297,10 +302,37 @@ fn make_batch(samples: &[Sample], plans: &[CropPlan], crop: usize, dev: Device) 
     ]
 }
 
+/// The binned chroma's loss looks at every `CHROMA_LOSS_STRIDE`-th pixel in x and y.
+const CHROMA_LOSS_STRIDE: i64 = 2;
+
+/// How often each chroma bin holds a training pixel (every 4th pixel in x and y, masks
+/// honoured): the prior that class rebalancing inverts.
+fn chroma_histogram(samples: &[Sample], k: i64) -> Vec<f64> {
+    /// Neighbouring pixels share their colour; a sparse grid counts the same histogram 16x faster.
+    const EVERY: usize = 4;
+    let mut counts = vec![0.0; (k * k) as usize];
+    for s in samples {
+        let n = s.w * s.h;
+        for y in (0..s.h).step_by(EVERY) {
+            for x in (0..s.w).step_by(EVERY) {
+                let i = y * s.w + x;
+                if s.mask[i] < 0.5 {
+                    continue;
+                }
+                let (r, g, b) = (s.rgb[i], s.rgb[n + i], s.rgb[2 * n + i]);
+                let luma = 0.299 * r + 0.587 * g + 0.114 * b;
+                counts[bins::nearest(k, (b - luma) / 1.772, (r - luma) / 1.402)] += 1.0;
+            }
+        }
+    }
+    counts
+}
+
 /// The weighted loss of one batch and its parts (for logs).
 fn batch_loss(
     model: &Model,
     teacher: Option<&Model>,
+    chroma_weights: Option<&Tensor>,
     o: &TrainOptions,
     nir: &Tensor,
     rgb: &Tensor,
@@ -347,6 +379,18 @@ fn batch_loss(
         };
         let target_gray = layers::luma(&low_rgb);
         total += loss::l1(gray, &target_gray, &low_mask) * o.w_gray;
+        if let (Some(logits), Some(w), true) =
+            (&run.net.chroma_logits, chroma_weights, o.w_bins > 0.0)
+        {
+            // Every other pixel in x and y: colour changes slowly, and the k*k logits per pixel
+            // (256 at 16x16 bins) make this loss cost more than the network at full density.
+            let sub = |t: &Tensor| {
+                let s = t.size();
+                t.slice(2, 0, s[2], CHROMA_LOSS_STRIDE)
+                    .slice(3, 0, s[3], CHROMA_LOSS_STRIDE)
+            };
+            total += loss::chroma_bins(&sub(logits), &sub(&low_rgb), &sub(&low_mask), w) * o.w_bins;
+        }
         if let Some(scale) = &run.net.scale {
             let nir_low = run.low_nir.mean_dim([1i64].as_slice(), true, Kind::Float);
             total += loss::gradient(gray, &nir_low, scale, &low_mask) * o.w_grad;
@@ -451,6 +495,8 @@ pub struct Trainer {
     ema: Option<Vec<Tensor>>,
     /// The network distilled from (`TrainOptions::teacher`), in inference mode.
     teacher: Option<Model>,
+    /// With binned chroma: each bin's class-rebalancing weight, from the training colours.
+    chroma_weights: Option<Tensor>,
     progress: Progress,
     rng: Rng,
     samples: Vec<Sample>,
@@ -498,7 +544,17 @@ impl Trainer {
         }
         let mut model = Model::new(cfg.clone(), device, options.seed);
         if let Some(w) = init {
-            model.load_tensors(w)?;
+            // Only an added chroma head may be missing from the init: the rest is its shape.
+            let missing = model.load_tensors_partial(w)?;
+            if let Some(name) = missing
+                .iter()
+                .find(|n| !n.split('.').any(|part| part == "bins"))
+            {
+                return Err(TrainError::Weights(w.invalid(format!(
+                    "tensor '{name}' of the network to train is not in it; only the chroma bins \
+                     (--chroma-bins) may be added to a trained network"
+                ))));
+            }
         }
         let mut rng = Rng::new(options.seed.wrapping_add(1));
         let perm = rng.permutation(pairs.len());
@@ -524,15 +580,22 @@ impl Trainer {
         let params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
         let adam = Adam::new(&params);
         let ema = (progress.options.ema > 0.0).then(|| params.iter().map(Tensor::copy).collect());
+        let samples: Vec<Sample> = pairs.par_iter().map(Sample::from_pair).collect();
+        let k = model.cfg.chroma_bins;
+        let chroma_weights = (k > 0).then(|| {
+            let w = bins::rebalance(k as usize, &chroma_histogram(&samples, k));
+            Tensor::from_slice(&w).to_device(model.vs.device())
+        });
         Trainer {
             model,
             params,
             adam,
             ema,
             teacher: None,
+            chroma_weights,
             progress,
             rng,
-            samples: pairs.par_iter().map(Sample::from_pair).collect(),
+            samples,
             command: String::new(),
             data_card: serde_json::Value::Null,
         }
@@ -653,7 +716,15 @@ impl Trainer {
                     .map(|&i| plan_crop(&mut self.rng, &self.samples, i, &o))
                     .collect();
                 let [nir, rgb, mask] = make_batch(&self.samples, &plans, o.crop, dev);
-                let loss = batch_loss(&self.model, self.teacher.as_ref(), &o, &nir, &rgb, &mask);
+                let loss = batch_loss(
+                    &self.model,
+                    self.teacher.as_ref(),
+                    self.chroma_weights.as_ref(),
+                    &o,
+                    &nir,
+                    &rgb,
+                    &mask,
+                );
                 let value = f64::try_from(&loss).unwrap_or(f64::NAN);
                 let median = median(&self.progress.losses_this_epoch);
                 let exploded = self.progress.losses_this_epoch.len() >= 10 && value > 20.0 * median;
