@@ -293,6 +293,10 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
     const SOAK_RECORDINGS_BYTES: u64 = 300_000_000;
     /// The flapping camera stays away this long each time.
     const AWAY: Duration = Duration::from_secs(5);
+    /// Resident memory moves by several MB with the frames in flight at the moment it is read;
+    /// twelve readings a minute average that out of the slopes (one a minute left them at
+    /// about +-1 MB per 10 minutes of noise over 30 minutes).
+    const SAMPLE_EVERY: Duration = Duration::from_secs(5);
     if args.minutes < 2 {
         bail!("--minutes must be at least 2: the first minute is warm-up");
     }
@@ -347,7 +351,10 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
             args.minutes,
             nircolor::runtime::cuda::describe()
         );
-        println!("| minute | resident MB | open files | threads | frames encoded | dropped | reconnects |");
+        println!(
+            "| minute | resident MB (mean of {} readings) | open files (most) | threads (most) | frames encoded | dropped | reconnects |",
+            60 / SAMPLE_EVERY.as_secs()
+        );
         println!("|---:|---:|---:|---:|---:|---:|---:|");
         let daemon = nircolor::daemon::Daemon::start(&config)?;
         let t = daemon.telemetry().clone();
@@ -355,12 +362,14 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
         let mut next_flap = began + Duration::from_secs(args.flap_every);
         let mut back_at: Option<Instant> = None;
         let (mut xs, mut rss, mut fds, mut threads) = (vec![], vec![], vec![], vec![]);
+        let mut next_sample = began + SAMPLE_EVERY;
         for minute in 1..=args.minutes {
             let until = began + Duration::from_secs(60 * minute);
+            let mut this_minute: Vec<ProcessUse> = Vec::new();
             while Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(200));
+                let now = Instant::now();
                 if let Some(f) = flapping.as_mut() {
-                    let now = Instant::now();
                     if back_at.is_none() && now >= next_flap {
                         f.kill();
                         back_at = Some(now + AWAY);
@@ -371,33 +380,38 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
                         back_at = None;
                     }
                 }
+                if now >= next_sample {
+                    next_sample += SAMPLE_EVERY;
+                    let u = ProcessUse::now()?;
+                    if minute > 1 {
+                        xs.push(began.elapsed().as_secs_f64() / 60.0);
+                        rss.push(u.resident_mb);
+                        fds.push(u.open_files as f64);
+                        threads.push(u.threads as f64);
+                    }
+                    this_minute.push(u);
+                }
             }
-            let u = ProcessUse::now()?;
+            let n = this_minute.len().max(1) as f64;
             let sum = |f: &dyn Fn(&nircolor::daemon::telemetry::CameraTelemetry) -> u64| {
                 t.cameras.iter().map(f).sum::<u64>()
             };
             println!(
                 "| {minute} | {:.1} | {} | {} | {} | {} | {} |",
-                u.resident_mb,
-                u.open_files,
-                u.threads,
+                this_minute.iter().map(|u| u.resident_mb).sum::<f64>() / n,
+                this_minute.iter().map(|u| u.open_files).max().unwrap_or(0),
+                this_minute.iter().map(|u| u.threads).max().unwrap_or(0),
                 sum(&|c| c.encode.frames.load(Ordering::Relaxed)),
                 sum(&|c| (c.capture_drops)() + (c.colour_drops)()),
                 sum(&|c| c.status.restarts.load(Ordering::Relaxed)),
             );
-            if minute > 1 {
-                xs.push(minute as f64);
-                rss.push(u.resident_mb);
-                fds.push(u.open_files as f64);
-                threads.push(u.threads as f64);
-            }
         }
         drop(flapping);
         let _ = daemon.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
         // Over the whole run, and after the warm-up: allocators and caches fill up early
         // (arenas, GStreamer and libtorch pools), a leak keeps growing.
-        let steady = xs.iter().take_while(|&&m| m <= args.warmup as f64).count();
+        let steady = xs.iter().take_while(|&&m| m < args.warmup as f64).count();
         for (from, to) in [(0, xs.len()), (steady, xs.len())] {
             let (x, r, f, t) = (
                 &xs[from..to],
@@ -406,9 +420,10 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
                 &threads[from..to],
             );
             println!(
-                "slopes over minutes {}-{}: resident memory {:+.2} MB per 10 minutes, open files {:+.2}, threads {:+.2} per 10 minutes",
-                x.first().copied().unwrap_or(0.0),
+                "slopes over minutes {:.0}-{} ({} readings): resident memory {:+.2} MB per 10 minutes, open files {:+.2}, threads {:+.2} per 10 minutes",
+                x.first().copied().unwrap_or(0.0).floor(),
                 args.minutes,
+                x.len(),
                 10.0 * slope(x, r),
                 10.0 * slope(x, f),
                 10.0 * slope(x, t)

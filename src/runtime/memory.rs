@@ -3,8 +3,8 @@
 /// glibc's malloc gives threads that contend for the heap arenas of their own, up to eight per
 /// core, and each arena keeps the frames freed into it. With the daemon's 80-odd threads,
 /// resident memory climbed by about 140 MB over the first 15 minutes of `nircolor bench soak`
-/// before it settled; with two arenas it settled within 4 minutes, about 130 MB lower, at the
-/// same frame rate (the figures are in the README's "Soak").
+/// before it settled; with two arenas it settles within 5 minutes, about 150 MB lower, under the
+/// same load (the figures are in the README's "Soak").
 const MALLOC_ARENAS: i32 = 2;
 
 /// Caps glibc's malloc arenas at [`MALLOC_ARENAS`], unless `MALLOC_ARENA_MAX` is set in the
