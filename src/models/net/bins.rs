@@ -35,9 +35,14 @@ const REBALANCE_LAMBDA: f64 = 0.5;
 /// units of 10 per bin).
 const PRIOR_SIGMA_BINS: f64 = 0.5;
 
+/// The side of one bin.
+fn step(k: i64) -> f64 {
+    2.0 * CHROMA_RANGE / k as f64
+}
+
 /// The bin centres, `k * k` rows of (Cb, Cr), Cb-major.
 pub fn centres(k: i64) -> Vec<[f32; 2]> {
-    let step = 2.0 * CHROMA_RANGE / k as f64;
+    let step = step(k);
     let c = |i: i64| (-CHROMA_RANGE + step * (i as f64 + 0.5)) as f32;
     (0..k)
         .flat_map(|i| (0..k).map(move |j| [c(i), c(j)]))
@@ -46,7 +51,7 @@ pub fn centres(k: i64) -> Vec<[f32; 2]> {
 
 /// The index of the bin nearest to (cb, cr).
 pub fn nearest(k: i64, cb: f32, cr: f32) -> usize {
-    let step = 2.0 * CHROMA_RANGE / k as f64;
+    let step = step(k);
     let i = |v: f32| (((v as f64 + CHROMA_RANGE) / step).floor() as i64).clamp(0, k - 1);
     (i(cb) * k + i(cr)) as usize
 }
@@ -97,7 +102,7 @@ impl ChromaBins {
 /// The soft target distribution, (batch, k*k, h, w), of the truth's Cb and Cr (batch, 2, h, w):
 /// a Gaussian around it over the bin centres, normalised per pixel.
 pub fn soft_targets(k: i64, cbcr: &Tensor) -> Tensor {
-    let step = 2.0 * CHROMA_RANGE / k as f64;
+    let step = step(k);
     let lim = CHROMA_RANGE - step / 2.0;
     let planes = centre_planes(k, cbcr.device());
     let (ccb, ccr) = (

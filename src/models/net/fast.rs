@@ -96,12 +96,7 @@ impl Fast {
         let u1 = n(10, self.u1.forward(&up_cat(&u2, &e1)));
         let u0 = n(11, self.u0.forward(&up_cat(&u1, &x)));
         let out = crop(&self.head.forward(&u0), size);
-        let features = self.bins.as_ref().map(|b| (b, crop(&u0, size)));
-        Forward::from_head(
-            nir,
-            &out,
-            self.decoupled,
-            features.as_ref().map(|(b, f)| (*b, f)),
-        )
+        let features = crop(&u0, size);
+        Forward::from_head(nir, &out, self.decoupled, self.bins.as_ref(), &features)
     }
 }

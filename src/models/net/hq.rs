@@ -136,12 +136,7 @@ impl Hq {
         }
         let h = self.last.forward(&up_cat(&h, &x), train);
         let out = crop(&self.head.forward(&h), size);
-        let features = self.bins.as_ref().map(|b| (b, crop(&h, size)));
-        Forward::from_head(
-            nir,
-            &out,
-            self.decoupled,
-            features.as_ref().map(|(b, f)| (*b, f)),
-        )
+        let features = crop(&h, size);
+        Forward::from_head(nir, &out, self.decoupled, self.bins.as_ref(), &features)
     }
 }

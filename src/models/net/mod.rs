@@ -247,20 +247,21 @@ enum Net {
 
 impl Forward {
     /// The output of a three-channel head: luminance as a correction of the NIR plus two chroma
-    /// planes (`decoupled`), or RGB directly around mid-gray. With `bins` (the chroma head and
-    /// the features it reads, cropped like `out`), the chroma comes from the binned
-    /// distribution instead of the head's last two channels.
+    /// planes (`decoupled`), or RGB directly around mid-gray. With `bins`, the chroma comes
+    /// from the binned distribution read from `features` (the head's input, cropped like
+    /// `out`) instead of the head's last two channels.
     pub fn from_head(
         nir: &Tensor,
         out: &Tensor,
         decoupled: bool,
-        bins: Option<(&bins::ChromaBins, &Tensor)>,
+        bins: Option<&bins::ChromaBins>,
+        features: &Tensor,
     ) -> Forward {
         if decoupled {
             let base = nir.mean_dim([1i64].as_slice(), true, Kind::Float);
             let y = base + out.narrow(1, 0, 1);
             let (chroma, chroma_logits) = match bins {
-                Some((b, features)) => {
+                Some(b) => {
                     let logits = b.logits(features);
                     (b.chroma(&logits), Some(logits))
                 }

@@ -51,6 +51,38 @@ fn small(arch: NetArch) -> NetConfig {
     }
 }
 
+/// The first two crops of `samples` as one batch: NIR, RGB and mask.
+fn fixed_batch(samples: &[Sample], o: &TrainOptions) -> [Tensor; 3] {
+    let mut rng = Rng::new(1);
+    let plans: Vec<CropPlan> = (0..2).map(|i| plan_crop(&mut rng, samples, i, o)).collect();
+    make_batch(samples, &plans, o.crop, Device::Cpu)
+}
+
+/// `steps` Adam steps of `model` on one batch; the loss at the first and the last step.
+fn fit(
+    model: &Model,
+    chroma_weights: Option<&Tensor>,
+    o: &TrainOptions,
+    [nir, rgb, mask]: &[Tensor; 3],
+    steps: usize,
+) -> (f64, f64) {
+    let names = var_names(model);
+    let vars = model.vs.variables();
+    let mut params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
+    let mut adam = Adam::new(&params);
+    let (mut first, mut last) = (0.0, 0.0);
+    for step in 1..=steps {
+        let loss = batch_loss(model, None, chroma_weights, o, nir, rgb, mask);
+        last = f64::try_from(&loss).unwrap();
+        if step == 1 {
+            first = last;
+        }
+        loss.backward();
+        adam.step(&mut params, o.lr, step);
+    }
+    (first, last)
+}
+
 #[test]
 fn every_arch_learns_a_fixed_batch() {
     let data = pairs(2, 32);
@@ -64,26 +96,7 @@ fn every_arch_learns_a_fixed_batch() {
     };
     for arch in NetArch::ALL {
         let model = Model::new(small(arch), Device::Cpu, 2);
-        let names = var_names(&model);
-        let vars = model.vs.variables();
-        let mut params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
-        let mut adam = Adam::new(&params);
-        let mut rng = Rng::new(1);
-        let plans: Vec<CropPlan> = (0..2)
-            .map(|i| plan_crop(&mut rng, &samples, i, &o))
-            .collect();
-        let [nir, rgb, mask] = make_batch(&samples, &plans, o.crop, Device::Cpu);
-        let mut first = 0.0;
-        let mut last = 0.0;
-        for step in 1..=40 {
-            let loss = batch_loss(&model, None, None, &o, &nir, &rgb, &mask);
-            last = f64::try_from(&loss).unwrap();
-            if step == 1 {
-                first = last;
-            }
-            loss.backward();
-            adam.step(&mut params, o.lr, step);
-        }
+        let (first, last) = fit(&model, None, &o, &fixed_batch(&samples, &o), 40);
         assert!(last < 0.7 * first, "{arch:?}: loss {first} -> {last}");
     }
 }
@@ -111,33 +124,18 @@ fn binned_chroma_learns_the_colours_of_a_fixed_batch() {
         let model = Model::new(cfg, Device::Cpu, 2);
         let names = var_names(&model);
         assert!(names.iter().any(|n| n.ends_with(".bins.w")), "{names:?}");
-        let vars = model.vs.variables();
-        let mut params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
-        let mut adam = Adam::new(&params);
-        let mut rng = Rng::new(1);
-        let plans: Vec<CropPlan> = (0..2)
-            .map(|i| plan_crop(&mut rng, &samples, i, &o))
-            .collect();
-        let [nir, rgb, mask] = make_batch(&samples, &plans, o.crop, Device::Cpu);
+        let batch = fixed_batch(&samples, &o);
+        let [nir, rgb, mask] = &batch;
         let chroma_error = || {
             // Batch statistics, as the loss sees them: the running ones lag behind in 60 steps.
             let _guard = tch::no_grad_guard();
             model.set_training(true);
-            let e = f64::try_from(loss::chroma(&model.run(&nir).rgb, &rgb, &mask)).unwrap();
+            let e = f64::try_from(loss::chroma(&model.run(nir).rgb, rgb, mask)).unwrap();
             model.set_training(false);
             e
         };
         let before = chroma_error();
-        let (mut first, mut last) = (0.0, 0.0);
-        for step in 1..=60 {
-            let loss = batch_loss(&model, None, Some(&weights), &o, &nir, &rgb, &mask);
-            last = f64::try_from(&loss).unwrap();
-            if step == 1 {
-                first = last;
-            }
-            loss.backward();
-            adam.step(&mut params, o.lr, step);
-        }
+        let (first, last) = fit(&model, Some(&weights), &o, &batch, 60);
         let after = chroma_error();
         // The cross-entropy cannot fall below the soft targets' own entropy (about 1 nat).
         assert!(last < 0.8 * first, "{arch:?}: loss {first} -> {last}");
