@@ -127,7 +127,7 @@ fn binned_chroma_learns_the_colours_of_a_fixed_batch() {
         let batch = fixed_batch(&samples, &o);
         let [nir, rgb, mask] = &batch;
         let chroma_error = || {
-            // Batch statistics, as the loss sees them: the running ones lag behind in 60 steps.
+            // Batch statistics, as the loss sees them: the running ones lag behind in 150 steps.
             let _guard = tch::no_grad_guard();
             model.set_training(true);
             let e = f64::try_from(loss::chroma(&model.run(nir).rgb, rgb, mask)).unwrap();
@@ -135,7 +135,9 @@ fn binned_chroma_learns_the_colours_of_a_fixed_batch() {
             e
         };
         let before = chroma_error();
-        let (first, last) = fit(&model, Some(&weights), &o, &batch, 60);
+        // 60 steps left hq's error at 0.50-0.52 of its start, on either side of the bar depending
+        // on the machine's float reductions; 150 steps leave both networks near 0.25-0.3.
+        let (first, last) = fit(&model, Some(&weights), &o, &batch, 150);
         let after = chroma_error();
         // The cross-entropy cannot fall below the soft targets' own entropy (about 1 nat).
         assert!(last < 0.8 * first, "{arch:?}: loss {first} -> {last}");
