@@ -90,6 +90,30 @@ fn train_writes_weights_checkpoint_and_curve_and_resumes() {
         "{}",
         stdout(&run)
     );
+    // The card keeps both command lines and counts the hours of all three epochs.
+    let c = card(&out);
+    let commands: Vec<&str> = c["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(commands.len(), 2, "{c}");
+    assert!(commands[0].contains("--epochs 2") && commands[1].contains("--resume"));
+    let seconds: f64 = c["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seconds"].as_f64().unwrap())
+        .sum();
+    assert_eq!(c["history"].as_array().unwrap().len(), 3);
+    let hours = c["training_hours"].as_f64().unwrap();
+    assert!(
+        hours > 0.0 && (hours - seconds / 3600.0).abs() < 1e-9,
+        "{c}"
+    );
+    assert_eq!(c["cumulative_training_hours"].as_f64(), Some(hours));
+    assert_eq!(c["lineage"], serde_json::json!([]));
 }
 
 #[test]
@@ -230,7 +254,17 @@ fn init_fine_tunes_from_existing_weights() {
         &["--init", base.to_str().unwrap()],
     ));
     assert!(run.status.success(), "{}", stderr(&run));
-    assert_eq!(card(&tuned)["net"], card(&base)["net"]);
+    let (b, t) = (card(&base), card(&tuned));
+    assert_eq!(t["net"], b["net"]);
+    // The tuned card carries the base's run: its command, epochs and hours, summed.
+    let stages = t["lineage"].as_array().unwrap();
+    assert_eq!(stages.len(), 1, "{t}");
+    assert_eq!(stages[0]["commands"], b["commands"]);
+    assert_eq!(stages[0]["epochs"], 1);
+    assert_eq!(stages[0]["hours"], b["training_hours"]);
+    let sum = b["training_hours"].as_f64().unwrap() + t["training_hours"].as_f64().unwrap();
+    let cumulative = t["cumulative_training_hours"].as_f64().unwrap();
+    assert!((cumulative - sum).abs() < 1e-12, "{t}");
     // The weights really come from the init: at a learning rate too small to move them, the
     // tuned weights are the base's, while a run with another seed and no init is elsewhere.
     let frozen = |out: &std::path::Path, extra: &[&str]| {

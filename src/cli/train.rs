@@ -425,7 +425,7 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         );
         trainer.set_teacher(teacher);
     }
-    trainer.command = command_line();
+    trainer.record_command(command_line());
     trainer.data_card = train::data_card(&datasets);
     let m = &trainer.model;
     println!(
@@ -539,14 +539,14 @@ pub(crate) fn run_curves(out: &Path, runs: &[String]) -> Result<()> {
         };
         let weights = nircolor::models::weights::Weights::load(&file)
             .with_context(|| format!("reading {}", file.display()))?;
-        let history = nircolor::offline::curve::history_of(&weights);
-        if history.iter().all(|e| e.val_psnr.is_none()) {
+        let run = nircolor::offline::curve::Run::of(name, &weights);
+        if run.history.iter().all(|e| e.val_psnr.is_none()) {
             bail!(
                 "{} records no validated epoch in its model card (train with --val to record one)",
                 file.display()
             );
         }
-        series.push((name, history));
+        series.push(run);
     }
     nircolor::offline::curve::compare(&series, out)
         .with_context(|| format!("writing {}", out.display()))?;

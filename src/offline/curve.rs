@@ -1,16 +1,18 @@
 //! Learning curves as PNG: one run's loss per epoch and validation PSNR against training hours
 //! (written beside the weights by `train`), and several runs' validation PSNR on one chart
-//! (`nircolor curves`), read from the model cards.
+//! (`nircolor curves`), read from the model cards; a run started with `--init` is drawn after
+//! the hours of the runs behind it.
 
 use std::path::Path;
 
 use crate::models::weights::Weights;
 use crate::offline::plot::{charts_png, Chart, PlotError};
-use crate::offline::train_net::EpochLog;
+use crate::offline::train_net::{lineage_of, EpochLog};
 
-/// (training hours so far, validation PSNR) after each validated epoch.
-fn psnr_by_hours(history: &[EpochLog]) -> Vec<(f64, f64)> {
-    let mut seconds = 0.0;
+/// (training hours so far, validation PSNR) after each validated epoch, counted from
+/// `start_hours`.
+fn psnr_by_hours(history: &[EpochLog], start_hours: f64) -> Vec<(f64, f64)> {
+    let mut seconds = start_hours * 3600.0;
     history
         .iter()
         .filter_map(|e| {
@@ -36,7 +38,7 @@ pub fn write(history: &[EpochLog], path: &Path) -> Result<(), PlotError> {
                 title: "Validation PSNR",
                 x_label: "training hours (wall clock)",
                 y_label: "PSNR (dB)",
-                series: vec![("validation".into(), psnr_by_hours(history))],
+                series: vec![("validation".into(), psnr_by_hours(history, 0.0))],
             },
         ],
         900,
@@ -53,17 +55,40 @@ pub fn history_of(weights: &Weights) -> Vec<EpochLog> {
         .unwrap_or_default()
 }
 
-/// Validation PSNR against training hours of several runs, one line each, into `path`.
-pub fn compare(runs: &[(String, Vec<EpochLog>)], path: &Path) -> Result<(), PlotError> {
+/// One line of [`compare`]'s chart.
+pub struct Run {
+    pub name: String,
+    /// The training hours of the runs behind this one's `--init`.
+    pub start_hours: f64,
+    pub history: Vec<EpochLog>,
+}
+
+impl Run {
+    /// The run recorded in `weights`' card, placed after the runs of its lineage.
+    pub fn of(name: String, weights: &Weights) -> Run {
+        let lineage = lineage_of(&weights.card);
+        // The last stage is this run itself.
+        let earlier = lineage.len().saturating_sub(1);
+        Run {
+            name,
+            start_hours: lineage[..earlier].iter().map(|s| s.hours).sum(),
+            history: history_of(weights),
+        }
+    }
+}
+
+/// Validation PSNR against cumulative training hours of several runs, one line each, into
+/// `path`.
+pub fn compare(runs: &[Run], path: &Path) -> Result<(), PlotError> {
     charts_png(
         path,
         &[Chart {
             title: "Validation PSNR against training time",
-            x_label: "training hours (wall clock)",
+            x_label: "cumulative training hours (wall clock, the runs behind --init included)",
             y_label: "PSNR (dB)",
             series: runs
                 .iter()
-                .map(|(name, h)| (name.clone(), psnr_by_hours(h)))
+                .map(|r| (r.name.clone(), psnr_by_hours(&r.history, r.start_hours)))
                 .collect(),
         }],
         900,
@@ -88,12 +113,35 @@ mod tests {
 
     #[test]
     fn hours_accumulate_the_epochs_seconds() {
-        let got = psnr_by_hours(&history(3, 10.0));
+        let got = psnr_by_hours(&history(3, 10.0), 0.0);
         let want = [(0.1, 11.0), (0.2, 12.0), (0.3, 13.0)];
         assert_eq!(got.len(), 3);
         for (g, w) in got.iter().zip(want) {
             assert!((g.0 - w.0).abs() < 1e-12 && g.1 == w.1, "{got:?}");
         }
+        let later = psnr_by_hours(&history(1, 10.0), 2.0);
+        assert!((later[0].0 - 2.1).abs() < 1e-12, "{later:?}");
+    }
+
+    #[test]
+    fn a_run_from_an_init_starts_after_its_lineage() {
+        let card = serde_json::json!({
+            "arch": "hq",
+            "command": "nircolor train --resume x",
+            "history": history(2, 10.0),
+            "lineage": [
+                {"arch": "hq", "epochs": 4, "hours": 1.5, "commands": ["a"]},
+                {"arch": "hq", "epochs": 2, "hours": 0.25, "commands": ["b", "c"]},
+            ],
+        });
+        let stages = lineage_of(&card);
+        assert_eq!(stages.len(), 3);
+        assert_eq!(stages[2].commands, ["nircolor train --resume x"]);
+        assert!((stages[2].hours - 0.2).abs() < 1e-12);
+        let w = Weights::new("hq", card);
+        let run = Run::of("r".into(), &w);
+        assert!((run.start_hours - 1.75).abs() < 1e-12);
+        assert_eq!(run.history.len(), 2);
     }
 
     #[test]
@@ -103,10 +151,15 @@ mod tests {
         write(&history(5, 10.0), &one).unwrap();
         assert_eq!(image::open(&one).unwrap().height(), 640);
         let many = dir.path().join("many.png");
+        let run = |name: &str, start_hours, history| Run {
+            name: name.into(),
+            start_hours,
+            history,
+        };
         compare(
             &[
-                ("a".into(), history(5, 10.0)),
-                ("b".into(), history(8, 9.0)),
+                run("a", 0.0, history(5, 10.0)),
+                run("b", 0.5, history(8, 9.0)),
             ],
             &many,
         )

@@ -435,6 +435,52 @@ pub struct EpochLog {
     pub seconds: f64,
 }
 
+/// Wall-clock training hours of a run's epochs.
+pub fn hours(history: &[EpochLog]) -> f64 {
+    history.iter().map(|e| e.seconds).sum::<f64>() / 3600.0
+}
+
+/// A run that a network went through, as its model card records it. A run started with
+/// `--init` keeps the stages behind its init, so a fine-tuned network's card tells the whole
+/// training it cost and how to reproduce it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Stage {
+    pub arch: String,
+    pub epochs: usize,
+    /// Wall-clock training hours (its epochs' seconds).
+    pub hours: f64,
+    /// The command lines of the run: the first, then each `--resume`.
+    pub commands: Vec<String>,
+}
+
+/// The runs behind the weights whose card is `card`, oldest first, ending with the card's own
+/// run. A classical model's card (fitted, no epochs) adds no stage of its own.
+pub fn lineage_of(card: &serde_json::Value) -> Vec<Stage> {
+    let mut stages: Vec<Stage> = card
+        .get("lineage")
+        .and_then(|l| serde_json::from_value(l.clone()).ok())
+        .unwrap_or_default();
+    let history: Vec<EpochLog> = card
+        .get("history")
+        .and_then(|h| serde_json::from_value(h.clone()).ok())
+        .unwrap_or_default();
+    if !history.is_empty() {
+        // Cards written before `commands` existed hold only the last command line.
+        let commands = match (card.get("commands"), card.get("command")) {
+            (Some(c), _) => serde_json::from_value(c.clone()).unwrap_or_default(),
+            (None, Some(serde_json::Value::String(c))) => vec![c.clone()],
+            _ => Vec::new(),
+        };
+        stages.push(Stage {
+            arch: card["arch"].as_str().unwrap_or("?").to_string(),
+            epochs: history.len(),
+            hours: hours(&history),
+            commands,
+        });
+    }
+    stages
+}
+
 /// Everything besides the weights that a resumed run needs to continue exactly.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Progress {
@@ -451,6 +497,12 @@ struct Progress {
     history: Vec<EpochLog>,
     losses_this_epoch: Vec<f64>,
     samples: usize,
+    /// The runs behind `--init` (checkpoints from before this field resume with none).
+    #[serde(default)]
+    lineage: Vec<Stage>,
+    /// This run's command lines, the first and each resume.
+    #[serde(default)]
+    commands: Vec<String>,
 }
 
 /// Adam's moments per trainable variable.
@@ -500,8 +552,6 @@ pub struct Trainer {
     progress: Progress,
     rng: Rng,
     samples: Vec<Sample>,
-    /// The full command line, for the card.
-    pub command: String,
     pub data_card: serde_json::Value,
 }
 
@@ -570,6 +620,8 @@ impl Trainer {
             history: Vec::new(),
             losses_this_epoch: Vec::new(),
             samples: pairs.len(),
+            lineage: init.map(|w| lineage_of(&w.card)).unwrap_or_default(),
+            commands: Vec::new(),
         };
         Ok(Trainer::assemble(model, progress, rng, pairs))
     }
@@ -596,7 +648,6 @@ impl Trainer {
             progress,
             rng,
             samples,
-            command: String::new(),
             data_card: serde_json::Value::Null,
         }
     }
@@ -644,6 +695,11 @@ impl Trainer {
     pub fn set_teacher(&mut self, teacher: Model) {
         teacher.set_training(false);
         self.teacher = Some(teacher);
+    }
+
+    /// Records the command line that started or resumed this run, for the card.
+    pub fn record_command(&mut self, line: String) {
+        self.progress.commands.push(line);
     }
 
     pub fn history(&self) -> &[EpochLog] {
@@ -841,6 +897,9 @@ impl Trainer {
     fn card(&self) -> serde_json::Value {
         let m = &self.model;
         let o = &self.progress.options;
+        let p = &self.progress;
+        let own = hours(&p.history);
+        let earlier: f64 = p.lineage.iter().map(|s| s.hours).sum();
         json!({
             "arch": m.cfg.arch.name(),
             "nircolor_version": env!("CARGO_PKG_VERSION"),
@@ -853,7 +912,11 @@ impl Trainer {
             "training_data": self.data_card,
             "epochs": self.progress.history.len(),
             "history": self.progress.history,
-            "command": self.command,
+            "command": p.commands.last().cloned().unwrap_or_default(),
+            "commands": p.commands,
+            "training_hours": own,
+            "cumulative_training_hours": earlier + own,
+            "lineage": p.lineage,
         })
     }
 }
