@@ -20,7 +20,7 @@ pub fn count_macs(f: impl FnOnce()) -> u64 {
     MACS.with(|m| m.replace(None)).unwrap_or(0)
 }
 
-fn add_macs(n: u64) {
+pub(super) fn add_macs(n: u64) {
     MACS.with(|m| {
         if let Some(v) = m.get() {
             m.set(Some(v + n));
@@ -77,6 +77,11 @@ impl Conv {
             pad: [kh / 2, kw / 2],
             groups,
         }
+    }
+
+    /// The kernel (cout, cin / groups, kh, kw) and the bias (cout).
+    pub fn weight_and_bias(&self) -> (&Tensor, &Tensor) {
+        (&self.w, &self.b)
     }
 
     /// k x k, stride 1.

@@ -230,7 +230,8 @@ pub struct Forward {
     pub rgb: Tensor,
     pub gray: Option<Tensor>,
     pub scale: Option<Tensor>,
-    /// With `NetConfig::chroma_bins`: the logits of the chroma distribution (for its loss).
+    /// With `NetConfig::chroma_bins`, when gradients are recorded: the logits of the chroma
+    /// distribution, for its loss (inference decodes the chroma without keeping them).
     pub chroma_logits: Option<Tensor>,
 }
 
@@ -261,10 +262,12 @@ impl Forward {
             let base = nir.mean_dim([1i64].as_slice(), true, Kind::Float);
             let y = base + out.narrow(1, 0, 1);
             let (chroma, chroma_logits) = match bins {
-                Some(b) => {
+                // Training: the loss needs the logits.
+                Some(b) if features.requires_grad() => {
                     let logits = b.logits(features);
                     (b.chroma(&logits), Some(logits))
                 }
+                Some(b) => (b.chroma_of_features(features), None),
                 None => (out.narrow(1, 1, 2), None),
             };
             let rgb = layers::ycc_to_rgb(&y, &chroma.narrow(1, 0, 1), &chroma.narrow(1, 1, 1));
