@@ -447,13 +447,14 @@ fn the_shipped_default_model_beats_l3_on_held_out_real_pairs() {
 #[test]
 fn the_shipped_quality_models_stay_above_their_floors_on_held_out_real_pairs() {
     // (file, PSNR floor, colourfulness floor) on the four held-out samples. Measured: hq 17.10 dB
-    // and 7.8, hq-scale1 17.53 and 11.0, hq-bins 15.81 and 16.3 (the truth 17.9, `default`
-    // 16.33 and 5.1). The colour floors tell the configurations apart: hq-bins's colour comes
+    // and 7.8, hq-scale1 17.53 and 11.0, hq-bins 15.81 and 16.3, hq-bins-chroma 17.12 and 18.8
+    // (the truth 17.9, `default` 16.33 and 5.1). The colour floors tell the configurations apart: hq-bins's colour comes
     // from its bins, so weights that loaded without them, or decoded them wrongly, fall below.
     let floors = [
         ("hq.safetensors", 16.6, 6.0),
         ("hq-scale1.safetensors", 17.0, 9.0),
         ("hq-bins.safetensors", 15.3, 14.0),
+        ("hq-bins-chroma.safetensors", 16.6, 16.0),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (file, psnr_floor, colour_floor) in floors {
