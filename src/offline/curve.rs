@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::models::weights::Weights;
 use crate::offline::plot::{charts_png, Chart, PlotError};
-use crate::offline::train_net::{lineage_of, EpochLog};
+use crate::offline::train_net::{history_in, lineage_of, EpochLog};
 
 /// (training hours so far, validation PSNR) after each validated epoch, counted from
 /// `start_hours`.
@@ -48,11 +48,7 @@ pub fn write(history: &[EpochLog], path: &Path) -> Result<(), PlotError> {
 
 /// The training history recorded in a weights file's card (empty for a file without one).
 pub fn history_of(weights: &Weights) -> Vec<EpochLog> {
-    weights
-        .card
-        .get("history")
-        .and_then(|h| serde_json::from_value(h.clone()).ok())
-        .unwrap_or_default()
+    history_in(&weights.card)
 }
 
 /// One line of [`compare`]'s chart.

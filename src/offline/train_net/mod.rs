@@ -453,6 +453,13 @@ pub struct Stage {
     pub commands: Vec<String>,
 }
 
+/// The training history recorded in a model card (empty for a card without one).
+pub fn history_in(card: &serde_json::Value) -> Vec<EpochLog> {
+    card.get("history")
+        .and_then(|h| serde_json::from_value(h.clone()).ok())
+        .unwrap_or_default()
+}
+
 /// The runs behind the weights whose card is `card`, oldest first, ending with the card's own
 /// run. A classical model's card (fitted, no epochs) adds no stage of its own.
 pub fn lineage_of(card: &serde_json::Value) -> Vec<Stage> {
@@ -460,10 +467,7 @@ pub fn lineage_of(card: &serde_json::Value) -> Vec<Stage> {
         .get("lineage")
         .and_then(|l| serde_json::from_value(l.clone()).ok())
         .unwrap_or_default();
-    let history: Vec<EpochLog> = card
-        .get("history")
-        .and_then(|h| serde_json::from_value(h.clone()).ok())
-        .unwrap_or_default();
+    let history = history_in(card);
     if !history.is_empty() {
         // Cards written before `commands` existed hold only the last command line.
         let commands = match (card.get("commands"), card.get("command")) {
