@@ -546,6 +546,45 @@ fn a_student_learns_from_its_teacher_with_falling_loss() {
         last < 0.8 * loss[0],
         "distillation loss should fall: {loss:?}"
     );
+
+    // Colour from one teacher, luminance from another, the best validated epoch kept: the card
+    // records all three, and the kept epoch is one of those run.
+    let split = dir.path().join("split.safetensors");
+    let run = nircolor(&train_args(
+        "fast",
+        "3",
+        split.to_str().unwrap(),
+        &[
+            "--teacher",
+            t,
+            "--w-teacher",
+            "0",
+            "--w-teacher-chroma",
+            "4",
+            "--luma-teacher",
+            student.to_str().unwrap(),
+            "--w-luma-teacher",
+            "2",
+            "--keep-best",
+            "--val",
+            "samples",
+        ],
+    ));
+    assert!(run.status.success(), "{}", stderr(&run));
+    let text = stdout(&run);
+    assert!(
+        text.contains("4 on chroma") && text.contains("luminance from"),
+        "{text}"
+    );
+    assert!(text.contains("the best on validation"), "{text}");
+    let c = card(&split);
+    let o = &c["hyper_parameters"];
+    assert_eq!(o["w_teacher_chroma"], 4.0);
+    assert_eq!(o["luma_teacher"], student.to_str().unwrap());
+    assert_eq!(o["w_luma_teacher"], 2.0);
+    let kept = c["kept_epoch"].as_u64().unwrap();
+    assert!((1..=3).contains(&kept), "{kept}");
+
     // A classical model cannot teach, and a missing file is named.
     let bad = nircolor(&train_args(
         "fast",
@@ -555,4 +594,25 @@ fn a_student_learns_from_its_teacher_with_falling_loss() {
     ));
     assert!(!bad.status.success());
     assert!(stderr(&bad).contains("--teacher"), "{}", stderr(&bad));
+    let bad = nircolor(&train_args(
+        "fast",
+        "1",
+        "/tmp/never.safetensors",
+        &["--luma-teacher", "/tmp/no-such-teacher.safetensors"],
+    ));
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("--luma-teacher /tmp/no-such-teacher"),
+        "{}",
+        stderr(&bad)
+    );
+    // The best epoch needs a validation set to be chosen on.
+    let bad = nircolor(&train_args(
+        "fast",
+        "1",
+        "/tmp/never.safetensors",
+        &["--keep-best"],
+    ));
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("--val"), "{}", stderr(&bad));
 }

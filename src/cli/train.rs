@@ -161,6 +161,21 @@ pub(crate) struct NetTrainArgs {
     /// Weight of the teacher's output in the loss (with --teacher).
     #[arg(long, default_value_t = 1.0)]
     pub(crate) w_teacher: f64,
+    /// Weight of the teacher's chroma alone (Cb, Cr L1; with --teacher): learn the colour from
+    /// the teacher and the luminance from the truth.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) w_teacher_chroma: f64,
+    /// A second teacher for the luminance alone, e.g. the network given to --init, so that
+    /// learning a teacher's colour does not cost the luminance it had. A resumed run reloads it.
+    #[arg(long)]
+    pub(crate) luma_teacher: Option<PathBuf>,
+    /// Weight of the luma teacher's luminance (L1) in the loss (with --luma-teacher).
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) w_luma_teacher: f64,
+    /// Write the weights of the epoch with the best validation PSNR (with --val) instead of
+    /// the last: early stopping, for fine-tunes that peak before their schedule ends.
+    #[arg(long)]
+    pub(crate) keep_best: bool,
     /// Store the final weights as F16 where they fit (half the file; checkpoints stay F32).
     #[arg(long)]
     pub(crate) half: bool,
@@ -311,6 +326,17 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         } else {
             0.0
         },
+        w_teacher_chroma: if n.teacher.is_some() {
+            n.w_teacher_chroma
+        } else {
+            0.0
+        },
+        luma_teacher: n.luma_teacher.as_ref().map(|p| p.display().to_string()),
+        w_luma_teacher: if n.luma_teacher.is_some() {
+            n.w_luma_teacher
+        } else {
+            0.0
+        },
         w_gray: n.w_gray,
         w_grad: n.w_grad,
         w_cross: n.w_cross,
@@ -318,6 +344,7 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         jitter_gamma: n.jitter_gamma,
         jitter_noise: n.jitter_noise,
         ema: n.ema,
+        keep_best: n.keep_best,
     };
     options.validate()?;
     let init = n
@@ -385,6 +412,9 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
     }
     cfg.validate()
         .map_err(|e| anyhow::anyhow!("invalid network options: {e}"))?;
+    if n.keep_best && args.val.is_none() {
+        bail!("--keep-best picks the epoch with the best validation PSNR: give --val FOLDER");
+    }
 
     let (datasets, pairs) = load_training_pairs(args)?;
     let val = match &args.val {
@@ -408,23 +438,37 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         }
         None => Trainer::new(cfg, options, &pairs, device, init.as_ref())?,
     };
-    if let Some(file) = trainer.options().teacher.clone() {
-        let w = Weights::load(std::path::Path::new(&file))
-            .with_context(|| format!("loading --teacher {file}"))?;
-        let teacher =
-            nircolor::models::net::Model::from_weights(&w.without_prefix("adam."), device)
-                .with_context(|| {
-                    format!("--teacher {file} must be a network's weights (fast, hq, ...)")
-                })?;
+    let o = trainer.options().clone();
+    let teachers = tn::Teachers {
+        output: o
+            .teacher
+            .as_deref()
+            .map(|f| load_teacher("--teacher", f, device))
+            .transpose()?,
+        luma: o
+            .luma_teacher
+            .as_deref()
+            .map(|f| load_teacher("--luma-teacher", f, device))
+            .transpose()?,
+    };
+    if let (Some(t), Some(file)) = (&teachers.output, &o.teacher) {
         println!(
-            "distilling from {} ({}, {} parameters), weight {}",
-            file,
-            teacher.cfg.arch.name(),
-            teacher.parameters(),
-            trainer.options().w_teacher
+            "distilling from {file} ({}, {} parameters), weight {} on RGB, {} on chroma",
+            t.cfg.arch.name(),
+            t.parameters(),
+            o.w_teacher,
+            o.w_teacher_chroma
         );
-        trainer.set_teacher(teacher);
     }
+    if let (Some(t), Some(file)) = (&teachers.luma, &o.luma_teacher) {
+        println!(
+            "luminance from {file} ({}, {} parameters), weight {}",
+            t.cfg.arch.name(),
+            t.parameters(),
+            o.w_luma_teacher
+        );
+    }
+    trainer.set_teachers(teachers);
     trainer.record_command(command_line());
     trainer.data_card = train::data_card(&datasets);
     let m = &trainer.model;
@@ -516,13 +560,29 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
     } else {
         weights.save(&args.out)?;
     }
+    let kept = match trainer.best_epoch() {
+        Some(e) => format!(", the weights of epoch {e}, the best on validation"),
+        None => String::new(),
+    };
     println!(
-        "wrote {} ({} epochs; curve {})",
+        "wrote {} ({} epochs{kept}; curve {})",
         args.out.display(),
         history.len(),
         tn::curve_path(&args.out).display()
     );
     Ok(())
+}
+
+/// A network to learn from (`flag`: the option that named `file`, for the error).
+fn load_teacher(
+    flag: &str,
+    file: &str,
+    device: tch::Device,
+) -> Result<nircolor::models::net::Model> {
+    let w = nircolor::models::weights::Weights::load(Path::new(file))
+        .with_context(|| format!("loading {flag} {file}"))?;
+    nircolor::models::net::Model::from_weights(&w.without_prefix("adam."), device)
+        .with_context(|| format!("{flag} {file} must be a network's weights (fast, hq, ...)"))
 }
 
 /// `nircolor curves`: validation PSNR of several runs against training hours, one chart.

@@ -25,6 +25,15 @@ pub fn cbcr(x: &Tensor) -> Tensor {
     Tensor::cat(&[cb, cr], 1)
 }
 
+/// Luminance L1: mean absolute BT.601 luma difference over the masked pixels.
+pub fn luma(pred: &Tensor, target: &Tensor, mask: &Tensor) -> Tensor {
+    l1(
+        &super::layers::luma(pred),
+        &super::layers::luma(target),
+        mask,
+    )
+}
+
 /// Chroma L1: mean absolute Cb/Cr difference over the masked pixels. In an RGB loss the
 /// luminance error dominates (it appears in all three channels), so chroma gets little gradient
 /// and drifts to gray; this term gives it a weight of its own.

@@ -62,10 +62,26 @@ pub struct TrainOptions {
     /// Weight of the L1 between the student's and the teacher's output.
     #[serde(default)]
     pub w_teacher: f64,
+    /// Weight of the L1 between the student's and the teacher's chroma (Cb, Cr) alone: for a
+    /// teacher whose colour is better than its luminance, so the luminance is learnt from the
+    /// truth only.
+    #[serde(default)]
+    pub w_teacher_chroma: f64,
+    /// A second teacher for the luminance alone (e.g. the network being fine-tuned, so that
+    /// learning a new colour does not cost the luminance it had).
+    #[serde(default)]
+    pub luma_teacher: Option<String>,
+    /// Weight of the L1 between the student's and the luma teacher's luminance.
+    #[serde(default)]
+    pub w_luma_teacher: f64,
     /// Decay of the exponential moving average of the weights that is validated and saved
     /// (0: the raw weights). Smooths the step-to-step noise of small-batch training.
     #[serde(default)]
     pub ema: f64,
+    /// Save the weights of the epoch with the best validation PSNR instead of the last
+    /// (early stopping, for fine-tunes whose validation peaks before the schedule ends).
+    #[serde(default)]
+    pub keep_best: bool,
 }
 
 impl Default for TrainOptions {
@@ -87,6 +103,9 @@ impl Default for TrainOptions {
             w_bins: 1.0,
             teacher: None,
             w_teacher: 0.0,
+            w_teacher_chroma: 0.0,
+            luma_teacher: None,
+            w_luma_teacher: 0.0,
             w_gray: 0.5,
             w_grad: 0.1,
             w_cross: 0.1,
@@ -94,6 +113,7 @@ impl Default for TrainOptions {
             jitter_gamma: 0.25,
             jitter_noise: 0.02,
             ema: 0.0,
+            keep_best: false,
         }
     }
 }
@@ -110,6 +130,8 @@ impl TrainOptions {
             self.w_chroma,
             self.w_bins,
             self.w_teacher,
+            self.w_teacher_chroma,
+            self.w_luma_teacher,
             self.w_gray,
             self.w_grad,
             self.w_cross,
@@ -328,10 +350,25 @@ fn chroma_histogram(samples: &[Sample], k: i64) -> Vec<f64> {
     counts
 }
 
+/// The networks a student learns from besides the truth, in inference mode.
+#[derive(Default)]
+pub struct Teachers {
+    /// `TrainOptions::teacher`: its output and its chroma.
+    pub output: Option<Model>,
+    /// `TrainOptions::luma_teacher`: its luminance.
+    pub luma: Option<Model>,
+}
+
+/// A teacher's output on the student's crop: no gradient, clamped to what it would show.
+fn taught(teacher: &Model, nir: &Tensor) -> Tensor {
+    let _guard = tch::no_grad_guard();
+    teacher.run(nir).rgb.clamp(0.0, 1.0)
+}
+
 /// The weighted loss of one batch and its parts (for logs).
 fn batch_loss(
     model: &Model,
-    teacher: Option<&Model>,
+    teachers: &Teachers,
     chroma_weights: Option<&Tensor>,
     o: &TrainOptions,
     nir: &Tensor,
@@ -342,13 +379,23 @@ fn batch_loss(
     let run = model.run(nir);
     model.set_training(false);
     let mut total = loss::l1(&run.rgb, rgb, mask) * o.w_l1;
-    if let (Some(t), true) = (teacher, o.w_teacher > 0.0) {
-        // The teacher sees the same jittered crop, so every epoch brings new targets.
-        let target = {
-            let _guard = tch::no_grad_guard();
-            t.run(nir).rgb.clamp(0.0, 1.0)
-        };
-        total += loss::l1(&run.rgb, &target, mask) * o.w_teacher;
+    // The teachers see the same jittered crop, so every epoch brings new targets.
+    if let (Some(t), true) = (
+        &teachers.output,
+        o.w_teacher > 0.0 || o.w_teacher_chroma > 0.0,
+    ) {
+        let target = taught(t, nir);
+        if o.w_teacher > 0.0 {
+            total += loss::l1(&run.rgb, &target, mask) * o.w_teacher;
+        }
+        if o.w_teacher_chroma > 0.0 {
+            // A deterministic teacher's colour is one target per crop, not the spread of
+            // plausible colours that an L1 on the truth's chroma averages to gray.
+            total += loss::chroma(&run.rgb, &target, mask) * o.w_teacher_chroma;
+        }
+    }
+    if let (Some(t), true) = (&teachers.luma, o.w_luma_teacher > 0.0) {
+        total += loss::luma(&run.rgb, &taught(t, nir), mask) * o.w_luma_teacher;
     }
     if o.w_l2 > 0.0 {
         total += loss::l2(&run.rgb, rgb, mask) * o.w_l2;
@@ -507,6 +554,9 @@ struct Progress {
     /// This run's command lines, the first and each resume.
     #[serde(default)]
     commands: Vec<String>,
+    /// With `keep_best`: the epoch (1-based) whose weights `Trainer::best` holds.
+    #[serde(default)]
+    best_epoch: Option<usize>,
 }
 
 /// Adam's moments per trainable variable.
@@ -549,8 +599,11 @@ pub struct Trainer {
     adam: Adam,
     /// The moving average of `params` (with `--ema`), in the same order.
     ema: Option<Vec<Tensor>>,
-    /// The network distilled from (`TrainOptions::teacher`), in inference mode.
-    teacher: Option<Model>,
+    /// With `keep_best`: the validated weights (the average with `--ema`) of the best epoch so
+    /// far, in the order of `params`.
+    best: Option<Vec<Tensor>>,
+    /// The networks distilled from (`TrainOptions::teacher`, `luma_teacher`).
+    teachers: Teachers,
     /// With binned chroma: each bin's class-rebalancing weight, from the training colours.
     chroma_weights: Option<Tensor>,
     progress: Progress,
@@ -626,6 +679,7 @@ impl Trainer {
             samples: pairs.len(),
             lineage: init.map(|w| lineage_of(&w.card)).unwrap_or_default(),
             commands: Vec::new(),
+            best_epoch: None,
         };
         Ok(Trainer::assemble(model, progress, rng, pairs))
     }
@@ -642,12 +696,16 @@ impl Trainer {
             let w = bins::rebalance(k as usize, &chroma_histogram(&samples, k));
             Tensor::from_slice(&w).to_device(model.vs.device())
         });
+        let best = progress
+            .best_epoch
+            .map(|_| params.iter().map(Tensor::zeros_like).collect());
         Trainer {
             model,
             params,
             adam,
             ema,
-            teacher: None,
+            best,
+            teachers: Teachers::default(),
             chroma_weights,
             progress,
             rng,
@@ -683,6 +741,9 @@ impl Trainer {
             if let Some(ema) = &mut t.ema {
                 state.push(("ema", &mut ema[i]));
             }
+            if let Some(best) = &mut t.best {
+                state.push(("best", &mut best[i]));
+            }
             for (which, into) in state {
                 let key = format!("adam.{which}.{name}");
                 let shape: Vec<Option<usize>> =
@@ -694,11 +755,13 @@ impl Trainer {
         Ok(t)
     }
 
-    /// Sets the network whose output the student learns beside the truth (the file named by
-    /// `TrainOptions::teacher`, loaded by the caller on the training device).
-    pub fn set_teacher(&mut self, teacher: Model) {
-        teacher.set_training(false);
-        self.teacher = Some(teacher);
+    /// Sets the networks the student learns from beside the truth (the files named by
+    /// `TrainOptions::teacher` and `luma_teacher`, loaded by the caller on the training device).
+    pub fn set_teachers(&mut self, teachers: Teachers) {
+        for t in [&teachers.output, &teachers.luma].into_iter().flatten() {
+            t.set_training(false);
+        }
+        self.teachers = teachers;
     }
 
     /// Records the command line that started or resumed this run, for the card.
@@ -723,6 +786,9 @@ impl Trainer {
             let mut state = vec![("m", &self.adam.m[i]), ("v", &self.adam.v[i])];
             if let Some(ema) = &self.ema {
                 state.push(("ema", &ema[i]));
+            }
+            if let Some(best) = &self.best {
+                state.push(("best", &best[i]));
             }
             for (which, t) in state {
                 let shape = t.size().iter().map(|&d| d as usize).collect();
@@ -778,7 +844,7 @@ impl Trainer {
                 let [nir, rgb, mask] = make_batch(&self.samples, &plans, o.crop, dev);
                 let loss = batch_loss(
                     &self.model,
-                    self.teacher.as_ref(),
+                    &self.teachers,
                     self.chroma_weights.as_ref(),
                     &o,
                     &nir,
@@ -834,6 +900,7 @@ impl Trainer {
                 let fit = (minutes * 60.0 / log.seconds.max(1e-3)).floor() as usize;
                 self.progress.planned = Some(fit.max(1));
             }
+            self.keep_if_best(&log);
             self.progress.history.push(log);
             self.progress.epoch += 1;
             self.progress.pos = 0;
@@ -844,6 +911,26 @@ impl Trainer {
             ));
             self.save_checkpoint(ckpt)?;
         }
+    }
+
+    /// With `keep_best`, copies the validated weights when `log` beats every earlier epoch.
+    fn keep_if_best(&mut self, log: &EpochLog) {
+        let Some(psnr) = log.val_psnr else { return };
+        if !self.progress.options.keep_best {
+            return;
+        }
+        let best_so_far = self
+            .progress
+            .best_epoch
+            .and_then(|e| self.progress.history.get(e - 1))
+            .and_then(|l| l.val_psnr);
+        if best_so_far.is_some_and(|b| b >= psnr) {
+            return;
+        }
+        let _guard = tch::no_grad_guard();
+        let source = self.ema.as_ref().unwrap_or(&self.params);
+        self.best = Some(source.iter().map(Tensor::copy).collect());
+        self.progress.best_epoch = Some(log.epoch);
     }
 
     /// Moves the average toward the weights just stepped; the decay ramps up over the first
@@ -891,11 +978,30 @@ impl Trainer {
         self.progress.planned
     }
 
-    /// The finished model's weights (the average with `--ema`) with its card (validation
-    /// metrics are added by the caller).
+    /// The finished model's weights (the average with `--ema`; the best epoch's with
+    /// `keep_best`) with its card (validation metrics are added by the caller).
     pub fn weights(&mut self) -> Weights {
         let card = self.card();
-        self.with_ema(|m| m.to_weights(card))
+        match &self.best {
+            Some(best) => {
+                let _guard = tch::no_grad_guard();
+                let last: Vec<Tensor> = self.params.iter().map(Tensor::copy).collect();
+                for (p, b) in self.params.iter_mut().zip(best) {
+                    p.copy_(b);
+                }
+                let w = self.model.to_weights(card);
+                for (p, l) in self.params.iter_mut().zip(&last) {
+                    p.copy_(l);
+                }
+                w
+            }
+            None => self.with_ema(|m| m.to_weights(card)),
+        }
+    }
+
+    /// With `keep_best`, the epoch whose weights [`Trainer::weights`] returns.
+    pub fn best_epoch(&self) -> Option<usize> {
+        self.progress.best_epoch
     }
 
     fn card(&self) -> serde_json::Value {
@@ -921,6 +1027,7 @@ impl Trainer {
             "training_hours": own,
             "cumulative_training_hours": earlier + own,
             "lineage": p.lineage,
+            "kept_epoch": p.best_epoch,
         })
     }
 }

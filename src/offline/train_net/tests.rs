@@ -72,7 +72,15 @@ fn fit(
     let mut adam = Adam::new(&params);
     let (mut first, mut last) = (0.0, 0.0);
     for step in 1..=steps {
-        let loss = batch_loss(model, None, chroma_weights, o, nir, rgb, mask);
+        let loss = batch_loss(
+            model,
+            &Teachers::default(),
+            chroma_weights,
+            o,
+            nir,
+            rgb,
+            mask,
+        );
         last = f64::try_from(&loss).unwrap();
         if step == 1 {
             first = last;
@@ -99,6 +107,87 @@ fn every_arch_learns_a_fixed_batch() {
         let (first, last) = fit(&model, None, &o, &fixed_batch(&samples, &o), 40);
         assert!(last < 0.7 * first, "{arch:?}: loss {first} -> {last}");
     }
+}
+
+#[test]
+fn the_teachers_chroma_and_the_luma_teachers_luminance_are_terms_of_their_own() {
+    let data = pairs(2, 32);
+    let samples: Vec<Sample> = data.iter().map(Sample::from_pair).collect();
+    let silent = TrainOptions {
+        w_l1: 0.0,
+        w_gray: 0.0,
+        w_grad: 0.0,
+        w_cross: 0.0,
+        w_ssim: 0.0,
+        w_freq: 0.0,
+        ..options()
+    };
+    let o = TrainOptions {
+        w_teacher_chroma: 1.0,
+        ..silent.clone()
+    };
+    let [nir, rgb, mask] = &fixed_batch(&samples, &o);
+    tch::manual_seed(3);
+    let teacher = Model::new(small(NetArch::Hq), Device::Cpu, 2);
+    let student = Model::new(small(NetArch::Fast), Device::Cpu, 2);
+    let target = teacher.run(nir).rgb.clamp(0.0, 1.0).detach();
+    let distance = || {
+        // Batch statistics, as the loss sees them.
+        let _guard = tch::no_grad_guard();
+        student.set_training(true);
+        let out = student.run(nir).rgb;
+        student.set_training(false);
+        f64::try_from(loss::chroma(&out, &target, mask)).unwrap()
+    };
+    // The term is the chroma L1 to the teacher's output, and nothing else once it is off.
+    let teachers = Teachers {
+        output: Some(teacher),
+        luma: None,
+    };
+    let loss = f64::try_from(batch_loss(&student, &teachers, None, &o, nir, rgb, mask)).unwrap();
+    let chroma_before = distance();
+    assert!(
+        (loss - chroma_before).abs() < 1e-5,
+        "{loss} vs {chroma_before}"
+    );
+    let off = batch_loss(&student, &teachers, None, &silent, nir, rgb, mask);
+    assert_eq!(f64::try_from(off).unwrap(), 0.0);
+
+    let names = var_names(&student);
+    let vars = student.vs.variables();
+    let mut params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
+    let mut adam = Adam::new(&params);
+    for step in 1..=80 {
+        batch_loss(&student, &teachers, None, &o, nir, rgb, mask).backward();
+        adam.step(&mut params, 5e-3, step);
+    }
+    let chroma_after = distance();
+    assert!(
+        chroma_after < 0.5 * chroma_before,
+        "chroma distance to the teacher {chroma_before} -> {chroma_after}"
+    );
+
+    // The luma teacher's term is the luminance L1 to its output, and only with its weight.
+    let luma_only = Teachers {
+        output: None,
+        luma: teachers.output,
+    };
+    let o = TrainOptions {
+        w_luma_teacher: 1.0,
+        ..silent.clone()
+    };
+    let loss = f64::try_from(batch_loss(&student, &luma_only, None, &o, nir, rgb, mask)).unwrap();
+    let expected = {
+        let _guard = tch::no_grad_guard();
+        student.set_training(true);
+        let out = student.run(nir).rgb;
+        student.set_training(false);
+        f64::try_from(loss::luma(&out, &target, mask)).unwrap()
+    };
+    assert!(expected > 0.0);
+    assert!((loss - expected).abs() < 1e-5, "{loss} vs {expected}");
+    let off = batch_loss(&student, &luma_only, None, &silent, nir, rgb, mask);
+    assert_eq!(f64::try_from(off).unwrap(), 0.0);
 }
 
 #[test]
@@ -192,6 +281,73 @@ fn interrupted_and_resumed_equals_uninterrupted() {
         assert_eq!(resumed.history().len(), 2);
         assert_eq!(resumed.history()[1].loss, straight.history()[1].loss);
     }
+}
+
+#[test]
+fn keep_best_saves_the_best_validated_epoch_across_a_resume() {
+    let data = pairs(5, 40);
+    // Validation pairs whose colours are the training colours inverted: the more the network
+    // learns, the worse it scores there, so the best epoch comes before the last.
+    let mut val = pairs(2, 32);
+    for p in &mut val {
+        image::imageops::invert(&mut p.rgb);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let o = TrainOptions {
+        epochs: 4,
+        ema: 0.5,
+        keep_best: true,
+        ..options()
+    };
+    let run = |t: &mut Trainer, ckpt: &Path, stop_after: Option<usize>| {
+        let stop = AtomicBool::new(false);
+        let mut steps = 0;
+        t.run(&val, ckpt, &stop, |ev| {
+            if let Event::Step { .. } = ev {
+                steps += 1;
+                if Some(steps) == stop_after {
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        })
+        .unwrap()
+    };
+    let cfg = small(NetArch::Fast);
+    let mut straight = Trainer::new(cfg.clone(), o.clone(), &data, Device::Cpu, None).unwrap();
+    assert_eq!(
+        run(&mut straight, &dir.path().join("a.st"), None),
+        Finish::Done
+    );
+    let psnrs: Vec<f64> = straight
+        .history()
+        .iter()
+        .map(|e| e.val_psnr.unwrap())
+        .collect();
+    let best = psnrs
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, p)| if *p > psnrs[b] { i } else { b });
+    assert!(
+        best + 1 < psnrs.len(),
+        "validation should peak early: {psnrs:?}"
+    );
+    assert_eq!(straight.best_epoch(), Some(best + 1));
+    let kept = straight.weights();
+    assert_eq!(kept.card["kept_epoch"], best + 1);
+    let model = Model::from_weights(&kept, Device::Cpu).unwrap();
+    let score = validate(&model, &val);
+    assert!((score - psnrs[best]).abs() < 1e-6, "{score} vs {psnrs:?}");
+
+    // Stopped in the third epoch (3 steps per epoch), then resumed: the kept weights travel in
+    // the checkpoint.
+    let ckpt = dir.path().join("b.st");
+    let mut first = Trainer::new(cfg, o, &data, Device::Cpu, None).unwrap();
+    assert_eq!(run(&mut first, &ckpt, Some(7)), Finish::Interrupted);
+    let mut resumed = Trainer::resume(&ckpt, &data, Device::Cpu).unwrap();
+    assert_eq!(run(&mut resumed, &ckpt, None), Finish::Done);
+    assert_eq!(resumed.best_epoch(), Some(best + 1));
+    let again = Model::from_weights(&resumed.weights(), Device::Cpu).unwrap();
+    assert_eq!(again.tensors(), model.tensors());
 }
 
 #[test]
