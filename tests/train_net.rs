@@ -447,10 +447,14 @@ fn the_shipped_default_model_beats_l3_on_held_out_real_pairs() {
 #[test]
 fn the_shipped_quality_models_stay_above_their_floors_on_held_out_real_pairs() {
     // (file, PSNR floor, colourfulness floor) on the four held-out samples. Measured: hq 17.10 dB
-    // and 7.8, hq-scale1 17.53 and 11.0, hq-bins 15.81 and 16.3, hq-bins-chroma 17.12 and 18.8
-    // (the truth 17.9, `default` 16.33 and 5.1). The colour floors tell the configurations apart: hq-bins's colour comes
-    // from its bins, so weights that loaded without them, or decoded them wrongly, fall below.
+    // and 7.8, hq-scale1 17.53 and 11.0, hq-bins 15.81 and 16.3, hq-bins-chroma 17.12 and 18.8,
+    // fast-distilled 17.51 and 10.2 (the truth 17.9; `default`, which it started from, 16.33 and
+    // 5.1). The colour floors tell the configurations apart: hq-bins's colour comes from its
+    // bins, so weights that loaded without them, or decoded them wrongly, fall below; the
+    // student's tells it from the pale network it started from.
     let floors = [
+        ("default.safetensors", 16.0, 4.0),
+        ("fast-distilled.safetensors", 17.0, 8.0),
         ("hq.safetensors", 16.6, 6.0),
         ("hq-scale1.safetensors", 17.0, 9.0),
         ("hq-bins.safetensors", 15.3, 14.0),
