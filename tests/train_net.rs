@@ -490,6 +490,34 @@ fn the_shipped_quality_models_stay_above_their_floors_on_held_out_real_pairs() {
 }
 
 #[test]
+fn the_built_in_hq_is_the_shipped_hq_bins_chroma() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut means = Vec::new();
+    for model in ["hq", "models/hq-bins-chroma.safetensors"] {
+        let json = dir.path().join("eval.json");
+        let out = nircolor(&[
+            "eval",
+            "--model",
+            model,
+            "--data",
+            root().join("samples").to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{model}: {}", stderr(&out));
+        let report: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+        let mean = &report["mean"];
+        means.push([
+            mean["psnr"].clone(),
+            mean["delta_e2000"].clone(),
+            mean["colourfulness"].clone(),
+        ]);
+    }
+    assert_eq!(means[0], means[1]);
+    assert!(means[0][0].as_f64().unwrap() > 16.6, "{:?}", means[0]);
+}
+
+#[test]
 fn every_shipped_pipeline_is_valid() {
     let dir = root().join("pipelines");
     let mut n = 0;

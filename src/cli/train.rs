@@ -353,7 +353,7 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         .map(|p| Weights::load(p).with_context(|| format!("loading --init {}", p.display())))
         .transpose()?;
     if let (Some(w), Some(p)) = (&init, &n.init) {
-        if nircolor::models::BUILTIN.contains(&w.arch.as_str()) {
+        if NetArch::from_name(&w.arch).is_none() {
             bail!(
                 "--init {} holds the classical model '{}', which is fitted, not trained: --init takes a network's weights (fast, hq, ...), e.g. models/default.safetensors",
                 p.display(),
