@@ -5,24 +5,7 @@ mod common;
 
 use std::fs;
 
-use common::{nircolor, stderr, stdout};
-
-fn mean_of(json: &serde_json::Value, key: &str) -> f64 {
-    json["mean"][key]
-        .as_f64()
-        .unwrap_or_else(|| panic!("mean.{key} missing in {json}"))
-}
-
-fn eval_json(args: &[&str]) -> serde_json::Value {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("r.json");
-    let mut all = vec!["eval"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--json", json.to_str().unwrap()]);
-    let out = nircolor(&all);
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_str(&fs::read_to_string(json).unwrap()).unwrap()
-}
+use common::{eval_json, mean_of, nircolor, stderr, stdout};
 
 #[test]
 fn eval_prints_a_table_writes_json_and_a_report() {

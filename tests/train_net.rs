@@ -9,7 +9,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{nircolor, root, stderr, stdout};
+use common::{eval_json, mean_of, nircolor, root, stderr, stdout};
 
 const TINY: [&str; 10] = [
     "--data",
@@ -460,24 +460,11 @@ fn the_shipped_quality_models_stay_above_their_floors_on_held_out_real_pairs() {
         ("hq-bins.safetensors", 15.3, 14.0),
         ("hq-bins-chroma.safetensors", 16.6, 16.0),
     ];
-    let dir = tempfile::tempdir().unwrap();
     for (file, psnr_floor, colour_floor) in floors {
-        let model = root().join("models").join(file);
-        let json = dir.path().join(format!("{file}.json"));
-        let out = nircolor(&[
-            "eval",
-            "--model",
-            model.to_str().unwrap(),
-            "--data",
-            root().join("samples").to_str().unwrap(),
-            "--json",
-            json.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "{file}: {}", stderr(&out));
-        let report: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
+        let model = format!("models/{file}");
+        let report = eval_json(&["--model", &model, "--data", "samples"]);
         assert_eq!(report["images"].as_array().map(Vec::len), Some(4), "{file}");
-        let mean = |key: &str| report["mean"][key].as_f64().unwrap();
-        let (psnr, colour) = (mean("psnr"), mean("colourfulness"));
+        let (psnr, colour) = (mean_of(&report, "psnr"), mean_of(&report, "colourfulness"));
         assert!(
             psnr > psnr_floor,
             "{file}: {psnr:.2} dB, floor {psnr_floor}"
@@ -491,22 +478,9 @@ fn the_shipped_quality_models_stay_above_their_floors_on_held_out_real_pairs() {
 
 #[test]
 fn the_built_in_hq_is_the_shipped_hq_bins_chroma() {
-    let dir = tempfile::tempdir().unwrap();
     let mut means = Vec::new();
     for model in ["hq", "models/hq-bins-chroma.safetensors"] {
-        let json = dir.path().join("eval.json");
-        let out = nircolor(&[
-            "eval",
-            "--model",
-            model,
-            "--data",
-            root().join("samples").to_str().unwrap(),
-            "--json",
-            json.to_str().unwrap(),
-        ]);
-        assert!(out.status.success(), "{model}: {}", stderr(&out));
-        let report: serde_json::Value = serde_json::from_slice(&fs::read(&json).unwrap()).unwrap();
-        let mean = &report["mean"];
+        let mean = eval_json(&["--model", model, "--data", "samples"])["mean"].clone();
         means.push([
             mean["psnr"].clone(),
             mean["delta_e2000"].clone(),

@@ -134,6 +134,25 @@ impl Drop for Reaped {
     }
 }
 
+/// `nircolor eval ARGS --json FILE` (run in the checkout's root), which must succeed; the report.
+pub fn eval_json(args: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("r.json");
+    let mut all = vec!["eval"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--json", json.to_str().unwrap()]);
+    let out = nircolor(&all);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
+}
+
+/// The mean of `key` over the images of an `eval --json` report.
+pub fn mean_of(json: &serde_json::Value, key: &str) -> f64 {
+    json["mean"][key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("mean.{key} missing in {json}"))
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

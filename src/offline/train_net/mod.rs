@@ -954,12 +954,8 @@ impl Trainer {
     }
 
     fn swap_ema(&mut self) {
-        let Some(ema) = &mut self.ema else { return };
-        let _guard = tch::no_grad_guard();
-        for (avg, p) in ema.iter_mut().zip(&mut self.params) {
-            let raw = p.copy();
-            p.copy_(avg);
-            avg.copy_(&raw);
+        if let Some(ema) = &mut self.ema {
+            exchange(&mut self.params, ema);
         }
     }
 
@@ -982,17 +978,11 @@ impl Trainer {
     /// `keep_best`) with its card (validation metrics are added by the caller).
     pub fn weights(&mut self) -> Weights {
         let card = self.card();
-        match &self.best {
+        match &mut self.best {
             Some(best) => {
-                let _guard = tch::no_grad_guard();
-                let last: Vec<Tensor> = self.params.iter().map(Tensor::copy).collect();
-                for (p, b) in self.params.iter_mut().zip(best) {
-                    p.copy_(b);
-                }
+                exchange(&mut self.params, best);
                 let w = self.model.to_weights(card);
-                for (p, l) in self.params.iter_mut().zip(&last) {
-                    p.copy_(l);
-                }
+                exchange(&mut self.params, best);
                 w
             }
             None => self.with_ema(|m| m.to_weights(card)),
@@ -1029,6 +1019,17 @@ impl Trainer {
             "lineage": p.lineage,
             "kept_epoch": p.best_epoch,
         })
+    }
+}
+
+/// Exchanges the values of `a` and `b`, tensor by tensor: the model's variables keep their
+/// identity while they hold another set of weights (the average, the best epoch's).
+fn exchange(a: &mut [Tensor], b: &mut [Tensor]) {
+    let _guard = tch::no_grad_guard();
+    for (x, y) in a.iter_mut().zip(b) {
+        let held = x.copy();
+        x.copy_(y);
+        y.copy_(&held);
     }
 }
 
