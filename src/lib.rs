@@ -9,6 +9,7 @@
 //! | [`calibrate`] | raw NIR | NIR as the models were trained on; output colour corrections |
 //! | [`infer`] | NIR frames of every camera, batched | colour at the inference size |
 //! | [`detail`] | low-resolution colour + full-resolution NIR | full-resolution colour |
+//! | [`reference`] | the NIR, a camera's day reference, the network's colour | the scene's remembered colour |
 //! | [`encode`] | colour frames | H.264 over RTSP, crash-safe recordings |
 //!
 //! [`daemon`] wires them from a checked [`daemon::config::Config`] and serves their telemetry;
@@ -31,6 +32,7 @@ pub mod capture;
 pub mod calibrate;
 pub mod infer;
 pub mod detail;
+pub mod reference;
 pub mod encode;
 pub mod daemon;
 pub mod runtime;

@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 
+use nircolor::images::planes::Rgb;
+use nircolor::offline::data;
 use nircolor::offline::eval::{self, Compare};
 use nircolor::offline::report::Report;
+use nircolor::reference;
 
 use super::{progress, ModelArgs, SelectArgs};
 
@@ -29,6 +32,11 @@ pub(crate) struct EvalArgs {
     /// pair named by its stem (e.g. a published model's results). May be repeated.
     #[arg(long, value_name = "NAME=DIR", value_parser = parse_compare)]
     pub(crate) compare: Vec<Compare>,
+    /// Colour with a day reference per pair: DIR holds one colour image per pair, named by its
+    /// stem, taken from the same viewpoint at another time (`scripts/make-reference-pairs`
+    /// makes them). The model colours what the reference does not show.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) reference: Option<PathBuf>,
 }
 
 fn parse_compare(s: &str) -> Result<Compare, String> {
@@ -49,21 +57,46 @@ pub(crate) fn run_eval(args: &EvalArgs) -> Result<()> {
     let report = args.report.as_deref().map(Report::create).transpose()?;
     let bar = progress(ds.len(), "evaluating");
     let mut report_err = None;
-    let result =
-        eval::evaluate_compared(model.as_ref(), &ds, &args.compare, |pair, out, _, cmp| {
-            if let Some(r) = &report {
-                if let Err(e) = r.add(pair, out, cmp) {
-                    report_err.get_or_insert(e);
-                }
+    let on_image = |pair: &data::Pair, out: &Rgb, _: &eval::ImageScore, cmp: &[image::RgbImage]| {
+        if let Some(r) = &report {
+            if let Err(e) = r.add(pair, out, cmp) {
+                report_err.get_or_insert(e);
             }
-            bar.inc(1);
-        })?;
+        }
+        bar.inc(1);
+    };
+    let result = match &args.reference {
+        None => eval::evaluate_compared(model.as_ref(), &ds, &args.compare, on_image)?,
+        Some(dir) => {
+            let references = data::list_images(dir)?;
+            let name = format!("{}+reference", model.name());
+            let colorize = |pair: &data::Pair| -> Result<Rgb, eval::EvalError> {
+                let bad = |why: String| eval::EvalError::Reference(why);
+                let path = references.get(&pair.name).ok_or_else(|| {
+                    bad(format!(
+                        "--reference {}: no image named '{}' (png, jpg or tif); give one reference per evaluated pair",
+                        dir.display(),
+                        pair.name
+                    ))
+                })?;
+                let reference = reference::read(path).map_err(|e| bad(e.to_string()))?;
+                let network = model.colorize(&pair.nir);
+                let out = reference::colorize(&pair.nir, &reference, &network)
+                    .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+                Ok(out.rgb)
+            };
+            eval::evaluate_with(&name, colorize, &ds, &args.compare, on_image)?
+        }
+    };
     bar.finish_and_clear();
     if let Some(e) = report_err {
         return Err(e.into());
     }
     println!("model: {}\ndata:  {}\n", result.model, result.data);
     print!("{}\n{}", eval::table(&result), eval::error_split(&result));
+    if let Some(t) = eval::objects_table(&result) {
+        print!("\ninside and outside the marked objects:\n{t}");
+    }
     if !result.compare.is_empty() {
         print!(
             "\nside by side (means over the same pairs):\n{}",

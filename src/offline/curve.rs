@@ -102,6 +102,7 @@ mod tests {
                 epoch: e,
                 loss: 1.0 / e as f64,
                 val_psnr: Some(base + e as f64),
+                fit_psnr: None,
                 seconds: 360.0,
             })
             .collect()

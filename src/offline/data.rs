@@ -252,6 +252,11 @@ impl Dataset {
     }
 }
 
+/// Reads a mask image (any readable type) as 8-bit gray: 255 marks, 0 does not.
+pub fn read_mask(path: &Path) -> Result<image::GrayImage, DataError> {
+    Ok(read_image(path)?.to_luma8())
+}
+
 fn check_size(nir_path: &Path, nir: &Gray, other: &Path, w: u32, h: u32) -> Result<(), DataError> {
     if (nir.width, nir.height) != (w as usize, h as usize) {
         return Err(DataError::SizeMismatch {

@@ -22,6 +22,16 @@ pub struct ImageScore {
     pub split: Split,
     /// Colorizer time for this image (reading and scoring excluded).
     pub ms: f64,
+    /// With an `objects/` folder beside the pairs: the scores inside and outside the objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectScores>,
+}
+
+/// Scores inside the marked objects (things the reference does not show) and outside them.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct ObjectScores {
+    pub inside: Metrics,
+    pub outside: Metrics,
 }
 
 /// The mean over images.
@@ -32,6 +42,9 @@ pub struct MeanScore {
     #[serde(flatten)]
     pub split: Split,
     pub ms_per_image: f64,
+    /// The means of [`ImageScore::objects`] over the images that have objects.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub objects: Option<ObjectScores>,
 }
 
 /// A whole run, in the JSON shape `nircolor eval --json` writes.
@@ -93,21 +106,51 @@ pub enum EvalError {
     },
     #[error("--compare {0} is given twice; give each compared model a name of its own")]
     DuplicateCompare(String),
+    #[error("{dir} has no object mask named '{stem}'; an objects/ folder beside nir/ and rgb/ needs one mask per pair (255 inside an object)")]
+    MissingObjects { dir: PathBuf, stem: String },
+    #[error("object mask {path} is {got_w}x{got_h}, the ground truth {w}x{h}; masks must be at the truth's size")]
+    ObjectsSize {
+        path: PathBuf,
+        got_w: u32,
+        got_h: u32,
+        w: u32,
+        h: u32,
+    },
+    #[error("{0}")]
+    Reference(String),
 }
 
-/// One output's score against `pair`'s truth.
-fn score(pair: &Pair, out8: &image::RgbImage, ms: f64) -> Result<ImageScore, EvalError> {
-    let metrics = metrics::compute(out8, &pair.rgb, pair.mask.as_deref()).map_err(|source| {
-        EvalError::Metrics {
+/// One output's score against `pair`'s truth (and inside and outside `objects`, when given).
+fn score(
+    pair: &Pair,
+    out8: &image::RgbImage,
+    ms: f64,
+    objects: Option<&[bool]>,
+) -> Result<ImageScore, EvalError> {
+    let metric = |mask: Option<&[bool]>| {
+        metrics::compute(out8, &pair.rgb, mask).map_err(|source| EvalError::Metrics {
             name: pair.name.clone(),
             source,
+        })
+    };
+    let objects = match objects {
+        Some(obj) if obj.iter().any(|&o| o) => {
+            let valid = |i: usize| pair.mask.as_ref().is_none_or(|m| m[i]);
+            let inside: Vec<bool> = (0..obj.len()).map(|i| obj[i] && valid(i)).collect();
+            let outside: Vec<bool> = (0..obj.len()).map(|i| !obj[i] && valid(i)).collect();
+            Some(ObjectScores {
+                inside: metric(Some(&inside))?,
+                outside: metric(Some(&outside))?,
+            })
         }
-    })?;
+        _ => None,
+    };
     Ok(ImageScore {
         name: pair.name.clone(),
-        metrics,
+        metrics: metric(pair.mask.as_deref())?,
         split: metrics::split(out8, &pair.rgb, pair.mask.as_deref()),
         ms,
+        objects,
     })
 }
 
@@ -118,6 +161,13 @@ fn mean_of(images: &[ImageScore]) -> MeanScore {
         metrics: Metrics::mean(&all),
         split: Split::mean(&splits),
         ms_per_image: images.iter().map(|s| s.ms).sum::<f64>() / images.len().max(1) as f64,
+        objects: {
+            let with: Vec<ObjectScores> = images.iter().filter_map(|s| s.objects).collect();
+            (!with.is_empty()).then(|| ObjectScores {
+                inside: Metrics::mean(&with.iter().map(|o| o.inside).collect::<Vec<_>>()),
+                outside: Metrics::mean(&with.iter().map(|o| o.outside).collect::<Vec<_>>()),
+            })
+        },
     }
 }
 
@@ -139,8 +189,32 @@ pub fn evaluate_compared(
     colorizer: &dyn Colorizer,
     data: &Dataset,
     compare: &[Compare],
+    on_image: impl FnMut(&Pair, &Rgb, &ImageScore, &[image::RgbImage]),
+) -> Result<Evaluation, EvalError> {
+    evaluate_with(
+        &colorizer.name(),
+        |pair| Ok(colorizer.colorize(&pair.nir)),
+        data,
+        compare,
+        on_image,
+    )
+}
+
+/// [`evaluate_compared`] with any way of colouring a pair (`colorize`, e.g. a network with the
+/// pair's day reference), recorded under `name`. When `data` has an `objects/` folder (masks
+/// by stem, 255 inside), every score is also split inside and outside the objects.
+pub fn evaluate_with(
+    name: &str,
+    mut colorize: impl FnMut(&Pair) -> Result<Rgb, EvalError>,
+    data: &Dataset,
+    compare: &[Compare],
     mut on_image: impl FnMut(&Pair, &Rgb, &ImageScore, &[image::RgbImage]),
 ) -> Result<Evaluation, EvalError> {
+    let objects_dir = data.root.join("objects");
+    let objects = objects_dir
+        .is_dir()
+        .then(|| data::list_images(&objects_dir))
+        .transpose()?;
     let mut compare = compare.to_vec();
     compare.sort_by(|a, b| a.name.cmp(&b.name));
     if let Some(w) = compare.windows(2).find(|w| w[0].name == w[1].name) {
@@ -155,9 +229,13 @@ pub fn evaluate_compared(
     for i in 0..data.len() {
         let pair = data.load(i)?;
         let start = Instant::now();
-        let out = colorizer.colorize(&pair.nir);
+        let out = colorize(&pair)?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
-        let image_score = score(&pair, &out.to_rgb8(), ms)?;
+        let object_mask = match &objects {
+            Some(listing) => Some(read_objects(listing, &objects_dir, &pair)?),
+            None => None,
+        };
+        let image_score = score(&pair, &out.to_rgb8(), ms, object_mask.as_deref())?;
         let mut others = Vec::with_capacity(compare.len());
         for ((c, listing), scores) in compare.iter().zip(&listings).zip(&mut compared) {
             let path = listing
@@ -178,7 +256,7 @@ pub fn evaluate_compared(
                     h: pair.rgb.height(),
                 });
             }
-            scores.push(score(&pair, &img, 0.0)?);
+            scores.push(score(&pair, &img, 0.0, object_mask.as_deref())?);
             others.push(img);
         }
         on_image(&pair, &out, &image_score, &others);
@@ -197,12 +275,61 @@ pub fn evaluate_compared(
         })
         .collect();
     Ok(Evaluation {
-        model: colorizer.name(),
+        model: name.to_string(),
         data: data.root.display().to_string(),
         mean: mean_of(&images),
         images,
         compare,
     })
+}
+
+/// The object mask of `pair` from `objects/` (true inside an object).
+fn read_objects(
+    listing: &BTreeMap<String, PathBuf>,
+    dir: &std::path::Path,
+    pair: &Pair,
+) -> Result<Vec<bool>, EvalError> {
+    let path = listing
+        .get(&pair.name)
+        .ok_or_else(|| EvalError::MissingObjects {
+            dir: dir.to_path_buf(),
+            stem: pair.name.clone(),
+        })?;
+    let mask = data::read_mask(path)?;
+    if mask.dimensions() != pair.rgb.dimensions() {
+        return Err(EvalError::ObjectsSize {
+            path: path.clone(),
+            got_w: mask.width(),
+            got_h: mask.height(),
+            w: pair.rgb.width(),
+            h: pair.rgb.height(),
+        });
+    }
+    Ok(mask.pixels().map(|p| p[0] >= 128).collect())
+}
+
+/// The means inside and outside the objects, when the data marks them.
+pub fn objects_table(e: &Evaluation) -> Option<String> {
+    let mut out = format!(
+        "{:<24}  {:>7} {:>6} {:>6} {:>7}\n",
+        "objects", "PSNR", "SSIM", "AE", "dE2000"
+    );
+    let mut any = false;
+    for (name, m) in e.side_by_side() {
+        let Some(o) = m.objects else { continue };
+        any = true;
+        for (part, s) in [("inside", o.inside), ("outside", o.outside)] {
+            out += &format!(
+                "{:<24}  {:>7.3} {:>6.4} {:>6.3} {:>7.3}\n",
+                format!("{name} {part}"),
+                s.psnr,
+                s.ssim,
+                s.ae,
+                s.delta_e2000
+            );
+        }
+    }
+    any.then_some(out)
 }
 
 /// The side-by-side of the colorizer and every compared model: one row each (means over the

@@ -6,6 +6,7 @@
 pub mod bins;
 pub mod colorize;
 pub mod colornet;
+pub mod dct;
 pub mod fast;
 pub mod guided;
 pub mod hq;
@@ -39,16 +40,18 @@ pub enum NetArch {
     Twobranch,
     Colornet,
     Hq,
+    Dct,
 }
 
 impl NetArch {
-    pub const ALL: [NetArch; 6] = [
+    pub const ALL: [NetArch; 7] = [
         NetArch::Fast,
         NetArch::Unet,
         NetArch::Ring,
         NetArch::Twobranch,
         NetArch::Colornet,
         NetArch::Hq,
+        NetArch::Dct,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +62,7 @@ impl NetArch {
             NetArch::Twobranch => "twobranch",
             NetArch::Colornet => "colornet",
             NetArch::Hq => "hq",
+            NetArch::Dct => "dct",
         }
     }
 
@@ -75,17 +79,20 @@ impl NetArch {
             NetArch::Twobranch => (12, 1.0),
             NetArch::Colornet => (16, 1.0),
             NetArch::Hq => (24, 0.5),
+            // Full size: the DCT already works at a quarter of the resolution.
+            NetArch::Dct => (64, 1.0),
         };
         NetConfig {
             arch: self,
             width,
             in_channels: 1,
-            decoupled: true,
+            // dct predicts RGB coefficients as a residual on the NIR's, not luma + chroma.
+            decoupled: self != NetArch::Dct,
             scale,
             norm: self == NetArch::Hq,
             max_pixels: match self {
                 NetArch::Fast => FAST_MAX_PIXELS,
-                NetArch::Hq => HQ_MAX_PIXELS,
+                NetArch::Hq | NetArch::Dct => HQ_MAX_PIXELS,
                 _ => 0,
             },
             guided: true,
@@ -244,6 +251,7 @@ enum Net {
     TwoBranch(twobranch::TwoBranch),
     ColorNet(colornet::ColorNet),
     Hq(hq::Hq),
+    Dct(dct::Dct),
 }
 
 impl Forward {
@@ -252,6 +260,22 @@ impl Forward {
     /// from the binned distribution read from `features` (the head's input, cropped like
     /// `out`) instead of the head's last two channels.
     pub fn from_head(
+        nir: &Tensor,
+        out: &Tensor,
+        decoupled: bool,
+        bins: Option<&bins::ChromaBins>,
+        features: &Tensor,
+    ) -> Forward {
+        // The head's output and the chroma distribution in f32 (bf16 logits lose the small
+        // differences that pick a colour).
+        let out = &out.to_kind(Kind::Float);
+        let features = &features.to_kind(Kind::Float);
+        layers::with_compute(Kind::Float, || {
+            Forward::from_f32_head(nir, out, decoupled, bins, features)
+        })
+    }
+
+    fn from_f32_head(
         nir: &Tensor,
         out: &Tensor,
         decoupled: bool,
@@ -295,6 +319,8 @@ pub struct Model {
     net: Net,
     /// Training mode (batch statistics) or inference (running statistics).
     training: std::cell::Cell<bool>,
+    /// What the layers compute in: f32, or bf16 with f32 weights ([`layers::with_compute`]).
+    compute: std::cell::Cell<Kind>,
 }
 
 /// The output of [`Model::run`]: full-size RGB, and the network's own outputs at the inference
@@ -318,25 +344,53 @@ impl Model {
             NetArch::Twobranch => Net::TwoBranch(twobranch::TwoBranch::new(&p, &mut rng, &cfg)),
             NetArch::Colornet => Net::ColorNet(colornet::ColorNet::new(&p, &mut rng, &cfg)),
             NetArch::Hq => Net::Hq(hq::Hq::new(&p, &mut rng, &cfg)),
+            NetArch::Dct => Net::Dct(dct::Dct::new(&p, &mut rng, &cfg)),
         };
         Model {
             cfg,
             vs,
             net,
             training: std::cell::Cell::new(false),
+            compute: std::cell::Cell::new(Kind::Float),
         }
     }
 
     /// The network alone on NIR (batch, bands, h, w) in [0, 1], at the size given.
     pub fn forward(&self, nir: &Tensor) -> Forward {
-        match &self.net {
+        let f = layers::with_compute(self.compute.get(), || match &self.net {
             Net::Fast(n) => n.forward(nir, self.training.get()),
             Net::Unet(n) => n.forward(nir),
             Net::Ring(n) => n.forward(nir),
             Net::TwoBranch(n) => n.forward(nir),
             Net::ColorNet(n) => n.forward(nir),
             Net::Hq(n) => n.forward(nir, self.training.get()),
+            Net::Dct(n) => n.forward(nir),
+        });
+        // Losses, the guided filter and the output are f32 whatever the layers computed in.
+        let float = |t: Tensor| {
+            if t.kind() == Kind::Float {
+                t
+            } else {
+                t.to_kind(Kind::Float)
+            }
+        };
+        Forward {
+            rgb: float(f.rgb),
+            gray: f.gray.map(float),
+            scale: f.scale.map(float),
+            chroma_logits: f.chroma_logits.map(float),
         }
+    }
+
+    /// Makes the layers compute in bf16 (`true`; the weights stay f32) or f32.
+    pub fn set_bf16(&self, on: bool) {
+        self.compute
+            .set(if on { Kind::BFloat16 } else { Kind::Float });
+    }
+
+    /// Whether the layers compute in bf16.
+    pub fn bf16(&self) -> bool {
+        self.compute.get() == Kind::BFloat16
     }
 
     /// Switches between training (batch statistics, running statistics updated) and inference.

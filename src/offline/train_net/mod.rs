@@ -82,6 +82,9 @@ pub struct TrainOptions {
     /// (early stopping, for fine-tunes whose validation peaks before the schedule ends).
     #[serde(default)]
     pub keep_best: bool,
+    /// The layers compute in bf16 with f32 master weights and f32 losses (`layers::with_compute`).
+    #[serde(default)]
+    pub bf16: bool,
 }
 
 impl Default for TrainOptions {
@@ -114,6 +117,7 @@ impl Default for TrainOptions {
             jitter_noise: 0.02,
             ema: 0.0,
             keep_best: false,
+            bf16: false,
         }
     }
 }
@@ -376,7 +380,9 @@ fn batch_loss(
     mask: &Tensor,
 ) -> Tensor {
     model.set_training(true);
+    model.set_bf16(o.bf16);
     let run = model.run(nir);
+    model.set_bf16(false);
     model.set_training(false);
     let mut total = loss::l1(&run.rgb, rgb, mask) * o.w_l1;
     // The teachers see the same jittered crop, so every epoch brings new targets.
@@ -479,6 +485,10 @@ pub struct EpochLog {
     pub epoch: usize,
     pub loss: f64,
     pub val_psnr: Option<f64>,
+    /// The same PSNR on a fixed subset of the training pairs (`Trainer::set_fit_probe`): how
+    /// well the network fits what it learns from, beside how it generalises.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fit_psnr: Option<f64>,
     pub seconds: f64,
 }
 
@@ -609,6 +619,8 @@ pub struct Trainer {
     progress: Progress,
     rng: Rng,
     samples: Vec<Sample>,
+    /// Training pairs scored every epoch beside validation (`EpochLog::fit_psnr`).
+    fit_probe: Vec<Pair>,
     pub data_card: serde_json::Value,
 }
 
@@ -710,6 +722,7 @@ impl Trainer {
             progress,
             rng,
             samples,
+            fit_probe: Vec::new(),
             data_card: serde_json::Value::Null,
         }
     }
@@ -762,6 +775,11 @@ impl Trainer {
             t.set_training(false);
         }
         self.teachers = teachers;
+    }
+
+    /// Scores these training pairs every epoch (`EpochLog::fit_psnr`) beside validation.
+    pub fn set_fit_probe(&mut self, pairs: Vec<Pair>) {
+        self.fit_probe = pairs;
     }
 
     /// Records the command line that started or resumed this run, for the card.
@@ -822,6 +840,7 @@ impl Trainer {
     ) -> Result<Finish, TrainError> {
         let o = self.progress.options.clone();
         let dev = self.model.vs.device();
+        let fit = self.fit_probe.clone();
         let mut epoch_start = Instant::now();
         loop {
             if let Some(p) = self.progress.planned {
@@ -892,6 +911,7 @@ impl Trainer {
                 epoch: self.progress.epoch + 1,
                 loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
                 val_psnr: (!val.is_empty()).then(|| self.with_ema(|m| validate(m, val))),
+                fit_psnr: (!fit.is_empty()).then(|| self.with_ema(|m| validate(m, &fit))),
                 seconds: epoch_start.elapsed().as_secs_f64(),
             };
             epoch_start = Instant::now();

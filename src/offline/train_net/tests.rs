@@ -478,3 +478,41 @@ fn crops_honour_zoom_flip_and_mask() {
         "{sides:?}"
     );
 }
+
+#[test]
+fn bf16_training_follows_f32_and_keeps_f32_weights() {
+    let data = pairs(2, 32);
+    let samples: Vec<Sample> = data.iter().map(Sample::from_pair).collect();
+    let o = TrainOptions {
+        lr: 5e-3,
+        ..options()
+    };
+    let batch = fixed_batch(&samples, &o);
+    for arch in [NetArch::Fast, NetArch::Hq, NetArch::Dct] {
+        let f32_model = Model::new(small(arch), Device::Cpu, 4);
+        let bf16_model = Model::new(small(arch), Device::Cpu, 4);
+        let (a0, a1) = fit(&f32_model, None, &o, &batch, 30);
+        let bf16 = TrainOptions {
+            bf16: true,
+            ..o.clone()
+        };
+        let (b0, b1) = fit(&bf16_model, None, &bf16, &batch, 30);
+        // The same start, the same descent: bf16 keeps 8 bits of mantissa, so the losses agree
+        // to a few percent (batch normalisation of 4 channels, hq, moves most), not to the last
+        // digit.
+        assert!(
+            (a0 - b0).abs() < 0.05 * a0,
+            "{arch:?}: first loss {a0} vs {b0}"
+        );
+        assert!(b1 < 0.8 * b0, "{arch:?}: bf16 did not learn: {b0} -> {b1}");
+        assert!(
+            (a1 - b1).abs() < 0.15 * a1,
+            "{arch:?}: last loss {a1} vs {b1}"
+        );
+        // The master weights stay f32, and inference is f32 again after the step.
+        for (name, t) in bf16_model.vs.variables() {
+            assert_eq!(t.kind(), Kind::Float, "{arch:?}: {name}");
+        }
+        assert!(!bf16_model.bf16());
+    }
+}

@@ -1,0 +1,86 @@
+use super::*;
+
+/// A scene of two regions (bright-NIR "grass" that is dark green, dark-NIR "road" that is
+/// gray) with NIR texture, and its colour.
+fn scene(w: usize, h: usize) -> (Gray, Rgb) {
+    let mut nir = Vec::with_capacity(w * h);
+    let mut rgb = vec![0f32; 3 * w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let grass = x < w / 2;
+            let texture = 0.05 * (((x * 7 + y * 13) % 11) as f32 / 10.0 - 0.5);
+            nir.push(if grass { 0.8 } else { 0.3 } + texture);
+            let i = y * w + x;
+            let (r, g, b) = if grass {
+                (0.15, 0.35, 0.1)
+            } else {
+                (0.4, 0.4, 0.42)
+            };
+            let shade = 1.0 + texture;
+            rgb[i] = r * shade;
+            rgb[w * h + i] = g * shade;
+            rgb[2 * w * h + i] = b * shade;
+        }
+    }
+    (Gray::new(w, h, nir), Rgb::new(w, h, rgb))
+}
+
+fn mean_abs(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32
+}
+
+#[test]
+fn the_reference_colours_a_static_scene_and_the_network_is_not_used() {
+    let (nir, truth) = scene(96, 64);
+    // A network that paints everything gray from the NIR: the reference must win.
+    let network = nir.to_rgb();
+    let out = colorize(&nir, &truth, &network).unwrap();
+    let err = mean_abs(&out.rgb.data, &truth.data);
+    let gray_err = mean_abs(&network.data, &truth.data);
+    assert!(err < 0.03 && err < gray_err / 5.0, "{err} vs {gray_err}");
+    // The border between the regions may raise a block a little; nothing switches.
+    let max = out.network_share.iter().copied().fold(0.0, f32::max);
+    let mean = out.network_share.iter().sum::<f32>() / out.network_share.len() as f32;
+    assert!(max < 0.1 && mean < 0.01, "max {max}, mean {mean}");
+}
+
+#[test]
+fn what_the_reference_does_not_show_takes_the_networks_colour() {
+    let (w, h) = (96, 64);
+    let (mut nir, truth) = scene(w, h);
+    // An object with NIR unlike anything of the reference's scene at that place: very dark
+    // on the grass.
+    for y in 20..44 {
+        for x in 10..34 {
+            nir.data[y * w + x] = 0.02;
+        }
+    }
+    let red = Rgb::new(
+        w,
+        h,
+        [vec![0.8; w * h], vec![0.1; w * h], vec![0.1; w * h]].concat(),
+    );
+    let out = colorize(&nir, &truth, &red).unwrap();
+    let (lw, _) = out.share_size;
+    // The object's centre, at the fit scale.
+    let centre = (32 * lw / w) * lw + 22 * lw / w;
+    assert!(
+        out.network_share[centre] > 0.99,
+        "{}",
+        out.network_share[centre]
+    );
+    // The far side of the frame stays the reference's.
+    let far = (32 * lw / w) * lw + 80 * lw / w;
+    assert!(out.network_share[far] < 0.01, "{}", out.network_share[far]);
+}
+
+#[test]
+fn a_reference_of_another_size_is_refused_with_both_sizes() {
+    let (nir, _) = scene(40, 30);
+    let (_, other) = scene(32, 32);
+    let err = colorize(&nir, &other, &nir.to_rgb())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("32x32") && err.contains("40x30"), "{err}");
+}
