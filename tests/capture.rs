@@ -22,6 +22,7 @@ fn spec(id: &str, source: Source, format: PixelFormat) -> CaptureSettings {
         width: 160,
         height: 120,
         fps: 30,
+        day_night: false,
     }
 }
 

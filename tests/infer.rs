@@ -42,6 +42,7 @@ fn frame(camera: &str, seq: u64) -> Frame {
             captured_at: Instant::now(),
         },
         luma: Gray::new(w, h, data),
+        colour: None,
     }
 }
 

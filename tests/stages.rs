@@ -30,6 +30,7 @@ fn test_source_to_colour_recording() {
             width: w as u32,
             height: h as u32,
             fps,
+            day_night: false,
         },
         frames_tx,
         Backoff::default(),

@@ -15,7 +15,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use gstreamer_video::prelude::*;
 
-use crate::images::planes::Gray;
+use crate::images::planes::{Gray, Rgb};
 use crate::runtime::queue::NewestWins;
 use crate::runtime::worker::Worker;
 
@@ -120,6 +120,9 @@ pub struct CaptureSettings {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
+    /// A day/night camera: frames are captured in colour too ([`Frame::colour`]), so that the
+    /// colour it sees by day can pass through (`reference::daynight` decides per frame).
+    pub day_night: bool,
 }
 
 /// One captured frame: the luma plane in [0, 1] with where and when it came from.
@@ -127,6 +130,9 @@ pub struct CaptureSettings {
 pub struct Frame {
     pub meta: FrameMeta,
     pub luma: Gray,
+    /// The frame in colour, for a day/night camera ([`CaptureSettings::day_night`]); a NIR
+    /// frame has flat chroma here.
+    pub colour: Option<Rgb>,
 }
 
 /// What every frame carries from capture to encode, whatever its pixels: the NIR [`Frame`] and
@@ -177,7 +183,12 @@ pub fn init() -> Result<(), CaptureError> {
 /// quoting can break the description.
 pub fn pipeline_description(spec: &CaptureSettings) -> Result<String, CaptureError> {
     let (w, h, fps) = (spec.width, spec.height, spec.fps);
-    let luma = spec.format.luma_format();
+    // A day/night camera's frames come in colour; their luma is computed from it.
+    let luma = if spec.day_night {
+        "RGB"
+    } else {
+        spec.format.luma_format()
+    };
     let sink = "appsink name=sink max-buffers=2 drop=false";
     // Decoded sources are scaled and rate-converted to the configured size and rate.
     let decoded = format!(
@@ -445,7 +456,7 @@ fn run_once(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let luma = sample_luma(&sample).map_err(|why| {
+                    let (luma, colour) = sample_planes(&sample).map_err(|why| {
                         tracing::error!(camera = %id, %why, "unusable frame");
                         gst::FlowError::Error
                     })?;
@@ -461,6 +472,7 @@ fn run_once(
                             captured_at: Instant::now(),
                         },
                         luma,
+                        colour,
                     };
                     status.came_up();
                     status.frames.fetch_add(1, Ordering::Relaxed);
@@ -545,6 +557,7 @@ fn run_images(
                     captured_at: Instant::now(),
                 },
                 luma,
+                colour: None,
             });
             status.came_up();
             status.frames.fetch_add(1, Ordering::Relaxed);
@@ -665,6 +678,50 @@ pub(crate) enum SampleError {
     Short { got: usize, wanted: usize },
 }
 
+/// A sample's luma in [0, 1] and, for an RGB sample (a day/night camera), its colour planes;
+/// the luma of RGB is BT.601's, so a NIR frame with flat chroma keeps its values.
+pub(crate) fn sample_planes(sample: &gst::Sample) -> Result<(Gray, Option<Rgb>), SampleError> {
+    let caps = sample.caps().ok_or(SampleError::NoCaps)?;
+    let info = gst_video::VideoInfo::from_caps(caps)?;
+    if info.format() != gst_video::VideoFormat::Rgb {
+        return Ok((sample_luma(sample)?, None));
+    }
+    let buffer = sample.buffer().ok_or(SampleError::NoBuffer)?;
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)?;
+    let (w, h) = (info.width() as usize, info.height() as usize);
+    let stride = frame.plane_stride()[0] as usize;
+    let data = frame.plane_data(0)?;
+    let n = w * h;
+    let mut planes = vec![0f32; 3 * n];
+    let mut luma = Vec::with_capacity(n);
+    let mut rows = 0;
+    for (y, row) in data.chunks(stride).take(h).enumerate() {
+        if row.len() < 3 * w {
+            break;
+        }
+        for (x, px) in row[..3 * w].chunks_exact(3).enumerate() {
+            let (r, g, b) = (
+                f32::from(px[0]) / 255.0,
+                f32::from(px[1]) / 255.0,
+                f32::from(px[2]) / 255.0,
+            );
+            let i = y * w + x;
+            planes[i] = r;
+            planes[n + i] = g;
+            planes[2 * n + i] = b;
+            luma.push(0.299 * r + 0.587 * g + 0.114 * b);
+        }
+        rows += 1;
+    }
+    if rows != h {
+        return Err(SampleError::Short {
+            got: rows * w,
+            wanted: n,
+        });
+    }
+    Ok((Gray::new(w, h, luma), Some(Rgb::new(w, h, planes))))
+}
+
 /// The luma plane of a GRAY8 or GRAY16_LE sample, in [0, 1], honouring the row stride.
 pub(crate) fn sample_luma(sample: &gst::Sample) -> Result<Gray, SampleError> {
     let caps = sample.caps().ok_or(SampleError::NoCaps)?;
@@ -713,6 +770,7 @@ mod tests {
             width: 64,
             height: 48,
             fps: 15,
+            day_night: false,
         }
     }
 

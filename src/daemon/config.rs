@@ -105,6 +105,8 @@ struct RawCamera {
     calibration: Option<Spanned<String>>,
     #[serde(default = "default_true")]
     retry: bool,
+    /// A day/night camera: capture colour too, and pass its colour frames through by day.
+    day_night: Option<Spanned<bool>>,
     rtsp: Option<RawCameraRtsp>,
     record: Option<RawRecord>,
     webcam: Option<Spanned<RawWebcam>>,
@@ -626,6 +628,14 @@ impl Config {
                 PixelFormatName::Yuy2 => PixelFormat::Yuy2,
                 PixelFormatName::Nv12 => PixelFormat::Nv12,
             };
+            let day_night = cam.day_night.as_ref().is_some_and(|d| *d.get_ref());
+            if let (true, Some(d), PixelFormat::Gray16Le) = (day_night, &cam.day_night, format) {
+                return Err(c.err(
+                    &d.span(),
+                    &key("day_night"),
+                    "a GRAY16_LE sensor delivers no colour to pass through by day; day_night needs an 8-bit format that can carry colour (YUY2, NV12) or a file or RTSP source",
+                ));
+            }
             let spec = CaptureSettings {
                 id: id.clone(),
                 source,
@@ -633,6 +643,7 @@ impl Config {
                 width,
                 height,
                 fps,
+                day_night,
             };
             // The same check the capture stage makes, reported here with a line number.
             if let Err(e) = crate::capture::pipeline_description(&spec) {

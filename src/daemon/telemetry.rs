@@ -251,6 +251,24 @@ impl Telemetry {
         });
         family(
             &mut s,
+            "nircolor_camera_day_mode",
+            "gauge",
+            "1 while a day/night camera delivers colour and its frames pass through, 0 at night (NIR, colorized)",
+        );
+        self.per_camera_infer(&mut s, "nircolor_camera_day_mode", |t| {
+            f64::from(u8::from(t.day.load(Ordering::Relaxed)))
+        });
+        family(
+            &mut s,
+            "nircolor_camera_mode_transitions_total",
+            "counter",
+            "Changes between day mode (colour passed through) and night mode (NIR colorized)",
+        );
+        self.per_camera_infer(&mut s, "nircolor_camera_mode_transitions_total", |t| {
+            t.mode_transitions.load(Ordering::Relaxed) as f64
+        });
+        family(
+            &mut s,
             "nircolor_colour_refresh_interval_seconds",
             "histogram",
             "Time between two refreshes of a camera's colour",

@@ -16,11 +16,12 @@ use crossbeam_channel::TryRecvError;
 
 use super::{next_frame, ColourFrame, InferSettings, InferStats, Refresh};
 use crate::calibrate::Corrector;
-use crate::capture::Frame;
+use crate::capture::{Frame, FrameMeta};
 use crate::detail::lowres::{inference_size, low_resolution, shrink_to};
 use crate::detail::{Coefficients, GuidedFilter};
 use crate::images::planes::{Gray, Rgb};
 use crate::models::colorizer::Colorizer;
+use crate::reference::daynight::{self, DayNight, Mode};
 use crate::runtime::queue::{Consumer, NewestWins};
 use crate::runtime::worker::Worker;
 
@@ -321,6 +322,7 @@ pub(super) fn spawn(
             config,
             stats: &stats,
             colours: HashMap::new(),
+            modes: HashMap::new(),
         };
         stage.run(&inputs, stop);
         // Wake the model thread so that it sees its own stop flag promptly.
@@ -431,6 +433,8 @@ struct FrameStage<'a> {
     config: InferSettings,
     stats: &'a InferStats,
     colours: HashMap<Arc<str>, CameraColour>,
+    /// Each day/night camera's mode.
+    modes: HashMap<Arc<str>, DayNight>,
 }
 
 impl FrameStage<'_> {
@@ -491,6 +495,20 @@ impl FrameStage<'_> {
             return;
         };
         let calibration = self.calibrations.get(&camera);
+        if let Some(day) = frame.colour.take() {
+            let modes = self.modes.entry(camera.clone()).or_default();
+            let before = modes.transitions();
+            let mode = modes.observe(daynight::chroma(&day), frame.meta.captured_at);
+            if let Some(t) = self.stats.cameras.get(&camera) {
+                t.day.store(mode == Mode::Day, Ordering::Relaxed);
+                t.mode_transitions
+                    .fetch_add(modes.transitions() - before, Ordering::Relaxed);
+            }
+            if mode == Mode::Day {
+                self.pass_through(frame.meta, &frame.luma, day, started);
+                return;
+            }
+        }
         if let Some(c) = calibration {
             c.nir(&mut frame.luma);
         }
@@ -542,6 +560,33 @@ impl FrameStage<'_> {
         out.push(ColourFrame {
             rgb,
             meta: frame.meta,
+            batch_size: 1,
+        });
+    }
+
+    /// A day-mode frame: the camera's own colour goes out as it came (its output calibration
+    /// still applies), without the network or the detail stage.
+    fn pass_through(&mut self, meta: FrameMeta, luma: &Gray, mut rgb: Rgb, started: Instant) {
+        let camera = meta.camera.clone();
+        let Some(out) = self.outputs.get(&camera) else {
+            self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        if let Some(c) = self.calibrations.get(&camera) {
+            c.colour(&mut rgb);
+        }
+        if let Some(s) = self.stats.snapshots.get(&camera) {
+            s.offer(luma, &rgb);
+        }
+        if let Some(t) = self.stats.cameras.get(&camera) {
+            t.queued
+                .observe(started.saturating_duration_since(meta.captured_at));
+            t.processed.observe(started.elapsed());
+            t.day_frames.fetch_add(1, Ordering::Relaxed);
+        }
+        out.push(ColourFrame {
+            rgb,
+            meta,
             batch_size: 1,
         });
     }
@@ -814,6 +859,7 @@ mod tests {
                         captured_at: Instant::now(),
                     },
                     luma: nir(w, h, k as usize),
+                    colour: None,
                 });
             }
         }

@@ -132,6 +132,12 @@ pub struct FrameTimes {
     /// Age of the colour on the newest frame: its capture time minus that of the frame the
     /// network last coloured, in microseconds.
     pub colour_age_us: AtomicU64,
+    /// A day/night camera in day mode: its colour frames pass through, no network.
+    pub day: AtomicBool,
+    /// Changes between day and night mode.
+    pub mode_transitions: AtomicU64,
+    /// Frames passed through in colour (day mode).
+    pub day_frames: AtomicU64,
 }
 
 /// The running stage.

@@ -321,6 +321,7 @@ impl PipelineCase<'_> {
                         height: self.height,
                         fps: self.fps,
                         id: id.clone(),
+                        day_night: false,
                     },
                     calibration: None,
                     retry: true,

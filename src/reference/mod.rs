@@ -7,6 +7,8 @@
 //! instead, through the same coefficients, blended without seams.
 
 use crate::detail::Coefficients;
+pub mod daynight;
+
 use crate::detail::{box_mean, resize_area, GuidedFilter};
 use crate::images::planes::{Gray, Rgb};
 
