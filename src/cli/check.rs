@@ -56,6 +56,25 @@ pub(crate) fn run_check(file: &Path, shard: Option<&str>) -> Result<()> {
                 print!(", webcam {} ({})", d.display(), w.format.caps_name());
             }
         }
+        if s.day_night {
+            print!(", day/night (colour passed through by day)");
+        }
+        if let Some(r) = &cam.reference {
+            let state = match nircolor::reference::store::load(&r.file) {
+                Ok(Some(stored)) => format!(
+                    "{}x{} from {} frames",
+                    stored.meta.width, stored.meta.height, stored.meta.frames
+                ),
+                Ok(None) => "none yet, built by day".to_string(),
+                Err(e) => format!("unusable ({e})"),
+            };
+            print!(
+                ", day reference {} ({state}; a sample every {} s, median of {})",
+                r.file.display(),
+                r.sample_every.as_secs_f64(),
+                r.min_frames
+            );
+        }
         if let Some(r) = &cam.record {
             print!(
                 ", recorded as .{} in {} every {} s",

@@ -15,6 +15,7 @@ use crate::encode::webcam::{WebcamFormat, WebcamSink, WebcamSpec};
 use crate::encode::{AuthMethods, Container, RtspSecurity};
 use crate::infer::Refresh;
 use crate::models::BUILTIN;
+use crate::reference::store::ReferenceSettings;
 pub use crate::runtime::toml_file::ConfigError;
 use crate::runtime::toml_file::{read_text, Checker};
 
@@ -107,6 +108,7 @@ struct RawCamera {
     retry: bool,
     /// A day/night camera: capture colour too, and pass its colour frames through by day.
     day_night: Option<Spanned<bool>>,
+    reference: Option<Spanned<RawReference>>,
     rtsp: Option<RawCameraRtsp>,
     record: Option<RawRecord>,
     webcam: Option<Spanned<RawWebcam>>,
@@ -180,6 +182,24 @@ struct RawCameraRtsp {
     password_file: Option<Spanned<String>>,
     /// ... or from this environment variable.
     password_env: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+struct RawReference {
+    file: String,
+    #[serde(default = "default_reference_seconds")]
+    sample_seconds: f64,
+    #[serde(default = "default_reference_frames")]
+    frames: usize,
+}
+
+fn default_reference_seconds() -> f64 {
+    ReferenceSettings::default().sample_every.as_secs_f64()
+}
+
+fn default_reference_frames() -> usize {
+    ReferenceSettings::default().min_frames
 }
 
 #[derive(Deserialize, Debug)]
@@ -320,6 +340,8 @@ pub struct CameraConfig {
     pub retry: bool,
     pub rtsp: RtspOutput,
     pub record: Option<Recording>,
+    /// The camera's day reference (scene memory), built by day and used at night.
+    pub reference: Option<ReferenceSettings>,
     /// The colour stream also written to a v4l2loopback device.
     pub webcam: Option<WebcamSpec>,
 }
@@ -545,6 +567,29 @@ impl Config {
             if let Some(first) = mounts.insert(mount.clone(), c.line(&mount_span)) {
                 return Err(c.err(&mount_span, &key("rtsp.mount"), format!("'{mount}' is already served by the camera on line {first}; mounts must be unique")));
             }
+            let reference = match &cam.reference {
+                Some(r) => {
+                    let raw = r.get_ref();
+                    if !(raw.sample_seconds.is_finite() && raw.sample_seconds > 0.0) {
+                        return Err(c.err(
+                            &r.span(),
+                            &key("reference.sample_seconds"),
+                            format!("{} must be above 0 (seconds between two samples of the day's colour)", raw.sample_seconds),
+                        ));
+                    }
+                    let settings = ReferenceSettings {
+                        file: c.path(&raw.file),
+                        sample_every: Duration::from_secs_f64(raw.sample_seconds),
+                        min_frames: raw.frames,
+                        max_frames: raw.frames,
+                    };
+                    settings
+                        .validate()
+                        .map_err(|why| c.err(&r.span(), &key("reference"), why))?;
+                    Some(settings)
+                }
+                None => None,
+            };
             let record = match &cam.record {
                 Some(r) => Some(Recording {
                     folder: c.path(&r.folder),
@@ -670,6 +715,7 @@ impl Config {
                 retry: cam.retry,
                 rtsp: RtspOutput { mount, credentials },
                 record,
+                reference,
                 webcam,
             });
         }

@@ -228,6 +228,14 @@ impl Daemon {
                 blend: config.model.blend,
             },
             calibrations,
+            config
+                .cameras
+                .iter()
+                .filter_map(|c| {
+                    let r = c.reference.clone()?;
+                    Some((Arc::<str>::from(c.spec.id.as_str()), r))
+                })
+                .collect(),
         )?;
         let telemetry = Arc::new(Telemetry {
             cameras: telemetry,

@@ -83,6 +83,7 @@ pub fn json(t: &Telemetry) -> serde_json::Value {
                 "refreshes": infer.map(|i| i.refreshes.load(Ordering::Relaxed)),
                 "mode": infer.map(|i| if i.day.load(Ordering::Relaxed) { "day" } else { "night" }),
                 "mode_transitions": infer.map(|i| i.mode_transitions.load(Ordering::Relaxed)),
+                "reference": infer.map(|i| i.reference.load(Ordering::Relaxed)),
             })
         })
         .collect();

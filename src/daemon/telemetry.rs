@@ -260,6 +260,15 @@ impl Telemetry {
         });
         family(
             &mut s,
+            "nircolor_camera_reference",
+            "gauge",
+            "1 while a camera has a day reference of its frame size, whose colours its night frames take",
+        );
+        self.per_camera_infer(&mut s, "nircolor_camera_reference", |t| {
+            f64::from(u8::from(t.reference.load(Ordering::Relaxed)))
+        });
+        family(
+            &mut s,
             "nircolor_camera_mode_transitions_total",
             "counter",
             "Changes between day mode (colour passed through) and night mode (NIR colorized)",

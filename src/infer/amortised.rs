@@ -22,6 +22,7 @@ use crate::detail::{Coefficients, GuidedFilter};
 use crate::images::planes::{Gray, Rgb};
 use crate::models::colorizer::Colorizer;
 use crate::reference::daynight::{self, DayNight, Mode};
+use crate::reference::store::{self, Builder, ReferenceSettings, StoredReference};
 use crate::runtime::queue::{Consumer, NewestWins};
 use crate::runtime::worker::Worker;
 
@@ -42,6 +43,9 @@ const MOTION_PRIORITY: f64 = 4.0;
 /// The newest frame of a camera, waiting for the model thread.
 struct Request {
     low: Gray,
+    /// The camera's day reference at the size of `low`, when it has one: the refresh fits
+    /// the colour to it and takes the network's only where they disagree.
+    reference: Option<Arc<Rgb>>,
     captured_at: Instant,
     /// The guided filter at the low resolution (radius scaled), as this camera's calibration asks.
     filter: GuidedFilter,
@@ -277,6 +281,7 @@ pub(super) fn spawn(
     outputs: HashMap<Arc<str>, NewestWins<ColourFrame>>,
     config: InferSettings,
     calibrations: HashMap<Arc<str>, Corrector>,
+    references: HashMap<Arc<str>, ReferenceSettings>,
     stats: Arc<InferStats>,
 ) -> std::io::Result<Threads> {
     let shared = Arc::new(Shared {
@@ -323,6 +328,13 @@ pub(super) fn spawn(
             stats: &stats,
             colours: HashMap::new(),
             modes: HashMap::new(),
+            references: references
+                .into_iter()
+                .map(|(id, settings)| {
+                    let r = CameraReference::open(&id, settings);
+                    (id, r)
+                })
+                .collect(),
         };
         stage.run(&inputs, stop);
         // Wake the model thread so that it sees its own stop flag promptly.
@@ -396,14 +408,26 @@ fn refresh_loop(
                 .expect("request lock")
                 .take()
             {
-                taken.push((i, r.filter, r.captured_at));
+                taken.push((i, r.filter, r.captured_at, r.reference));
                 lows.push(r.low);
             }
         }
         let colours = colorizer.colorize_batch(&lows);
         let runs = lows.len() as u64;
-        for (((i, filter, captured_at), low), colour) in taken.into_iter().zip(lows).zip(colours) {
-            let refreshed = Refreshed::fit(filter, low, &colour, captured_at);
+        for (((i, filter, captured_at, reference), low), colour) in
+            taken.into_iter().zip(lows).zip(colours)
+        {
+            let refreshed = match reference {
+                Some(r) => {
+                    let (coefficients, _) = crate::reference::fit(filter.radius, &low, &r, &colour);
+                    Refreshed {
+                        coefficients,
+                        reference: low,
+                        captured_at,
+                    }
+                }
+                None => Refreshed::fit(filter, low, &colour, captured_at),
+            };
             let (camera, slot) = &shared.slots[i];
             *slot.result.lock().expect("result lock") = Some(refreshed);
             let done = Instant::now();
@@ -435,6 +459,68 @@ struct FrameStage<'a> {
     colours: HashMap<Arc<str>, CameraColour>,
     /// Each day/night camera's mode.
     modes: HashMap<Arc<str>, DayNight>,
+    /// The day reference of each camera that keeps one.
+    references: HashMap<Arc<str>, CameraReference>,
+}
+
+/// A camera's scene memory on the frame thread: the builder that samples its day frames, the
+/// reference in use, and that reference at the inference size (made once per size).
+struct CameraReference {
+    settings: ReferenceSettings,
+    builder: Builder,
+    active: Option<StoredReference>,
+    low: Option<Arc<Rgb>>,
+}
+
+impl CameraReference {
+    /// Loads the stored reference; a corrupted one is ignored with a warning and rebuilt.
+    fn open(camera: &str, settings: ReferenceSettings) -> CameraReference {
+        let active = match store::load(&settings.file) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(camera, error = %e, "ignoring the stored day reference");
+                None
+            }
+        };
+        if let Some(r) = &active {
+            tracing::info!(camera, file = %settings.file.display(), frames = r.meta.frames, "day reference loaded");
+        }
+        CameraReference {
+            builder: Builder::new(settings.clone()),
+            settings,
+            active,
+            low: None,
+        }
+    }
+
+    /// Samples a day frame; a new reference is saved and used from now on.
+    fn day_frame(&mut self, camera: &str, rgb: &Rgb, at: Instant) {
+        let Some(made) = self.builder.offer(rgb, at) else {
+            return;
+        };
+        match store::save(&self.settings.file, &made) {
+            Ok(()) => {
+                tracing::info!(camera, file = %self.settings.file.display(), frames = made.meta.frames, stillness = made.meta.stillness, "day reference saved")
+            }
+            Err(e) => tracing::warn!(camera, error = %e, "day reference not saved"),
+        }
+        self.active = Some(made);
+        self.low = None;
+    }
+
+    /// The reference at `lw` x `lh` for a frame of `w` x `h`, when one of that frame size is in
+    /// use.
+    fn at(&mut self, w: usize, h: usize, lw: usize, lh: usize) -> Option<Arc<Rgb>> {
+        let r = self.active.as_ref()?;
+        if (r.image.width, r.image.height) != (w, h) {
+            return None;
+        }
+        if self.low.as_ref().map(|l| (l.width, l.height)) != Some((lw, lh)) {
+            let data = crate::detail::resize_area(&r.image.data, w, h, 3, lw, lh);
+            self.low = Some(Arc::new(Rgb::new(lw, lh, data)));
+        }
+        self.low.clone()
+    }
 }
 
 impl FrameStage<'_> {
@@ -498,14 +584,18 @@ impl FrameStage<'_> {
         if let Some(day) = frame.colour.take() {
             let modes = self.modes.entry(camera.clone()).or_default();
             let before = modes.transitions();
-            let mode = modes.observe(daynight::chroma(&day), frame.meta.captured_at);
+            let chroma = daynight::chroma(&day);
+            let mode = modes.observe(chroma, frame.meta.captured_at);
             if let Some(t) = self.stats.cameras.get(&camera) {
                 t.day.store(mode == Mode::Day, Ordering::Relaxed);
                 t.mode_transitions
                     .fetch_add(modes.transitions() - before, Ordering::Relaxed);
             }
             if mode == Mode::Day {
-                self.pass_through(frame.meta, &frame.luma, day, started);
+                // Only frames that are colour themselves go into the reference: the first
+                // second of NIR, before the mode follows, must not.
+                let sample = chroma >= daynight::DAY_CHROMA;
+                self.pass_through(frame.meta, &frame.luma, day, sample, started);
                 return;
             }
         }
@@ -538,8 +628,16 @@ impl FrameStage<'_> {
         let age = colour
             .computed_from()
             .map(|t| frame.meta.captured_at.saturating_duration_since(t));
+        let reference = self
+            .references
+            .get_mut(&camera)
+            .and_then(|r| r.at(frame.luma.width, frame.luma.height, lw, lh));
+        if let Some(t) = self.stats.cameras.get(&camera) {
+            t.reference.store(reference.is_some(), Ordering::Relaxed);
+        }
         *slot.request.lock().expect("request lock") = Some(Request {
             low,
+            reference,
             captured_at: frame.meta.captured_at,
             filter,
         });
@@ -566,12 +664,27 @@ impl FrameStage<'_> {
 
     /// A day-mode frame: the camera's own colour goes out as it came (its output calibration
     /// still applies), without the network or the detail stage.
-    fn pass_through(&mut self, meta: FrameMeta, luma: &Gray, mut rgb: Rgb, started: Instant) {
+    fn pass_through(
+        &mut self,
+        meta: FrameMeta,
+        luma: &Gray,
+        mut rgb: Rgb,
+        sample: bool,
+        started: Instant,
+    ) {
         let camera = meta.camera.clone();
         let Some(out) = self.outputs.get(&camera) else {
             self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        if let Some(r) = self.references.get_mut(&camera).filter(|_| sample) {
+            // The camera's own colour, before its output calibration (which night frames get
+            // after the reference, as day frames do).
+            r.day_frame(&camera, &rgb, meta.captured_at);
+            if let Some(t) = self.stats.cameras.get(&camera) {
+                t.reference.store(r.active.is_some(), Ordering::Relaxed);
+            }
+        }
         if let Some(c) = self.calibrations.get(&camera) {
             c.colour(&mut rgb);
         }
@@ -844,7 +957,16 @@ mod tests {
         let slow = Box::new(Tint {
             delay: Duration::from_millis(150),
         });
-        let threads = spawn(slow, inputs, outs, settings, HashMap::new(), stats.clone()).unwrap();
+        let threads = spawn(
+            slow,
+            inputs,
+            outs,
+            settings,
+            HashMap::new(),
+            HashMap::new(),
+            stats.clone(),
+        )
+        .unwrap();
         let frames = 45; // 1.5 s at 30 fps, for each camera
         let t0 = Instant::now();
         for k in 0..frames {

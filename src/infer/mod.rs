@@ -23,6 +23,7 @@ use crate::detail::lowres::{inference_size, restore, shrink_to};
 use crate::detail::GuidedFilter;
 use crate::images::planes::Rgb;
 use crate::models::colorizer::Colorizer;
+use crate::reference::store::ReferenceSettings;
 use crate::runtime::histogram::Histogram;
 use crate::runtime::queue::{Consumer, NewestWins};
 use crate::runtime::worker::Worker;
@@ -138,6 +139,8 @@ pub struct FrameTimes {
     pub mode_transitions: AtomicU64,
     /// Frames passed through in colour (day mode).
     pub day_frames: AtomicU64,
+    /// A day reference of this camera's frame size is in use at night.
+    pub reference: AtomicBool,
 }
 
 /// The running stage.
@@ -156,17 +159,26 @@ impl InferStage {
         outputs: HashMap<Arc<str>, NewestWins<ColourFrame>>,
         config: InferSettings,
     ) -> std::io::Result<InferStage> {
-        Self::spawn_calibrated(colorizer, inputs, outputs, config, HashMap::new())
+        Self::spawn_calibrated(
+            colorizer,
+            inputs,
+            outputs,
+            config,
+            HashMap::new(),
+            HashMap::new(),
+        )
     }
 
-    /// [`spawn`](Self::spawn), with the calibration of each camera that has one: its NIR is
-    /// corrected before the colorizer, its colour after the detail, with its own filter.
+    /// [`spawn`](Self::spawn), with the calibration of each camera that has one (its NIR is
+    /// corrected before the colorizer, its colour after the detail, with its own filter) and
+    /// the day reference of each camera that keeps one (with the default refresh).
     pub fn spawn_calibrated(
         colorizer: Box<dyn Colorizer>,
         inputs: Vec<Consumer<Frame>>,
         outputs: HashMap<Arc<str>, NewestWins<ColourFrame>>,
         config: InferSettings,
         calibrations: HashMap<Arc<str>, Corrector>,
+        references: HashMap<Arc<str>, ReferenceSettings>,
     ) -> std::io::Result<InferStage> {
         let stats = Arc::new(InferStats {
             cameras: outputs
@@ -186,6 +198,7 @@ impl InferStage {
                 outputs,
                 config,
                 calibrations,
+                references,
                 stats.clone(),
             )?;
             return Ok(InferStage {

@@ -325,6 +325,7 @@ impl PipelineCase<'_> {
                     },
                     calibration: None,
                     retry: true,
+                    reference: None,
                     rtsp: RtspOutput {
                         mount: format!("/{id}"),
                         credentials: None,

@@ -8,6 +8,7 @@
 
 use crate::detail::Coefficients;
 pub mod daynight;
+pub mod store;
 
 use crate::detail::{box_mean, resize_area, GuidedFilter};
 use crate::images::planes::{Gray, Rgb};
@@ -293,22 +294,38 @@ pub fn colorize(
         });
     }
     let (lw, lh) = fit_size(w, h);
-    let nir_low = shrink(&nir.data, w, h, 1, lw, lh);
-    let ref_low = shrink(&reference.data, w, h, 3, lw, lh);
-    let net_low = shrink(&network.data, w, h, 3, lw, lh);
-    let filter = GuidedFilter {
-        radius: ((FIT_RADIUS as f32 * lw as f32 / w.max(1) as f32).round() as usize).max(1),
-        eps: FIT_EPS,
-    };
-    let mut coefficients: Coefficients = filter.coefficients(&nir_low, &ref_low, lw, lh, 3);
-    let from_network = filter.coefficients(&nir_low, &net_low, lw, lh, 3);
-    let share = network_share(&nir_low, &ref_low, lw, lh);
-    coefficients.blend(&from_network, &share);
+    let nir_low = Gray::new(lw, lh, shrink(&nir.data, w, h, 1, lw, lh));
+    let ref_low = Rgb::new(lw, lh, shrink(&reference.data, w, h, 3, lw, lh));
+    let net_low = Rgb::new(lw, lh, shrink(&network.data, w, h, 3, lw, lh));
+    let radius = ((FIT_RADIUS as f32 * lw as f32 / w.max(1) as f32).round() as usize).max(1);
+    let (coefficients, share) = fit(radius, &nir_low, &ref_low, &net_low);
     Ok(ReferenceColour {
         rgb: Rgb::new(w, h, coefficients.apply(&nir.data, w, h)),
         network_share: share,
         share_size: (lw, lh),
     })
+}
+
+/// The blended coefficients at a low resolution (all three images of one size; `radius` in
+/// its pixels): fitted from the NIR to the reference, and to the network's colour where they
+/// disagree ([`network_share`], returned beside them). The daemon calls this on each refresh,
+/// at the network's inference size.
+pub fn fit(
+    radius: usize,
+    nir_low: &Gray,
+    ref_low: &Rgb,
+    net_low: &Rgb,
+) -> (Coefficients, Vec<f32>) {
+    let (lw, lh) = (nir_low.width, nir_low.height);
+    let filter = GuidedFilter {
+        radius,
+        eps: FIT_EPS,
+    };
+    let mut coefficients = filter.coefficients(&nir_low.data, &ref_low.data, lw, lh, 3);
+    let from_network = filter.coefficients(&nir_low.data, &net_low.data, lw, lh, 3);
+    let share = network_share(&nir_low.data, &ref_low.data, lw, lh);
+    coefficients.blend(&from_network, &share);
+    (coefficients, share)
 }
 
 #[cfg(test)]
