@@ -18,24 +18,38 @@ const PART: u32 = 5;
 /// The clip: `street_0007`'s colour, its NIR (gray in RGB, as a camera in YUV or RGB sends
 /// it), its colour again, as FFV1 in Matroska.
 fn clip(dir: &std::path::Path) -> std::path::PathBuf {
+    clip_of(dir, &[("rgb", false), ("nir", false), ("rgb", false)])
+}
+
+/// A clip of `PART` seconds per part: `street_0007`'s colour ("rgb") or NIR ("nir"), `moved`
+/// as if the camera had been bumped (the view shifted by about 5 % and zoomed).
+fn clip_of(dir: &std::path::Path, parts: &[(&str, bool)]) -> std::path::PathBuf {
     let data = common::shared_data().join("epfl-scenes");
-    let (nir, rgb) = (
-        data.join("nir/street_0007.png"),
-        data.join("rgb/street_0007.jpg"),
-    );
     let out = dir.join("daynight.mkv");
-    let part = format!(
-        "scale={W}:{H},setsar=1,format=rgb24,fps={FPS},trim=duration={PART},setpts=PTS-STARTPTS"
-    );
-    let status = Command::new("ffmpeg")
-        .args(["-loglevel", "error", "-y"])
-        .args(["-loop", "1", "-i", rgb.to_str().unwrap()])
-        .args(["-loop", "1", "-i", nir.to_str().unwrap()])
-        .args(["-loop", "1", "-i", rgb.to_str().unwrap()])
-        .args([
-            "-filter_complex",
-            &format!("[0]{part}[a];[1]{part}[b];[2]{part}[c];[a][b][c]concat=n=3:v=1[v]"),
-        ])
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-loglevel", "error", "-y"]);
+    let mut graph = String::new();
+    for (i, (kind, moved)) in parts.iter().enumerate() {
+        let file = match *kind {
+            "rgb" => data.join("rgb/street_0007.jpg"),
+            _ => data.join("nir/street_0007.png"),
+        };
+        cmd.args(["-loop", "1", "-i", file.to_str().unwrap()]);
+        let bump = if *moved {
+            "crop=iw-64:ih-48:56:40,"
+        } else {
+            ""
+        };
+        graph += &format!(
+            "[{i}]{bump}scale={W}:{H},setsar=1,format=rgb24,fps={FPS},trim=duration={PART},setpts=PTS-STARTPTS[p{i}];"
+        );
+    }
+    for i in 0..parts.len() {
+        graph += &format!("[p{i}]");
+    }
+    graph += &format!("concat=n={}:v=1[v]", parts.len());
+    let status = cmd
+        .args(["-filter_complex", &graph])
         .args(["-map", "[v]", "-c:v", "ffv1", "-pix_fmt", "bgr0"])
         .arg(&out)
         .status()
@@ -100,12 +114,20 @@ struct Ran {
     metrics: String,
     status: serde_json::Value,
     recording: std::path::PathBuf,
+    /// How long after the switch to night the camera was found moved, if it was.
+    moved_after: Option<Duration>,
 }
 
 /// Plays the clip through `nircolor run` as camera `yard` (with `extra` TOML lines), watches
 /// the modes go by (night at first, then day, night, day), waits for every frame to be
 /// encoded, stops it with SIGTERM.
 fn run(dir: &std::path::Path, video: &std::path::Path, extra: &str) -> Ran {
+    run_expecting(dir, video, extra, "night day night day")
+}
+
+/// [`run`] of a clip whose modes go by as `modes` says.
+fn run_expecting(dir: &std::path::Path, video: &std::path::Path, extra: &str, modes: &str) -> Ran {
+    let parts = modes.split(' ').count() as u32 - 1;
     let (port, metrics_port) = (common::free_port(), common::free_port());
     let config = dir.join("daynight.toml");
     std::fs::write(
@@ -137,7 +159,8 @@ record = {{ folder = "rec", segment_seconds = 60, container = "mkv" }}
             .args(["run", "--config", config.to_str().unwrap()])
             .current_dir(dir)
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
+            // To a file: a pipe nobody reads would stall the daemon once full.
+            .stderr(std::fs::File::create(dir.join("run.log")).unwrap())
             .spawn()
             .unwrap(),
     );
@@ -145,31 +168,45 @@ record = {{ folder = "rec", segment_seconds = 60, container = "mkv" }}
     let mut seen = Vec::new();
     let mut last = String::new();
     let mut status = String::new();
-    let all = f64::from(3 * PART * FPS);
+    let all = f64::from(parts * PART * FPS);
+    let changes = f64::from(parts);
     let transitions = "nircolor_camera_mode_transitions_total{camera=\"yard\"}";
-    while started.elapsed() < Duration::from_secs(u64::from(3 * PART + 15)) {
+    let mut moved_after = None;
+    let mut night_since = None;
+    while started.elapsed() < Duration::from_secs(u64::from(parts * PART + 15)) {
         std::thread::sleep(Duration::from_millis(200));
-        let Some(metrics) = get(metrics_port, "/metrics") else {
+        // A daemon at the clip's end may close a connection without an answer.
+        let Some(metrics) =
+            get(metrics_port, "/metrics").filter(|m| m.contains("nircolor_camera_day_mode"))
+        else {
+            if matches!(child.0.try_wait(), Ok(Some(_))) {
+                break;
+            }
             continue;
         };
         if let Some(d) = metric(&metrics, "nircolor_camera_day_mode{camera=\"yard\"}") {
             let mode = if d == 1.0 { "day" } else { "night" };
             if seen.last().map(String::as_str) != Some(mode) {
                 seen.push(mode.to_string());
+                night_since = (mode == "night").then(Instant::now);
             }
         }
+        let moved = metric(&metrics, "nircolor_camera_moved_total{camera=\"yard\"}");
+        if moved >= Some(1.0) && moved_after.is_none() {
+            moved_after = night_since.map(|t| t.elapsed());
+        }
         last = metrics;
-        if let Some(s) = get(metrics_port, "/status.json") {
+        if let Some(s) = get(metrics_port, "/status.json").filter(|s| s.contains("\"cameras\"")) {
             status = s;
         }
         // The clip's end: every frame encoded.
         let encoded = metric(&last, "nircolor_frames_encoded_total{camera=\"yard\"}");
-        if metric(&last, transitions) == Some(3.0) && encoded >= Some(all) {
+        if metric(&last, transitions) == Some(changes) && encoded >= Some(all) {
             break;
         }
     }
-    assert_eq!(seen.join(" "), "night day night day", "{last}");
-    assert_eq!(metric(&last, transitions), Some(3.0), "{last}");
+    assert_eq!(seen.join(" "), modes, "{last}");
+    assert_eq!(metric(&last, transitions), Some(changes), "{last}");
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -184,6 +221,7 @@ record = {{ folder = "rec", segment_seconds = 60, container = "mkv" }}
         metrics: last,
         status,
         recording,
+        moved_after,
     }
 }
 
@@ -341,4 +379,32 @@ fn check_validates_day_night_and_reference_settings_and_says_their_state() {
         );
         assert!(err.contains("yard"), "{err}");
     }
+}
+
+#[test]
+fn a_camera_moved_since_its_reference_falls_back_to_the_network_within_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = clip_of(dir.path(), &[("rgb", false), ("nir", true)]);
+    let ran = run_expecting(
+        dir.path(),
+        &video,
+        r#"reference = { file = "ref/yard.png", sample_seconds = 0.5, frames = 3 }"#,
+        "night day night",
+    );
+    assert!(dir.path().join("ref/yard.png").is_file());
+    let moved = metric(&ran.metrics, "nircolor_camera_moved_total{camera=\"yard\"}");
+    assert_eq!(moved, Some(1.0), "{}", ran.metrics);
+    let after = ran.moved_after.expect("found moved at night");
+    println!("found moved {after:?} after the switch to night");
+    // The switch to night is seen up to a poll (0.2 s) late, so the bound holds with room.
+    assert!(
+        after < Duration::from_secs(2),
+        "found moved {after:?} after the switch"
+    );
+    assert_eq!(
+        ran.status["cameras"][0]["reference"], false,
+        "{}",
+        ran.status
+    );
+    assert_eq!(ran.status["cameras"][0]["moved"], 1, "{}", ran.status);
 }

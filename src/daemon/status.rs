@@ -84,6 +84,7 @@ pub fn json(t: &Telemetry) -> serde_json::Value {
                 "mode": infer.map(|i| if i.day.load(Ordering::Relaxed) { "day" } else { "night" }),
                 "mode_transitions": infer.map(|i| i.mode_transitions.load(Ordering::Relaxed)),
                 "reference": infer.map(|i| i.reference.load(Ordering::Relaxed)),
+                "moved": infer.map(|i| i.moved.load(Ordering::Relaxed)),
             })
         })
         .collect();

@@ -269,6 +269,15 @@ impl Telemetry {
         });
         family(
             &mut s,
+            "nircolor_camera_moved_total",
+            "counter",
+            "Times a camera's picture stopped lining up with its day reference (it moved or was re-aimed): the reference was dropped and the network colours alone until a new one is built by day",
+        );
+        self.per_camera_infer(&mut s, "nircolor_camera_moved_total", |t| {
+            t.moved.load(Ordering::Relaxed) as f64
+        });
+        family(
+            &mut s,
             "nircolor_camera_mode_transitions_total",
             "counter",
             "Changes between day mode (colour passed through) and night mode (NIR colorized)",

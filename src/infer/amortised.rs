@@ -58,6 +58,9 @@ pub struct Refreshed {
     /// The frame's NIR at the inference size: what later frames are compared with for motion.
     pub reference: Gray,
     pub captured_at: Instant,
+    /// The day reference given with the request no longer lines up with the NIR (the camera
+    /// moved): these coefficients are the network's alone.
+    pub reference_moved: bool,
 }
 
 impl Refreshed {
@@ -68,6 +71,7 @@ impl Refreshed {
             coefficients,
             reference: low,
             captured_at,
+            reference_moved: false,
         }
     }
 }
@@ -418,12 +422,17 @@ fn refresh_loop(
             taken.into_iter().zip(lows).zip(colours)
         {
             let refreshed = match reference {
+                Some(r) if crate::reference::alignment(&low, &r).moved() => Refreshed {
+                    reference_moved: true,
+                    ..Refreshed::fit(filter, low, &colour, captured_at)
+                },
                 Some(r) => {
                     let (coefficients, _) = crate::reference::fit(filter.radius, &low, &r, &colour);
                     Refreshed {
                         coefficients,
                         reference: low,
                         captured_at,
+                        reference_moved: false,
                     }
                 }
                 None => Refreshed::fit(filter, low, &colour, captured_at),
@@ -470,7 +479,15 @@ struct CameraReference {
     builder: Builder,
     active: Option<StoredReference>,
     low: Option<Arc<Rgb>>,
+    /// Refreshes in a row that found the reference out of line with the NIR.
+    misaligned: u32,
 }
+
+/// After this many refreshes in a row find the reference out of line (each of them already
+/// coloured by the network alone), the camera counts as moved: its reference is dropped and a
+/// fresh one is built by day. Three keep one odd frame from costing a good reference; at the
+/// default refresh rates they take well under the 2 s a moved camera may show wrong colours.
+const MOVED_REFRESHES: u32 = 3;
 
 impl CameraReference {
     /// Loads the stored reference; a corrupted one is ignored with a warning and rebuilt.
@@ -490,7 +507,26 @@ impl CameraReference {
             settings,
             active,
             low: None,
+            misaligned: 0,
         }
+    }
+
+    /// Counts a refresh's alignment; true when the camera is found moved now.
+    fn aligned(&mut self, camera: &str, moved: bool) -> bool {
+        self.misaligned = if moved { self.misaligned + 1 } else { 0 };
+        if self.misaligned < MOVED_REFRESHES || self.active.is_none() {
+            return false;
+        }
+        tracing::warn!(
+            camera,
+            file = %self.settings.file.display(),
+            "the camera moved: its day reference no longer lines up with the picture; the network colours it alone until a new reference is built by day"
+        );
+        self.active = None;
+        self.low = None;
+        self.misaligned = 0;
+        self.builder = Builder::new(self.settings.clone());
+        true
     }
 
     /// Samples a day frame; a new reference is saved and used from now on.
@@ -614,6 +650,13 @@ impl FrameStage<'_> {
 
         let colour = self.colours.entry(camera.clone()).or_default();
         if let Some(r) = slot.result.lock().expect("result lock").take() {
+            if let Some(reference) = self.references.get_mut(&camera) {
+                if reference.aligned(&camera, r.reference_moved) {
+                    if let Some(t) = self.stats.cameras.get(&camera) {
+                        t.moved.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
             colour.accept(r);
         }
         *slot.motion.lock().expect("motion lock") = colour.motion(&low);

@@ -141,6 +141,8 @@ pub struct FrameTimes {
     pub day_frames: AtomicU64,
     /// A day reference of this camera's frame size is in use at night.
     pub reference: AtomicBool,
+    /// Times the camera was found moved against its reference (which was then dropped).
+    pub moved: AtomicU64,
 }
 
 /// The running stage.

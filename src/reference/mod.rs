@@ -306,6 +306,114 @@ pub fn colorize(
     })
 }
 
+/// How far (in low-resolution pixels, each way) the alignment check looks for a better fit of
+/// the reference: 6 at 160x120 is 24 px of a 640x480 frame, more than a bumped camera moves
+/// before its picture is plainly another.
+const ALIGN_SEARCH: usize = 6;
+
+/// The camera moved when the scene's edges line up best with the reference shifted by at
+/// least this many low-resolution pixels (2 at 160x120: 8 px of 640x480; registered pairs peak
+/// within 1)...
+const MOVED_OFFSET: usize = 2;
+
+/// ... and that shift explains the edges this much better than none. On the 38 registered
+/// pairs of the `epfl-scenes` hold-out and `vcip2020/val`, none reached it in place; shifted by
+/// 3 % x 2 % of the frame, all 38 did (the ratio's least was 1.62).
+const MOVED_RATIO: f32 = 1.2;
+
+/// How the current NIR lines up with the reference: the correlation of their gradient
+/// magnitudes in place, and the best one over shifts of the reference (edges are where both
+/// see an object's boundary, whatever the two bands make of its surfaces).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Alignment {
+    pub in_place: f32,
+    pub best: f32,
+    /// The shift of the best, in low-resolution pixels.
+    pub offset: (i32, i32),
+}
+
+impl Alignment {
+    /// Whether the picture is another than the reference's: the camera moved, or was re-aimed.
+    pub fn moved(&self) -> bool {
+        let off = self
+            .offset
+            .0
+            .unsigned_abs()
+            .max(self.offset.1.unsigned_abs()) as usize;
+        off >= MOVED_OFFSET && self.best >= MOVED_RATIO * self.in_place.max(1e-3)
+    }
+}
+
+/// Gradient magnitude of a plane (central differences, edges clamped).
+fn gradient(p: &[f32], w: usize, h: usize) -> Vec<f32> {
+    let at = |x: usize, y: usize| p[y.min(h - 1) * w + x.min(w - 1)];
+    let mut g = Vec::with_capacity(w * h);
+    for y in 0..h {
+        for x in 0..w {
+            let gx = at(x + 1, y) - at(x.saturating_sub(1), y);
+            let gy = at(x, y + 1) - at(x, y.saturating_sub(1));
+            g.push((gx * gx + gy * gy).sqrt());
+        }
+    }
+    g
+}
+
+/// [`Alignment`] of `nir_low` and `ref_low` (one size).
+pub fn alignment(nir_low: &Gray, ref_low: &Rgb) -> Alignment {
+    let (w, h) = (nir_low.width, nir_low.height);
+    let r = ALIGN_SEARCH;
+    if w <= 2 * r + 2 || h <= 2 * r + 2 {
+        return Alignment {
+            in_place: 1.0,
+            best: 1.0,
+            offset: (0, 0),
+        };
+    }
+    let n = w * h;
+    let luma: Vec<f32> = (0..n)
+        .map(|i| {
+            0.299 * ref_low.data[i] + 0.587 * ref_low.data[n + i] + 0.114 * ref_low.data[2 * n + i]
+        })
+        .collect();
+    let (a, b) = (gradient(&nir_low.data, w, h), gradient(&luma, w, h));
+    // The reference's window stays put; the NIR's slides over it.
+    let (cw, ch) = (w - 2 * r, h - 2 * r);
+    let window = |plane: &[f32], dx: usize, dy: usize| -> Vec<f32> {
+        (0..ch)
+            .flat_map(|y| plane[(y + dy) * w + dx..][..cw].iter().copied())
+            .collect()
+    };
+    let fixed = window(&b, r, r);
+    let mean_b = fixed.iter().sum::<f32>() / fixed.len() as f32;
+    let var_b: f32 = fixed.iter().map(|v| (v - mean_b).powi(2)).sum();
+    let mut out = Alignment {
+        in_place: 0.0,
+        best: f32::MIN,
+        offset: (0, 0),
+    };
+    for dy in 0..=2 * r {
+        for dx in 0..=2 * r {
+            let moving = window(&a, dx, dy);
+            let mean_a = moving.iter().sum::<f32>() / moving.len() as f32;
+            let (mut cov, mut var_a) = (0f32, 0f32);
+            for (x, y) in moving.iter().zip(&fixed) {
+                cov += (x - mean_a) * (y - mean_b);
+                var_a += (x - mean_a).powi(2);
+            }
+            let c = cov / (var_a * var_b).sqrt().max(1e-12);
+            let offset = (dx as i32 - r as i32, dy as i32 - r as i32);
+            if offset == (0, 0) {
+                out.in_place = c;
+            }
+            if c > out.best {
+                out.best = c;
+                out.offset = offset;
+            }
+        }
+    }
+    out
+}
+
 /// The blended coefficients at a low resolution (all three images of one size; `radius` in
 /// its pixels): fitted from the NIR to the reference, and to the network's colour where they
 /// disagree ([`network_share`], returned beside them). The daemon calls this on each refresh,

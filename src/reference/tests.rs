@@ -84,3 +84,36 @@ fn a_reference_of_another_size_is_refused_with_both_sizes() {
         .to_string();
     assert!(err.contains("32x32") && err.contains("40x30"), "{err}");
 }
+
+#[test]
+fn a_moved_camera_is_told_from_one_in_place() {
+    // A scene with edges in both bands: blocks of different NIR and colour.
+    let (w, h) = (160, 120);
+    let block = |x: usize, y: usize| ((x / 12) * 7 + (y / 10) * 3) % 5;
+    let nir_at = |x: usize, y: usize| 0.2 + 0.15 * block(x, y) as f32;
+    let colour = |x: usize, y: usize| {
+        let b = block(x, y) as f32;
+        [0.1 + 0.1 * b, 0.5 - 0.05 * b, 0.2 + 0.08 * (4.0 - b)]
+    };
+    let reference = Rgb::new(
+        w,
+        h,
+        (0..3)
+            .flat_map(|c| (0..w * h).map(move |i| colour(i % w, i / w)[c]))
+            .collect(),
+    );
+    let nir = |shift: usize| {
+        Gray::new(
+            w,
+            h,
+            (0..w * h)
+                .map(|i| nir_at(i % w + shift, i / w + shift / 2))
+                .collect(),
+        )
+    };
+    let still = alignment(&nir(0), &reference);
+    assert!(!still.moved(), "{still:?}");
+    assert_eq!(still.offset, (0, 0));
+    let bumped = alignment(&nir(4), &reference);
+    assert!(bumped.moved(), "{bumped:?}");
+}
