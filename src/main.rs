@@ -84,6 +84,7 @@ fn main() -> std::process::ExitCode {
         Command::Check { config, shard } => check::run_check(config, shard.as_deref()),
         Command::Calibrate(CalibrateCommand::Flat(a)) => calibrate::run_calibrate_flat(a),
         Command::Calibrate(CalibrateCommand::Color(a)) => calibrate::run_calibrate_color(a),
+        Command::Calibrate(CalibrateCommand::Reference(a)) => calibrate::run_calibrate_reference(a),
         Command::Run(a) => run::run_daemon(a),
         Command::Curves { out, runs } => train::run_curves(out, runs),
         Command::Devices => {

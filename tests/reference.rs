@@ -155,3 +155,102 @@ fn bad_references_are_refused_naming_the_file_and_the_reason() {
     let err = stderr(&eval(&missing));
     assert!(err.contains("no image named 'validation_"), "{err}");
 }
+
+/// `nircolor calibrate reference` on a real pair: the camera's NIR frame and photos made from
+/// the pair's colour image.
+#[test]
+fn calibrate_reference_aligns_a_photo_and_refuses_what_does_not_line_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let data = shared_data().join("epfl-scenes");
+    let ffmpeg = |input: &std::path::Path, filter: &str, out: &str| {
+        let status = Command::new("ffmpeg")
+            .args(["-loglevel", "error", "-y", "-i", input.to_str().unwrap()])
+            .args(["-vf", filter])
+            .arg(d.join(out))
+            .status()
+            .unwrap();
+        assert!(status.success(), "{filter}");
+    };
+    let rgb = data.join("rgb/street_0007.jpg");
+    ffmpeg(
+        &data.join("nir/street_0007.png"),
+        "scale=384:256",
+        "nir.png",
+    );
+    // Taken from a step aside, a little closer: cropped off-centre, back to full size.
+    ffmpeg(&rgb, "crop=iw-60:ih-40:50:30,scale=1024:680", "photo.png");
+    ffmpeg(&data.join("rgb/urban_0005.jpg"), "null", "other.png");
+    ffmpeg(&rgb, "format=gray", "gray.png");
+    ffmpeg(&rgb, "scale=680:680", "square.png");
+    std::fs::write(
+        d.join("c.toml"),
+        "[model]\nweights = \"default\"\n[[camera]]\nid = \"street\"\nsource = { kind = \"test\", pattern = \"ball\" }\nformat = \"YUY2\"\nwidth = 384\nheight = 256\nfps = 10\nreference = { file = \"ref/street.png\" }\n",
+    )
+    .unwrap();
+    let calibrate = |image: &str| {
+        nircolor(&[
+            "calibrate",
+            "reference",
+            "--config",
+            d.join("c.toml").to_str().unwrap(),
+            "--camera",
+            "street",
+            "--image",
+            d.join(image).to_str().unwrap(),
+            "--nir",
+            d.join("nir.png").to_str().unwrap(),
+        ])
+    };
+    let ok = calibrate("photo.png");
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("ref/street.json")).unwrap()).unwrap();
+    assert!(
+        meta["photo"].as_str().unwrap().contains("photo.png"),
+        "{meta}"
+    );
+    assert_eq!(
+        (meta["width"].as_u64(), meta["height"].as_u64()),
+        (Some(384), Some(256))
+    );
+    // Placed, it is closer to the camera's true view than the photo merely resized.
+    let view = image::open(&rgb)
+        .unwrap()
+        .resize_exact(384, 256, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let photo = image::open(d.join("photo.png"))
+        .unwrap()
+        .resize_exact(384, 256, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let placed = image::open(d.join("ref/street.png")).unwrap().to_rgb8();
+    let mse = |a: &image::RgbImage| {
+        a.as_raw()
+            .iter()
+            .zip(view.as_raw())
+            .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+            .sum::<f64>()
+    };
+    assert!(
+        mse(&placed) < 0.5 * mse(&photo),
+        "{} vs {}",
+        mse(&placed),
+        mse(&photo)
+    );
+    // Another scene, a gray photo, another aspect: refused with the reason, the stored
+    // reference kept.
+    let before = std::fs::read(d.join("ref/street.png")).unwrap();
+    for (image, says) in [
+        ("other.png", "does not line up"),
+        ("gray.png", "grayscale"),
+        ("square.png", "aspect"),
+    ] {
+        let out = calibrate(image);
+        let err = stderr(&out);
+        assert!(
+            !out.status.success() && err.contains(says) && err.contains(image),
+            "{image}: {err}"
+        );
+    }
+    assert_eq!(std::fs::read(d.join("ref/street.png")).unwrap(), before);
+}

@@ -16,6 +16,24 @@ pub(crate) enum CalibrateCommand {
     Flat(FlatArgs),
     /// The output colour matrix from a NIR frame and a colour photo of the same view.
     Color(ColorArgs),
+    /// A camera's day reference from a colour photo taken from its place, aligned to its view.
+    Reference(ReferenceArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ReferenceArgs {
+    /// The pipeline configuration; the camera's `reference = { file = ... }` is written.
+    #[arg(long)]
+    pub(crate) config: PathBuf,
+    /// The camera id in --config.
+    #[arg(long)]
+    pub(crate) camera: String,
+    /// The colour photo (PNG, JPEG or TIFF), taken from the camera's place, facing its way.
+    #[arg(long)]
+    pub(crate) image: PathBuf,
+    /// A NIR frame of the camera to align to, instead of frames captured from it now.
+    #[arg(long)]
+    pub(crate) nir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -204,5 +222,83 @@ pub(crate) fn run_calibrate_color(args: &ColorArgs) -> Result<()> {
         println!("note: the correction barely helps on this pair; is the reference the same view?");
     }
     println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// `nircolor calibrate reference`: the photo aligned to the camera's NIR (zoom and shift), and
+/// written atomically as the camera's day reference; refused with the score it reached.
+pub(crate) fn run_calibrate_reference(args: &ReferenceArgs) -> Result<()> {
+    use nircolor::reference::{align, read, store};
+    let config = nircolor::daemon::config::Config::load(&args.config)?;
+    let id = &args.camera;
+    let cam = config
+        .cameras
+        .iter()
+        .find(|c| &c.spec.id == id)
+        .with_context(|| format!("{} has no camera '{id}'", config.file.display()))?;
+    let Some(settings) = &cam.reference else {
+        bail!(
+            "camera '{id}' in {} keeps no day reference: add reference = {{ file = \"references/{id}.png\" }} to its [[camera]]",
+            config.file.display()
+        );
+    };
+    let photo = read(&args.image)?;
+    let nir = match &args.nir {
+        Some(path) => data::read_nir(path)?,
+        None => {
+            println!(
+                "capturing 5 frames from camera '{id}' ({})",
+                cam.spec.source.describe()
+            );
+            let frames = calibrate::frames_from_camera(&cam.spec, 5, 5, Duration::from_secs(30))?;
+            calibrate::mean_frame(&frames)
+        }
+    };
+    if (nir.width, nir.height) != (cam.spec.width as usize, cam.spec.height as usize) {
+        bail!(
+            "the NIR frame is {}x{} but camera '{id}' delivers {}x{}",
+            nir.width,
+            nir.height,
+            cam.spec.width,
+            cam.spec.height
+        );
+    }
+    let (placed, at) = align::align(&nir, &photo).with_context(|| {
+        format!(
+            "{} cannot be camera '{id}''s reference",
+            args.image.display()
+        )
+    })?;
+    let reference = store::StoredReference {
+        meta: store::ReferenceMeta {
+            made_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+            frames: 1,
+            span_seconds: 0.0,
+            stillness: 0.0,
+            width: placed.width,
+            height: placed.height,
+            photo: Some(format!(
+                "{} (zoom {}, shift {:+} {:+} px, edge correlation {:.3})",
+                args.image.display(),
+                at.zoom,
+                at.dx,
+                at.dy,
+                at.score
+            )),
+        },
+        image: placed,
+    };
+    store::save(&settings.file, &reference)?;
+    println!(
+        "wrote {} for camera '{id}': the photo zoomed {} and shifted {:+} {:+} px, edge correlation with its NIR {:.3}",
+        settings.file.display(),
+        at.zoom,
+        at.dx,
+        at.dy,
+        at.score
+    );
     Ok(())
 }

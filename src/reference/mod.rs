@@ -7,6 +7,7 @@
 //! instead, through the same coefficients, blended without seams.
 
 use crate::detail::Coefficients;
+pub mod align;
 pub mod daynight;
 pub mod store;
 

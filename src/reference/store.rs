@@ -77,6 +77,9 @@ pub struct ReferenceMeta {
     pub stillness: f32,
     pub width: usize,
     pub height: usize,
+    /// Set by `nircolor calibrate reference`: the photo it was made from and how it was placed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub photo: Option<String>,
 }
 
 /// A reference and its metadata.
@@ -249,6 +252,7 @@ impl Builder {
                 stillness: (deviation / (3 * w * h).max(1) as f64) as f32,
                 width: w,
                 height: h,
+                photo: None,
             },
         }
     }
@@ -316,6 +320,7 @@ mod tests {
                 stillness: 0.5,
                 width: 8,
                 height: 6,
+                photo: None,
             },
         };
         save(&s.file, &r).unwrap();
@@ -350,6 +355,7 @@ mod tests {
                 stillness: 0.0,
                 width: 4,
                 height: 4,
+                photo: None,
             },
         };
         save(&s.file, &r).unwrap();
