@@ -331,6 +331,7 @@ fn the_pipeline_benchmark_config_built_in_code_equals_its_file_form() {
         rtsp_port: 18554,
         metrics_port: 19464,
         refresh: nircolor::infer::Refresh::Auto,
+        reference: false,
     };
     let built = case.config();
     let mut text = "[model]\nweights = \"default\"\nmax_batch = 2\nmax_wait_ms = 5\n\

@@ -64,6 +64,11 @@ pub(crate) struct PipelineBenchArgs {
     /// How often the network recomputes each camera's colour: auto, every-frame, or per second.
     #[arg(long, default_value = "auto")]
     pub(crate) refresh: nircolor::infer::Refresh,
+    /// Every camera with a day reference: the test cameras show the static colour bars and
+    /// their references are the bars in colour, so each refresh fits the reference, blends the
+    /// network and checks the alignment.
+    #[arg(long)]
+    pub(crate) reference: bool,
 }
 
 #[derive(Args)]
@@ -319,6 +324,7 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
             rtsp_port: free_port()?,
             metrics_port: free_port()?,
             refresh: args.refresh,
+            reference: false,
         };
         let mut config = case.config();
         let mut flapping = None;
@@ -455,7 +461,7 @@ pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
     println!("|---|---|---|---|---|---|---|");
     for (w, h, n) in cases {
         let dir = tempfile_dir()?;
-        let config = nircolor::offline::bench::PipelineCase {
+        let case = nircolor::offline::bench::PipelineCase {
             model: &args.model,
             width: w,
             height: h,
@@ -465,8 +471,12 @@ pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
             rtsp_port: free_port()?,
             metrics_port: free_port()?,
             refresh: args.refresh,
+            reference: args.reference,
+        };
+        if args.reference {
+            case.write_references().map_err(anyhow::Error::msg)?;
         }
-        .config();
+        let config = case.config();
         let daemon = nircolor::daemon::Daemon::start(&config)?;
         std::thread::sleep(std::time::Duration::from_secs(3));
         let t = daemon.telemetry().clone();
@@ -512,8 +522,25 @@ pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
                 samples.extend(v.iter().map(|&x| f64::from(x)));
             }
         }
+        let with_reference = t
+            .infer
+            .cameras
+            .values()
+            .filter(|c| c.reference.load(Ordering::Relaxed))
+            .count();
+        let moved: u64 = t
+            .infer
+            .cameras
+            .values()
+            .map(|c| c.moved.load(Ordering::Relaxed))
+            .sum();
         let _ = daemon.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
+        if args.reference {
+            println!(
+                "(day reference in use on {with_reference} of {n} cameras at the end; found moved {moved} times)"
+            );
+        }
         let q = |p: f64| nircolor::offline::bench::quantile(&samples, p);
         println!(
             "| {w}x{h} | {n} | {fps_min:.1} | {dropped} | {:.1} / {:.1} / {:.1} | {refresh_min:.1}-{refresh_max:.1} | {:.0} |",

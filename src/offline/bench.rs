@@ -14,6 +14,7 @@ use crate::daemon::config::{CameraConfig, Config, Device, ModelConfig, Recording
 use crate::detail::{resize_area, GuidedFilter};
 use crate::encode::Container;
 use crate::infer::Refresh;
+use crate::reference::store::ReferenceSettings;
 
 /// What the filter benchmark runs.
 #[derive(Clone, Debug)]
@@ -295,6 +296,9 @@ pub struct PipelineCase<'a> {
     pub metrics_port: u16,
     /// How often the network recomputes each camera's colour.
     pub refresh: Refresh,
+    /// Every camera keeps a day reference (scene memory): the test cameras show the static
+    /// colour bars, and their reference is the bars in colour ([`PipelineCase::write_references`]).
+    pub reference: bool,
 }
 
 /// Recording segments of the pipeline benchmark: longer than any run, so no segment switch
@@ -306,6 +310,50 @@ const BENCH_SEGMENT: std::time::Duration = std::time::Duration::from_secs(60);
 const BENCH_MAX_WAIT: std::time::Duration = std::time::Duration::from_millis(5);
 
 impl PipelineCase<'_> {
+    fn reference_file(&self, camera: usize) -> std::path::PathBuf {
+        self.dir.join(format!("reference{camera}.png"))
+    }
+
+    /// Writes each camera's reference: the colour bars its test source shows in NIR, in
+    /// colour, at its size, with GStreamer's own `videotestsrc` (so they line up exactly).
+    pub fn write_references(&self) -> Result<(), String> {
+        let png = self.dir.join("smpte.png");
+        let status = Command::new("gst-launch-1.0")
+            .args(["-q", "videotestsrc", "pattern=smpte", "num-buffers=1", "!"])
+            .arg(format!(
+                "video/x-raw,width={},height={}",
+                self.width, self.height
+            ))
+            .args(["!", "videoconvert", "!", "pngenc", "!", "filesink"])
+            .arg(format!("location={}", png.display()))
+            .status()
+            .map_err(|e| format!("gst-launch-1.0: {e}"))?;
+        if !status.success() {
+            return Err(format!("gst-launch-1.0 could not write {}", png.display()));
+        }
+        let img = image::open(&png)
+            .map_err(|e| format!("{}: {e}", png.display()))?
+            .to_rgb8();
+        let frame = crate::images::planes::Rgb::from_rgb8(&img);
+        for i in 0..self.cameras {
+            let meta = crate::reference::store::ReferenceMeta {
+                made_unix: 0,
+                frames: 1,
+                span_seconds: 0.0,
+                stillness: 0.0,
+                width: frame.width,
+                height: frame.height,
+                photo: Some("videotestsrc pattern=smpte".into()),
+            };
+            let r = crate::reference::store::StoredReference {
+                image: frame.clone(),
+                meta,
+            };
+            crate::reference::store::save(&self.reference_file(i), &r)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
     /// The daemon configuration of this case, built in code (no file behind it).
     pub fn config(&self) -> Config {
         let cameras = (0..self.cameras)
@@ -314,7 +362,7 @@ impl PipelineCase<'_> {
                 CameraConfig {
                     spec: CaptureSettings {
                         source: Source::Test {
-                            pattern: "ball".into(),
+                            pattern: if self.reference { "smpte" } else { "ball" }.into(),
                         },
                         format: PixelFormat::Gray8,
                         width: self.width,
@@ -325,7 +373,10 @@ impl PipelineCase<'_> {
                     },
                     calibration: None,
                     retry: true,
-                    reference: None,
+                    reference: self.reference.then(|| ReferenceSettings {
+                        file: self.reference_file(i),
+                        ..ReferenceSettings::default()
+                    }),
                     rtsp: RtspOutput {
                         mount: format!("/{id}"),
                         credentials: None,
