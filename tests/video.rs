@@ -197,3 +197,99 @@ fn eval_video_names_a_missing_clip_and_clips_of_different_sizes() {
         stderr(&out)
     );
 }
+
+/// A still 12-frame 160x120 clip of the sample pair `street_0001` and its colour as one image
+/// (the day reference of that view): (nir clip, truth clip, reference image).
+fn still_clips(dir: &Path) -> (String, String, String) {
+    let root = common::root().join("samples");
+    let make = |input: &Path, args: &[&str], out: &Path| {
+        let o = common::output_within(
+            Command::new("ffmpeg")
+                .args(["-loglevel", "error", "-y", "-loop", "1", "-framerate", "30"])
+                .arg("-i")
+                .arg(input)
+                .args(args)
+                .arg(out),
+            CLIENT_LIMIT,
+        );
+        assert!(o.status.success(), "ffmpeg: {}", stderr(&o));
+    };
+    let clip = ["-frames:v", "12", "-c:v", "ffv1"];
+    let (nir, truth, reference) = (
+        dir.join("still-nir.mkv"),
+        dir.join("still-rgb.mkv"),
+        dir.join("reference.png"),
+    );
+    let gray = [
+        &["-vf", "format=gray,scale=160:120", "-pix_fmt", "gray"][..],
+        &clip,
+    ]
+    .concat();
+    make(&root.join("nir/street_0001.png"), &gray, &nir);
+    let rgb = [
+        &["-vf", "format=rgb24,scale=160:120", "-pix_fmt", "bgr0"][..],
+        &clip,
+    ]
+    .concat();
+    make(&root.join("rgb/street_0001.png"), &rgb, &truth);
+    make(
+        &root.join("rgb/street_0001.png"),
+        &["-vf", "scale=160:120", "-frames:v", "1"],
+        &reference,
+    );
+    let s = |p: std::path::PathBuf| p.to_string_lossy().into_owned();
+    (s(nir), s(truth), s(reference))
+}
+
+#[test]
+fn eval_video_with_a_reference_takes_the_scenes_colours_and_refuses_another_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nir, truth, reference) = still_clips(dir.path());
+    let json = |name: &str, extra: &[&str]| {
+        let path = dir.path().join(name);
+        let mut args = vec![
+            "eval-video",
+            "--nir",
+            &nir,
+            "--truth",
+            &truth,
+            "--refresh",
+            "every-frame",
+            "--json",
+            path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let out = nircolor(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        v["runs"][0]["mean_psnr"].as_f64().unwrap()
+    };
+    let alone = json("alone.json", &[]);
+    let with = json("with.json", &["--reference", &reference]);
+    println!("still clip: network alone {alone:.2} dB, with the reference {with:.2}");
+    assert!(
+        with > alone + 2.0,
+        "network alone {alone:.2} dB, with the reference {with:.2}"
+    );
+    // A reference of another size is refused with both sizes.
+    let big = dir.path().join("big.png");
+    image::RgbImage::from_pixel(320, 240, image::Rgb([90, 120, 60]))
+        .save(&big)
+        .unwrap();
+    let out = nircolor(&[
+        "eval-video",
+        "--nir",
+        &nir,
+        "--truth",
+        &truth,
+        "--reference",
+        big.to_str().unwrap(),
+    ]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success() && err.contains("320x240") && err.contains("160x120"),
+        "{err}"
+    );
+    let _ = stdout(&out);
+}

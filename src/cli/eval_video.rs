@@ -42,6 +42,10 @@ pub(crate) struct EvalVideoArgs {
     /// Draw PSNR and Delta E per frame, one line per refresh setting, into this PNG.
     #[arg(long)]
     pub(crate) plot: Option<PathBuf>,
+    /// Colour with this day reference of the clip's scene (a colour image at the clip's size),
+    /// as the daemon does for a camera that keeps one.
+    #[arg(long, value_name = "IMAGE")]
+    pub(crate) reference: Option<PathBuf>,
 }
 
 pub(crate) fn run_eval_video(args: &EvalVideoArgs) -> Result<()> {
@@ -82,6 +86,14 @@ pub(crate) fn run_eval_video(args: &EvalVideoArgs) -> Result<()> {
         args.truth.display(),
         args.fps
     );
+    let reference = args
+        .reference
+        .as_deref()
+        .map(nircolor::reference::read)
+        .transpose()?;
+    if let Some(r) = &args.reference {
+        println!("with the day reference {}", r.display());
+    }
     let bar = progress(0, "frames");
     let (runs, truth) = video::evaluate(
         colorizer.as_ref(),
@@ -89,6 +101,7 @@ pub(crate) fn run_eval_video(args: &EvalVideoArgs) -> Result<()> {
         &args.truth,
         &refreshes,
         settings,
+        reference.as_ref(),
         || bar.inc(1),
     )?;
     bar.finish_and_clear();

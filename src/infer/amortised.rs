@@ -64,6 +64,35 @@ pub struct Refreshed {
 }
 
 impl Refreshed {
+    /// [`Refreshed::fit`], with the camera's day reference at the size of `low` when it has
+    /// one: fitted to the reference and blended with `colour` where they disagree
+    /// ([`crate::reference::fit`]), or `colour` alone when the reference no longer lines up
+    /// with the NIR (`reference_moved`).
+    pub fn fit_with(
+        filter: GuidedFilter,
+        low: Gray,
+        colour: &Rgb,
+        reference: Option<&Rgb>,
+        captured_at: Instant,
+    ) -> Self {
+        match reference {
+            Some(r) if crate::reference::alignment(&low, r).moved() => Refreshed {
+                reference_moved: true,
+                ..Refreshed::fit(filter, low, colour, captured_at)
+            },
+            Some(r) => {
+                let (coefficients, _) = crate::reference::fit(filter.radius, &low, r, colour);
+                Refreshed {
+                    coefficients,
+                    reference: low,
+                    captured_at,
+                    reference_moved: false,
+                }
+            }
+            None => Refreshed::fit(filter, low, colour, captured_at),
+        }
+    }
+
     /// Runs the fast guided filter's low-resolution half on a colorized frame.
     pub fn fit(filter: GuidedFilter, low: Gray, colour: &Rgb, captured_at: Instant) -> Self {
         let coefficients = filter.coefficients(&low.data, &colour.data, low.width, low.height, 3);
@@ -421,22 +450,8 @@ fn refresh_loop(
         for (((i, filter, captured_at, reference), low), colour) in
             taken.into_iter().zip(lows).zip(colours)
         {
-            let refreshed = match reference {
-                Some(r) if crate::reference::alignment(&low, &r).moved() => Refreshed {
-                    reference_moved: true,
-                    ..Refreshed::fit(filter, low, &colour, captured_at)
-                },
-                Some(r) => {
-                    let (coefficients, _) = crate::reference::fit(filter.radius, &low, &r, &colour);
-                    Refreshed {
-                        coefficients,
-                        reference: low,
-                        captured_at,
-                        reference_moved: false,
-                    }
-                }
-                None => Refreshed::fit(filter, low, &colour, captured_at),
-            };
+            let refreshed =
+                Refreshed::fit_with(filter, low, &colour, reference.as_deref(), captured_at);
             let (camera, slot) = &shared.slots[i];
             *slot.result.lock().expect("result lock") = Some(refreshed);
             let done = Instant::now();

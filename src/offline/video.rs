@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::detail::lowres::{inference_size, low_resolution, shrink_to};
 use crate::detail::GuidedFilter;
-use crate::images::planes::Gray;
+use crate::images::planes::{Gray, Rgb};
 use crate::infer::amortised::{CameraColour, Refreshed};
 use crate::models::colorizer::Colorizer;
 
@@ -38,6 +38,13 @@ pub enum VideoError {
     },
     #[error("{0} holds no frame")]
     Empty(PathBuf),
+    #[error("the reference is {ref_w}x{ref_h} but the clip's frames are {w}x{h}; a reference must be taken from the clip's viewpoint at its size")]
+    ReferenceSize {
+        ref_w: usize,
+        ref_h: usize,
+        w: usize,
+        h: usize,
+    },
 }
 
 /// How long decoding may go without producing a frame before the clip counts as broken: far
@@ -215,6 +222,9 @@ pub struct VideoSettings {
     pub blend: Duration,
 }
 
+/// The clip's day reference (`eval-video --reference`): colour at the clip's frame size.
+pub type ClipReference<'a> = Option<&'a Rgb>;
+
 /// One frame's figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct FrameScore {
@@ -263,15 +273,27 @@ pub fn evaluate(
     truth: &Path,
     refreshes: &[VideoRefresh],
     settings: VideoSettings,
+    reference: ClipReference,
     mut tick: impl FnMut(),
 ) -> Result<(Vec<VideoRun>, Flicker), VideoError> {
     let (nirs, truths) = read_pair(nir, truth)?;
+    if let (Some(r), Some(first)) = (reference, nirs.first()) {
+        if (r.width, r.height) != (first.width, first.height) {
+            return Err(VideoError::ReferenceSize {
+                ref_w: r.width,
+                ref_h: r.height,
+                w: first.width,
+                h: first.height,
+            });
+        }
+    }
     let all: Vec<&RgbImage> = truths.iter().collect();
     let truth_flicker = flicker(&all, &all);
     let runs = refreshes
         .iter()
         .map(|&refresh| {
-            let (outputs, runs) = colour_clip(colorizer, &nirs, refresh, settings, &mut tick);
+            let (outputs, runs) =
+                colour_clip(colorizer, &nirs, refresh, settings, reference, &mut tick);
             score(refresh, runs, &outputs, &truths, settings.fps)
         })
         .collect();
@@ -312,8 +334,11 @@ fn colour_clip(
     nirs: &[Gray],
     refresh: VideoRefresh,
     s: VideoSettings,
+    reference: ClipReference,
     tick: &mut impl FnMut(),
 ) -> (Vec<(RgbImage, Option<usize>)>, usize) {
+    // The reference at the inference size, made once per size (as the daemon does).
+    let mut reference_low: Option<Rgb> = None;
     let t0 = Instant::now();
     let at = |i: usize| t0 + Duration::from_secs_f64(i as f64 / s.fps);
     let mut camera = CameraColour::default();
@@ -327,10 +352,16 @@ fn colour_clip(
         let (lw, lh) = inference_size(nir.width, nir.height, s.scale, s.max_pixels);
         let low = shrink_to(nir, lw, lh);
         let filter = low_resolution(s.detail, lw as f32 / nir.width as f32);
+        if let Some(r) = reference {
+            if reference_low.as_ref().map(|l| (l.width, l.height)) != Some((lw, lh)) {
+                let data = crate::detail::resize_area(&r.data, r.width, r.height, 3, lw, lh);
+                reference_low = Some(Rgb::new(lw, lh, data));
+            }
+        }
         let mut run = |low: Gray| {
             runs += 1;
             let colour = colorizer.colorize(&low);
-            Refreshed::fit(filter, low, &colour, at(i))
+            Refreshed::fit_with(filter, low, &colour, reference_low.as_ref(), at(i))
         };
         let blend = match refresh {
             VideoRefresh::EveryFrame => {
