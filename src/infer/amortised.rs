@@ -567,8 +567,7 @@ impl CameraReference {
             return None;
         }
         if self.low.as_ref().map(|l| (l.width, l.height)) != Some((lw, lh)) {
-            let data = crate::detail::resize_area(&r.image.data, w, h, 3, lw, lh);
-            self.low = Some(Arc::new(Rgb::new(lw, lh, data)));
+            self.low = Some(Arc::new(crate::reference::shrunk(&r.image, lw, lh)));
         }
         self.low.clone()
     }

@@ -354,8 +354,7 @@ fn colour_clip(
         let filter = low_resolution(s.detail, lw as f32 / nir.width as f32);
         if let Some(r) = reference {
             if reference_low.as_ref().map(|l| (l.width, l.height)) != Some((lw, lh)) {
-                let data = crate::detail::resize_area(&r.data, r.width, r.height, 3, lw, lh);
-                reference_low = Some(Rgb::new(lw, lh, data));
+                reference_low = Some(crate::reference::shrunk(r, lw, lh));
             }
         }
         let mut run = |low: Gray| {

@@ -101,8 +101,20 @@ fn fit_size(w: usize, h: usize) -> (usize, usize) {
     crate::detail::lowres::inference_size(w, h, f64::from(FIT_SCALE), 0)
 }
 
-fn shrink(data: &[f32], w: usize, h: usize, channels: usize, lw: usize, lh: usize) -> Vec<f32> {
-    resize_area(data, w, h, channels, lw, lh)
+/// `image` area-averaged to `lw` x `lh`: a reference at the size it is fitted at.
+pub fn shrunk(image: &Rgb, lw: usize, lh: usize) -> Rgb {
+    Rgb::new(
+        lw,
+        lh,
+        resize_area(&image.data, image.width, image.height, 3, lw, lh),
+    )
+}
+
+/// BT.601 luma of planar RGB.
+fn luma(rgb: &[f32], n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| 0.299 * rgb[i] + 0.587 * rgb[n + i] + 0.114 * rgb[2 * n + i])
+        .collect()
 }
 
 /// How many times the NIR prediction is refitted without the pixels it could not explain (the
@@ -259,9 +271,7 @@ fn dilate(src: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
 /// reference's luma cannot explain, over (2r+1)^2 windows.
 fn local_misfit(nir: &[f32], reference: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
     let n = w * h;
-    let luma: Vec<f32> = (0..n)
-        .map(|i| 0.299 * reference[i] + 0.587 * reference[n + i] + 0.114 * reference[2 * n + i])
-        .collect();
+    let luma = luma(reference, n);
     let prod = |a: &[f32], b: &[f32]| -> Vec<f32> { a.iter().zip(b).map(|(x, y)| x * y).collect() };
     let ml = box_mean(&luma, w, h, r);
     let mn = box_mean(nir, w, h, r);
@@ -295,9 +305,8 @@ pub fn colorize(
         });
     }
     let (lw, lh) = fit_size(w, h);
-    let nir_low = Gray::new(lw, lh, shrink(&nir.data, w, h, 1, lw, lh));
-    let ref_low = Rgb::new(lw, lh, shrink(&reference.data, w, h, 3, lw, lh));
-    let net_low = Rgb::new(lw, lh, shrink(&network.data, w, h, 3, lw, lh));
+    let nir_low = Gray::new(lw, lh, resize_area(&nir.data, w, h, 1, lw, lh));
+    let (ref_low, net_low) = (shrunk(reference, lw, lh), shrunk(network, lw, lh));
     let radius = ((FIT_RADIUS as f32 * lw as f32 / w.max(1) as f32).round() as usize).max(1);
     let (coefficients, share) = fit(radius, &nir_low, &ref_low, &net_low);
     Ok(ReferenceColour {
@@ -371,11 +380,7 @@ pub fn alignment(nir_low: &Gray, ref_low: &Rgb) -> Alignment {
         };
     }
     let n = w * h;
-    let luma: Vec<f32> = (0..n)
-        .map(|i| {
-            0.299 * ref_low.data[i] + 0.587 * ref_low.data[n + i] + 0.114 * ref_low.data[2 * n + i]
-        })
-        .collect();
+    let luma = luma(&ref_low.data, n);
     let (a, b) = (gradient(&nir_low.data, w, h), gradient(&luma, w, h));
     // The reference's window stays put; the NIR's slides over it.
     let (cw, ch) = (w - 2 * r, h - 2 * r);
