@@ -38,7 +38,7 @@ pub fn nir_image(data: &[u8]) {
 /// An HTTP request to the metrics bind: the first line is the URL, the rest `Name: value`
 /// headers; the first byte picks the access policy (open, token, closed).
 pub fn http(data: &[u8]) {
-    use crate::daemon::http::{route, Access, Request};
+    use crate::daemon::http::{route, Access, Request, Site};
     let Some((&policy, rest)) = data.split_first() else {
         return;
     };
@@ -60,5 +60,6 @@ pub fn http(data: &[u8]) {
         started: std::time::Instant::now(),
         started_unix: 0,
     };
-    let _ = route(&telemetry, &access, &Request::new(url, headers));
+    let site = Site::new(Arc::new(telemetry), access);
+    let _ = route(&site, &Request::new(url, headers));
 }

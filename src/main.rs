@@ -81,6 +81,7 @@ fn main() -> std::process::ExitCode {
         Command::Bench(BenchCommand::Model(a)) => bench::run_bench_model(a),
         Command::Bench(BenchCommand::Pipeline(a)) => bench::run_bench_pipeline(a),
         Command::Bench(BenchCommand::Soak(a)) => bench::run_bench_soak(a),
+        Command::Bench(BenchCommand::HttpFlood(a)) => bench::run_bench_http_flood(a),
         Command::Check { config, shard } => check::run_check(config, shard.as_deref()),
         Command::Calibrate(CalibrateCommand::Flat(a)) => calibrate::run_calibrate_flat(a),
         Command::Calibrate(CalibrateCommand::Color(a)) => calibrate::run_calibrate_color(a),

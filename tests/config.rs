@@ -59,6 +59,10 @@ fn a_valid_config_is_summarised() {
     );
     assert!(text.contains("recorded as .mp4"), "{text}");
     assert!(
+        text.contains("at most 128 connections (16 more for /healthz, /readyz and /metrics)"),
+        "{text}"
+    );
+    assert!(
         text.contains("colour refreshed as often as the machine allows"),
         "{text}"
     );
@@ -230,6 +234,24 @@ fn every_mistake_names_file_line_and_key() {
             "[metrics]\nbind = \"localhost\"\n[detail]",
             ":8: metrics.bind:",
             "address:port",
+        ),
+        (
+            "[detail]",
+            "[metrics]\nmax_connections = 0\n[detail]",
+            ":8: metrics.max_connections:",
+            "allowed: 1 to 4096",
+        ),
+        (
+            "[detail]",
+            "[metrics]\nheader_timeout_ms = 2000\nidle_timeout_ms = 4000\n[detail]",
+            ":9: metrics.idle_timeout_ms:",
+            "longer than the header timeout",
+        ),
+        (
+            "[detail]",
+            "[metrics]\nmax_header_bytes = 100\n[detail]",
+            ":8: metrics.max_header_bytes:",
+            "allowed: 1024 to 1048576",
         ),
         (
             "segment_seconds = 30",

@@ -796,7 +796,12 @@ fn the_status_page_and_snapshots_are_off_on_a_public_bind_unless_a_token_is_give
             assert!(status.contains("200"), "{status}");
             let cookie = head
                 .lines()
-                .find_map(|l| l.strip_prefix("Set-Cookie: "))
+                // Header names are case-insensitive (hyper writes them in lower case).
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("set-cookie")
+                        .then(|| value.trim())
+                })
                 .and_then(|c| c.split(';').next())
                 .expect("a cookie")
                 .to_string();

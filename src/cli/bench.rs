@@ -1,4 +1,4 @@
-//! `nircolor bench filter|model|pipeline`: performance figures, printed.
+//! `nircolor bench filter|model|pipeline|soak|http-flood`: performance figures, printed.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +20,22 @@ pub(crate) enum BenchCommand {
     /// The daemon for minutes under overload, with a camera that fails and comes back: resident
     /// memory, open files and threads every minute and their slopes (leaks).
     Soak(SoakBenchArgs),
+    /// Slow HTTP clients against a daemon's metrics port (half a request line, then nothing,
+    /// reopened when closed), with `/healthz` and `/metrics` probed meanwhile: how the probes
+    /// fare and what the server did with the flood.
+    HttpFlood(HttpFloodBenchArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct HttpFloodBenchArgs {
+    /// The daemon's `[metrics]` bind.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub(crate) target: std::net::SocketAddr,
+    /// Slow connections to hold open.
+    #[arg(long, default_value_t = 4000)]
+    pub(crate) connections: usize,
+    #[arg(long, default_value_t = 60)]
+    pub(crate) seconds: u64,
 }
 
 #[derive(Args)]
@@ -46,6 +62,10 @@ pub(crate) struct SoakBenchArgs {
     /// is killed, then started again 5 s later); 0 leaves it out.
     #[arg(long, default_value_t = 30)]
     pub(crate) flap_every: u64,
+    /// Slow HTTP clients held against the metrics port all along (`bench http-flood` in a
+    /// second process, so its sockets are not counted as the daemon's); 0 leaves it out.
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) http_flood: usize,
 }
 
 #[derive(Args)]
@@ -287,6 +307,86 @@ impl Drop for FlappingCamera {
     }
 }
 
+/// `bench http-flood` run as a second process for the soak.
+struct HttpFloodChild(std::process::Child);
+
+impl HttpFloodChild {
+    fn start(target: std::net::SocketAddr, connections: usize, seconds: u64) -> Result<Self> {
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .args(["bench", "http-flood", "--target", &target.to_string()])
+            .args(["--connections", &connections.to_string()])
+            .args(["--seconds", &seconds.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("starting the HTTP flood")?;
+        Ok(HttpFloodChild(child))
+    }
+
+    /// Its last line (the flood's report); it ends by itself with the soak.
+    fn finish(mut self) -> String {
+        let mut out = String::new();
+        if let Some(mut o) = self.0.stdout.take() {
+            use std::io::Read;
+            let _ = o.read_to_string(&mut out);
+        }
+        let _ = self.0.wait();
+        out.lines().last().unwrap_or("no report").to_string()
+    }
+}
+
+impl Drop for HttpFloodChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub(crate) fn run_bench_http_flood(args: &HttpFloodBenchArgs) -> Result<()> {
+    use nircolor::offline::flood::{probe, Flood};
+    use std::time::{Duration, Instant};
+    /// A probe slower than this fails, as with a kubelet's default timeout.
+    const LIMIT: Duration = Duration::from_secs(1);
+    const EVERY: Duration = Duration::from_millis(200);
+    let started = Instant::now();
+    let flood = Flood::slow(args.target, args.connections, true);
+    let (mut probes, mut failed, mut slowest) = (0u64, 0u64, Duration::ZERO);
+    let mut why = std::collections::BTreeMap::<String, u64>::new();
+    while started.elapsed() < Duration::from_secs(args.seconds) {
+        for path in ["/healthz", "/metrics"] {
+            probes += 1;
+            match probe(args.target, path, LIMIT) {
+                Ok((200, took)) => slowest = slowest.max(took),
+                Ok((code, _)) => {
+                    failed += 1;
+                    *why.entry(format!("answered {code}")).or_default() += 1;
+                }
+                Err(e) => {
+                    failed += 1;
+                    *why.entry(e.to_string()).or_default() += 1;
+                }
+            }
+        }
+        std::thread::sleep(EVERY);
+    }
+    let r = flood.stop();
+    println!(
+        "{} slow clients on {} for {} s: {} connections opened ({} could not be), {} closed by the server (longest held {:.1} s), {} open at the end; probes of /healthz and /metrics: {probes}, {failed} failed, slowest {:.1} ms",
+        args.connections,
+        args.target,
+        args.seconds,
+        r.opened,
+        r.connect_errors,
+        r.closed,
+        r.longest_held.as_secs_f64(),
+        r.still_open,
+        slowest.as_secs_f64() * 1e3
+    );
+    for (why, n) in why {
+        println!("  {n} probes failed: {why}");
+    }
+    Ok(())
+}
+
 pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
     // As `run` does: the soak measures the daemon as it runs in production.
     nircolor::runtime::memory::limit_malloc_arenas();
@@ -296,6 +396,8 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
     /// The soak's recordings are capped so a long run cannot fill the disk; pruning then runs
     /// all along, which is part of what is soaked.
     const SOAK_RECORDINGS_BYTES: u64 = 300_000_000;
+    /// A probe slower than this counts as failed, as a kubelet's default timeout would.
+    const PROBE_LIMIT: Duration = Duration::from_secs(1);
     /// The flapping camera stays away this long each time.
     const AWAY: Duration = Duration::from_secs(5);
     /// Resident memory moves by several MB with the frames in flight at the moment it is read;
@@ -357,12 +459,22 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
             args.minutes,
             nircolor::runtime::cuda::describe()
         );
+        if args.http_flood > 0 {
+            println!(
+                "plus {} slow HTTP clients on the metrics port all along, reopened as they are closed; /healthz probed every {} s",
+                args.http_flood,
+                SAMPLE_EVERY.as_secs()
+            );
+        }
         println!(
-            "| minute | resident MB (mean of {} readings) | open files (most) | threads (most) | frames encoded | dropped | reconnects |",
+            "| minute | resident MB (mean of {} readings) | open files (most) | threads (most) | frames encoded | dropped | reconnects | slowest /healthz ms | failed probes |",
             60 / SAMPLE_EVERY.as_secs()
         );
-        println!("|---:|---:|---:|---:|---:|---:|---:|");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         let daemon = nircolor::daemon::Daemon::start(&config)?;
+        let flood = (args.http_flood > 0)
+            .then(|| HttpFloodChild::start(config.metrics_bind, args.http_flood, args.minutes * 60))
+            .transpose()?;
         let t = daemon.telemetry().clone();
         let began = Instant::now();
         let mut next_flap = began + Duration::from_secs(args.flap_every);
@@ -372,6 +484,7 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
         for minute in 1..=args.minutes {
             let until = began + Duration::from_secs(60 * minute);
             let mut this_minute: Vec<ProcessUse> = Vec::new();
+            let (mut slowest_probe, mut failed_probes) = (Duration::ZERO, 0);
             while Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(200));
                 let now = Instant::now();
@@ -396,6 +509,14 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
                         threads.push(u.threads as f64);
                     }
                     this_minute.push(u);
+                    match nircolor::offline::flood::probe(
+                        config.metrics_bind,
+                        "/healthz",
+                        PROBE_LIMIT,
+                    ) {
+                        Ok((200, took)) => slowest_probe = slowest_probe.max(took),
+                        _ => failed_probes += 1,
+                    }
                 }
             }
             let n = this_minute.len().max(1) as f64;
@@ -403,16 +524,20 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
                 t.cameras.iter().map(f).sum::<u64>()
             };
             println!(
-                "| {minute} | {:.1} | {} | {} | {} | {} | {} |",
+                "| {minute} | {:.1} | {} | {} | {} | {} | {} | {:.1} | {failed_probes} |",
                 this_minute.iter().map(|u| u.resident_mb).sum::<f64>() / n,
                 this_minute.iter().map(|u| u.open_files).max().unwrap_or(0),
                 this_minute.iter().map(|u| u.threads).max().unwrap_or(0),
                 sum(&|c| c.encode.frames.load(Ordering::Relaxed)),
                 sum(&|c| (c.capture_drops)() + (c.colour_drops)()),
                 sum(&|c| c.status.restarts.load(Ordering::Relaxed)),
+                slowest_probe.as_secs_f64() * 1e3,
             );
         }
         drop(flapping);
+        if let Some(flood) = flood {
+            println!("http flood: {}", flood.finish());
+        }
         let _ = daemon.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
         // Over the whole run, and after the warm-up: allocators and caches fill up early

@@ -85,7 +85,16 @@ pub(crate) fn run_check(file: &Path, shard: Option<&str>) -> Result<()> {
         }
         println!();
     }
-    println!("  metrics on http://{}/metrics", c.metrics_bind);
+    let l = &c.metrics_limits;
+    println!(
+        "  metrics on http://{}/metrics: at most {} connections ({} more for /healthz, /readyz and /metrics), request heads within {} ms and {} bytes, idle connections closed after {} ms",
+        c.metrics_bind,
+        l.max_connections,
+        l.probe_connections,
+        l.header_timeout.as_millis(),
+        l.max_header_bytes,
+        l.idle_timeout.as_millis()
+    );
     println!("  {}", super::run::status_page_line(&c));
     for w in c.warnings() {
         println!("warning: {w}");

@@ -92,6 +92,12 @@ struct RawMetrics {
     token: Option<Spanned<String>>,
     /// ... or read from this file (a mounted secret), so the token stays out of the config.
     token_file: Option<Spanned<String>>,
+    /// The HTTP side's bounds against a connection flood (`http::HttpLimits`; defaults there).
+    max_connections: Option<Spanned<u64>>,
+    probe_connections: Option<Spanned<u64>>,
+    header_timeout_ms: Option<Spanned<u64>>,
+    idle_timeout_ms: Option<Spanned<u64>>,
+    max_header_bytes: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -292,6 +298,11 @@ impl Default for RawMetrics {
             bind: default_metrics(),
             token: None,
             token_file: None,
+            max_connections: None,
+            probe_connections: None,
+            header_timeout_ms: None,
+            idle_timeout_ms: None,
+            max_header_bytes: None,
         }
     }
 }
@@ -357,6 +368,8 @@ pub struct Config {
     pub metrics_bind: SocketAddr,
     /// The status page's access token (`[metrics] token` or `token_file`).
     pub metrics_token: Option<String>,
+    /// The HTTP side's bounds (`[metrics] max_connections` and the rest).
+    pub metrics_limits: crate::daemon::http::HttpLimits,
     pub cameras: Vec<CameraConfig>,
 }
 
@@ -471,6 +484,7 @@ impl Config {
             )
         })?;
         let metrics_token = metrics_token(&c, &raw.metrics)?;
+        let metrics_limits = metrics_limits(&c, &raw.metrics)?;
         if raw.camera.is_empty() {
             return Err(c.err(
                 &(0..0),
@@ -728,6 +742,7 @@ impl Config {
             rtsp_security,
             metrics_bind,
             metrics_token,
+            metrics_limits,
             cameras,
         })
     }
@@ -849,6 +864,44 @@ fn metrics_token(c: &Checker, m: &RawMetrics) -> Result<Option<String>, ConfigEr
         ));
     }
     Ok(Some(token))
+}
+
+/// `[metrics]` bounds against a connection flood: the defaults of `HttpLimits` where not set,
+/// checked by its `validate`, an error pointing at the key that is wrong.
+fn metrics_limits(
+    c: &Checker,
+    m: &RawMetrics,
+) -> Result<crate::daemon::http::HttpLimits, ConfigError> {
+    let mut l = crate::daemon::http::HttpLimits::default();
+    let get = |v: &Option<Spanned<u64>>| v.as_ref().map(|v| *v.get_ref());
+    if let Some(n) = get(&m.max_connections) {
+        l.max_connections = n as usize;
+    }
+    if let Some(n) = get(&m.probe_connections) {
+        l.probe_connections = n as usize;
+    }
+    if let Some(ms) = get(&m.header_timeout_ms) {
+        l.header_timeout = Duration::from_millis(ms);
+    }
+    if let Some(ms) = get(&m.idle_timeout_ms) {
+        l.idle_timeout = Duration::from_millis(ms);
+    }
+    if let Some(n) = get(&m.max_header_bytes) {
+        l.max_header_bytes = n as usize;
+    }
+    l.validate().map_err(|e| {
+        let span = match e.key() {
+            "max_connections" => &m.max_connections,
+            "probe_connections" => &m.probe_connections,
+            "header_timeout_ms" => &m.header_timeout_ms,
+            "idle_timeout_ms" => &m.idle_timeout_ms,
+            _ => &m.max_header_bytes,
+        }
+        .as_ref()
+        .map_or(0..0, |v| v.span());
+        c.err(&span, &format!("metrics.{}", e.key()), e.to_string())
+    })?;
+    Ok(l)
 }
 
 /// `model.refresh_fps`: "auto", "every-frame", or refreshes per second per camera.

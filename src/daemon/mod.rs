@@ -248,12 +248,13 @@ impl Daemon {
                 .map_or(0, |d| d.as_secs()),
         });
         let access = http::Access::new(config.metrics_bind, config.metrics_token.clone());
-        let metrics = http::serve(config.metrics_bind, access, telemetry.clone()).map_err(|e| {
-            DaemonError::Metrics {
+        let site = Arc::new(http::Site::new(telemetry.clone(), access));
+        let limits = config.metrics_limits.clone();
+        let metrics =
+            http::serve(config.metrics_bind, limits, site).map_err(|e| DaemonError::Metrics {
                 addr: config.metrics_bind,
                 why: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(Daemon {
             server,
             cameras,

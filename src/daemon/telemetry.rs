@@ -1,8 +1,8 @@
-//! What the daemon reports about itself: Prometheus metrics, health, readiness and snapshots,
-//! from counters the stages keep anyway (camera status, queue drops, batches, encoder latency).
-//! [`super::http`] serves them.
+//! What the daemon reports about itself: Prometheus metrics (a `prometheus-client` collector),
+//! health, readiness and snapshots, from counters the stages keep anyway (camera status, queue
+//! drops, batches, encoder latency). [`super::http`] serves them.
 
-use std::fmt::Write as _;
+use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +11,10 @@ use crate::capture::CaptureStats;
 use crate::encode::EncodeStats;
 use crate::infer::snapshot::View;
 use crate::infer::{FrameTimes, InferStats};
+use crate::runtime::histogram::Histogram;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 
 /// A camera down for less than this is "reconnecting" and still healthy: just past the longest
 /// backoff, so one retry cycle fits.
@@ -53,296 +57,271 @@ pub struct Telemetry {
     pub started_unix: u64,
 }
 
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<&str> = self.cameras.iter().map(|c| c.id.as_str()).collect();
+        f.debug_struct("Telemetry")
+            .field("cameras", &ids)
+            .field("model", &self.model)
+            .field("device", &self.device)
+            .finish()
+    }
+}
+
+/// Writes the families of one scrape into a `prometheus-client` encoder. Names are given as
+/// exported: the encoders add `_total` to counters themselves, so it is taken off here.
+struct Families<'a> {
+    encoder: DescriptorEncoder<'a>,
+}
+
+impl Families<'_> {
+    fn family(
+        &mut self,
+        name: &str,
+        kind: MetricType,
+        help: &str,
+        write: impl FnOnce(&mut MetricEncoder) -> fmt::Result,
+    ) -> fmt::Result {
+        let base = match kind {
+            MetricType::Counter => name.strip_suffix("_total").unwrap_or(name),
+            _ => name,
+        };
+        let mut m = self.encoder.encode_descriptor(base, help, None, kind)?;
+        write(&mut m)
+    }
+
+    /// A family with one sample per item of `items`, labelled by `labels`.
+    fn samples<T>(
+        &mut self,
+        name: &str,
+        kind: MetricType,
+        help: &str,
+        items: impl IntoIterator<Item = (Vec<(&'static str, String)>, T)>,
+    ) -> fmt::Result
+    where
+        T: Sample,
+    {
+        self.family(name, kind, help, |m| {
+            for (labels, value) in items {
+                value.encode(&mut m.encode_family(&labels)?, kind)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A sample value: a number (counter or gauge) or a histogram.
+trait Sample {
+    fn encode(&self, m: &mut MetricEncoder, kind: MetricType) -> fmt::Result;
+}
+
+impl Sample for f64 {
+    fn encode(&self, m: &mut MetricEncoder, kind: MetricType) -> fmt::Result {
+        match kind {
+            MetricType::Counter => m.encode_counter::<NoLabelSet, _, f64>(self, None),
+            _ => m.encode_gauge(self),
+        }
+    }
+}
+
+impl Sample for u64 {
+    fn encode(&self, m: &mut MetricEncoder, kind: MetricType) -> fmt::Result {
+        match kind {
+            MetricType::Counter => m.encode_counter::<NoLabelSet, _, f64>(self, None),
+            _ => m.encode_gauge(self),
+        }
+    }
+}
+
+impl Sample for &Histogram {
+    fn encode(&self, m: &mut MetricEncoder, _kind: MetricType) -> fmt::Result {
+        let (sum, count, buckets) = self.snapshot();
+        m.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+}
+
+fn camera(id: &str) -> Vec<(&'static str, String)> {
+    vec![("camera", id.to_string())]
+}
+
+impl Collector for Telemetry {
+    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
+        use MetricType::{Counter, Gauge, Histogram as Hist};
+        let mut f = Families { encoder };
+        let cams = &self.cameras;
+        let per = |value: &dyn Fn(&CameraTelemetry) -> u64| -> Vec<_> {
+            cams.iter().map(|c| (camera(&c.id), value(c))).collect()
+        };
+        f.samples(
+            "nircolor_camera_up",
+            Gauge,
+            "1 while the camera delivers frames",
+            per(&|c| u64::from(c.status.up.load(Ordering::SeqCst))),
+        )?;
+        f.samples(
+            "nircolor_camera_reconnects_total",
+            Counter,
+            "Pipeline restarts after a failure",
+            per(&|c| c.status.restarts.load(Ordering::SeqCst)),
+        )?;
+        f.samples(
+            "nircolor_frames_captured_total",
+            Counter,
+            "Frames captured",
+            per(&|c| c.status.frames.load(Ordering::Relaxed)),
+        )?;
+        f.samples(
+            "nircolor_frames_encoded_total",
+            Counter,
+            "Frames encoded",
+            per(&|c| c.encode.frames.load(Ordering::Relaxed)),
+        )?;
+        f.samples(
+            "nircolor_no_signal_frames_total",
+            Counter,
+            "\"No signal\" cards shown while the camera delivered nothing",
+            per(&|c| c.encode.no_signal.load(Ordering::Relaxed)),
+        )?;
+        // Only cameras that record have these.
+        let recording =
+            |value: &dyn Fn(&crate::encode::recorder::RecorderStatus) -> u64| -> Vec<_> {
+                cams.iter()
+                    .filter_map(|c| Some((camera(&c.id), value(c.encode.recorder.get()?))))
+                    .collect()
+            };
+        f.samples(
+            "nircolor_recording_up",
+            Gauge,
+            "1 while the camera's recording writes segments, 0 after a failure (full disk, unwritable or missing folder) until it resumes",
+            recording(&|r| u64::from(r.up.load(Ordering::SeqCst))),
+        )?;
+        f.samples(
+            "nircolor_recording_failures_total",
+            Counter,
+            "Times the camera's recording stopped on a write failure",
+            recording(&|r| r.failures.load(Ordering::SeqCst)),
+        )?;
+        f.samples(
+            "nircolor_recording_segments_freed_total",
+            Counter,
+            "Oldest segments deleted early to keep recording on a full disk (retention set)",
+            recording(&|r| r.freed.load(Ordering::SeqCst)),
+        )?;
+        let stage =
+            |id: &str, stage: &str| vec![("camera", id.to_string()), ("stage", stage.to_string())];
+        f.samples(
+            "nircolor_frames_dropped_total",
+            Counter,
+            "Frames dropped because the next stage was busy",
+            cams.iter().flat_map(|c| {
+                [
+                    (stage(&c.id, "infer"), (c.capture_drops)()),
+                    (stage(&c.id, "encode"), (c.colour_drops)()),
+                ]
+            }),
+        )?;
+        f.samples(
+            "nircolor_encoded_latency_seconds",
+            Hist,
+            "Capture to leaving the H.264 encoder",
+            cams.iter()
+                .map(|c| (camera(&c.id), &c.encode.encoded_latency)),
+        )?;
+        f.samples(
+            "nircolor_latency_seconds",
+            Hist,
+            "Capture to encoder hand-off",
+            cams.iter().map(|c| (camera(&c.id), &c.encode.latency)),
+        )?;
+        let infer = |c: &CameraTelemetry| self.infer.cameras.get(c.id.as_str());
+        f.samples(
+            "nircolor_stage_latency_seconds",
+            Hist,
+            "Time a frame spends in each stage: queue (capture to its batch starting), infer (its batch: calibration, model, detail), encode (hand-off to leaving the H.264 encoder)",
+            cams.iter().flat_map(|c| {
+                let stages = infer(c).map(|t| {
+                    [
+                        (stage(&c.id, "queue"), &t.queued),
+                        (stage(&c.id, "infer"), &t.processed),
+                    ]
+                });
+                stages
+                    .into_iter()
+                    .flatten()
+                    .chain([(stage(&c.id, "encode"), &c.encode.encode_time)])
+            }),
+        )?;
+        let per_infer = |value: &dyn Fn(&FrameTimes) -> f64| -> Vec<_> {
+            cams.iter()
+                .filter_map(|c| Some((camera(&c.id), value(infer(c)?))))
+                .collect()
+        };
+        f.samples(
+            "nircolor_colour_refreshes_total",
+            Counter,
+            "Times the network recomputed a camera's colour (every frame with refresh_fps = \"every-frame\"); its rate is the camera's refresh rate",
+            per_infer(&|t| t.refreshes.load(Ordering::Relaxed) as f64),
+        )?;
+        f.samples(
+            "nircolor_colour_age_seconds",
+            Gauge,
+            "How much older than the newest frame the frame is that the network last coloured for this camera (0 with every-frame refresh)",
+            per_infer(&|t| t.colour_age_us.load(Ordering::Relaxed) as f64 / 1e6),
+        )?;
+        f.samples(
+            "nircolor_camera_day_mode",
+            Gauge,
+            "1 while a day/night camera delivers colour and its frames pass through, 0 at night (NIR, colorized)",
+            per_infer(&|t| f64::from(u8::from(t.day.load(Ordering::Relaxed)))),
+        )?;
+        f.samples(
+            "nircolor_camera_reference",
+            Gauge,
+            "1 while a camera has a day reference of its frame size, whose colours its night frames take",
+            per_infer(&|t| f64::from(u8::from(t.reference.load(Ordering::Relaxed)))),
+        )?;
+        f.samples(
+            "nircolor_camera_moved_total",
+            Counter,
+            "Times a camera's picture stopped lining up with its day reference (it moved or was re-aimed): the reference was dropped and the network colours alone until a new one is built by day",
+            per_infer(&|t| t.moved.load(Ordering::Relaxed) as f64),
+        )?;
+        f.samples(
+            "nircolor_camera_mode_transitions_total",
+            Counter,
+            "Changes between day mode (colour passed through) and night mode (NIR colorized)",
+            per_infer(&|t| t.mode_transitions.load(Ordering::Relaxed) as f64),
+        )?;
+        f.samples(
+            "nircolor_colour_refresh_interval_seconds",
+            Hist,
+            "Time between two refreshes of a camera's colour",
+            cams.iter()
+                .filter_map(|c| Some((camera(&c.id), &infer(c)?.refresh_interval))),
+        )?;
+        let none = Vec::new;
+        f.samples(
+            "nircolor_start_time_seconds",
+            Gauge,
+            "When the daemon started, in seconds since the Unix epoch: its changes count restarts",
+            [(none(), self.started_unix)],
+        )?;
+        f.samples(
+            "nircolor_batches_total",
+            Counter,
+            "Network runs (batches of frames from one or more cameras)",
+            [(none(), self.infer.batches.load(Ordering::Relaxed))],
+        )?;
+        f.samples(
+            "nircolor_batched_frames_total",
+            Counter,
+            "Frames through inference (divide by batches for the mean batch size)",
+            [(none(), self.infer.frames.load(Ordering::Relaxed))],
+        )
+    }
 }
 
 impl Telemetry {
-    /// The Prometheus text exposition.
-    pub fn metrics(&self) -> String {
-        let mut s = String::new();
-        let family = |s: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        let per_camera = |s: &mut String,
-                          name: &str,
-                          kind: &str,
-                          help: &str,
-                          value: &dyn Fn(&CameraTelemetry) -> u64| {
-            family(s, name, kind, help);
-            for c in &self.cameras {
-                let _ = writeln!(s, "{name}{{camera=\"{}\"}} {}", escape(&c.id), value(c));
-            }
-        };
-        per_camera(
-            &mut s,
-            "nircolor_camera_up",
-            "gauge",
-            "1 while the camera delivers frames",
-            &|c| u64::from(c.status.up.load(Ordering::SeqCst)),
-        );
-        per_camera(
-            &mut s,
-            "nircolor_camera_reconnects_total",
-            "counter",
-            "Pipeline restarts after a failure",
-            &|c| c.status.restarts.load(Ordering::SeqCst),
-        );
-        per_camera(
-            &mut s,
-            "nircolor_frames_captured_total",
-            "counter",
-            "Frames captured",
-            &|c| c.status.frames.load(Ordering::Relaxed),
-        );
-        per_camera(
-            &mut s,
-            "nircolor_frames_encoded_total",
-            "counter",
-            "Frames encoded",
-            &|c| c.encode.frames.load(Ordering::Relaxed),
-        );
-        per_camera(
-            &mut s,
-            "nircolor_no_signal_frames_total",
-            "counter",
-            "\"No signal\" cards shown while the camera delivered nothing",
-            &|c| c.encode.no_signal.load(Ordering::Relaxed),
-        );
-        let recording = |c: &CameraTelemetry| c.encode.recorder.get().cloned();
-        family(
-            &mut s,
-            "nircolor_recording_up",
-            "gauge",
-            "1 while the camera's recording writes segments, 0 after a failure (full disk, unwritable or missing folder) until it resumes",
-        );
-        for c in &self.cameras {
-            if let Some(r) = recording(c) {
-                let up = u8::from(r.up.load(Ordering::SeqCst));
-                let _ = writeln!(
-                    s,
-                    "nircolor_recording_up{{camera=\"{}\"}} {up}",
-                    escape(&c.id)
-                );
-            }
-        }
-        family(
-            &mut s,
-            "nircolor_recording_failures_total",
-            "counter",
-            "Times the camera's recording stopped on a write failure",
-        );
-        for c in &self.cameras {
-            if let Some(r) = recording(c) {
-                let n = r.failures.load(Ordering::SeqCst);
-                let _ = writeln!(
-                    s,
-                    "nircolor_recording_failures_total{{camera=\"{}\"}} {n}",
-                    escape(&c.id)
-                );
-            }
-        }
-        family(
-            &mut s,
-            "nircolor_recording_segments_freed_total",
-            "counter",
-            "Oldest segments deleted early to keep recording on a full disk (retention set)",
-        );
-        for c in &self.cameras {
-            if let Some(r) = recording(c) {
-                let n = r.freed.load(Ordering::SeqCst);
-                let _ = writeln!(
-                    s,
-                    "nircolor_recording_segments_freed_total{{camera=\"{}\"}} {n}",
-                    escape(&c.id)
-                );
-            }
-        }
-        family(
-            &mut s,
-            "nircolor_frames_dropped_total",
-            "counter",
-            "Frames dropped because the next stage was busy",
-        );
-        for c in &self.cameras {
-            let id = escape(&c.id);
-            let _ = writeln!(
-                s,
-                "nircolor_frames_dropped_total{{camera=\"{id}\",stage=\"infer\"}} {}",
-                (c.capture_drops)()
-            );
-            let _ = writeln!(
-                s,
-                "nircolor_frames_dropped_total{{camera=\"{id}\",stage=\"encode\"}} {}",
-                (c.colour_drops)()
-            );
-        }
-        family(
-            &mut s,
-            "nircolor_encoded_latency_seconds",
-            "histogram",
-            "Capture to leaving the H.264 encoder",
-        );
-        for c in &self.cameras {
-            c.encode.encoded_latency.render(
-                "nircolor_encoded_latency_seconds",
-                &format!("camera=\"{}\"", escape(&c.id)),
-                &mut s,
-            );
-        }
-        family(
-            &mut s,
-            "nircolor_latency_seconds",
-            "histogram",
-            "Capture to encoder hand-off",
-        );
-        for c in &self.cameras {
-            c.encode.latency.render(
-                "nircolor_latency_seconds",
-                &format!("camera=\"{}\"", escape(&c.id)),
-                &mut s,
-            );
-        }
-        family(
-            &mut s,
-            "nircolor_stage_latency_seconds",
-            "histogram",
-            "Time a frame spends in each stage: queue (capture to its batch starting), infer (its batch: calibration, model, detail), encode (hand-off to leaving the H.264 encoder)",
-        );
-        for c in &self.cameras {
-            let id = escape(&c.id);
-            if let Some(t) = self.infer.cameras.get(c.id.as_str()) {
-                t.queued.render(
-                    "nircolor_stage_latency_seconds",
-                    &format!("camera=\"{id}\",stage=\"queue\""),
-                    &mut s,
-                );
-                t.processed.render(
-                    "nircolor_stage_latency_seconds",
-                    &format!("camera=\"{id}\",stage=\"infer\""),
-                    &mut s,
-                );
-            }
-            c.encode.encode_time.render(
-                "nircolor_stage_latency_seconds",
-                &format!("camera=\"{id}\",stage=\"encode\""),
-                &mut s,
-            );
-        }
-        family(
-            &mut s,
-            "nircolor_colour_refreshes_total",
-            "counter",
-            "Times the network recomputed a camera's colour (every frame with refresh_fps = \"every-frame\"); its rate is the camera's refresh rate",
-        );
-        self.per_camera_infer(&mut s, "nircolor_colour_refreshes_total", |t| {
-            t.refreshes.load(Ordering::Relaxed) as f64
-        });
-        family(
-            &mut s,
-            "nircolor_colour_age_seconds",
-            "gauge",
-            "How much older than the newest frame the frame is that the network last coloured for this camera (0 with every-frame refresh)",
-        );
-        self.per_camera_infer(&mut s, "nircolor_colour_age_seconds", |t| {
-            t.colour_age_us.load(Ordering::Relaxed) as f64 / 1e6
-        });
-        family(
-            &mut s,
-            "nircolor_camera_day_mode",
-            "gauge",
-            "1 while a day/night camera delivers colour and its frames pass through, 0 at night (NIR, colorized)",
-        );
-        self.per_camera_infer(&mut s, "nircolor_camera_day_mode", |t| {
-            f64::from(u8::from(t.day.load(Ordering::Relaxed)))
-        });
-        family(
-            &mut s,
-            "nircolor_camera_reference",
-            "gauge",
-            "1 while a camera has a day reference of its frame size, whose colours its night frames take",
-        );
-        self.per_camera_infer(&mut s, "nircolor_camera_reference", |t| {
-            f64::from(u8::from(t.reference.load(Ordering::Relaxed)))
-        });
-        family(
-            &mut s,
-            "nircolor_camera_moved_total",
-            "counter",
-            "Times a camera's picture stopped lining up with its day reference (it moved or was re-aimed): the reference was dropped and the network colours alone until a new one is built by day",
-        );
-        self.per_camera_infer(&mut s, "nircolor_camera_moved_total", |t| {
-            t.moved.load(Ordering::Relaxed) as f64
-        });
-        family(
-            &mut s,
-            "nircolor_camera_mode_transitions_total",
-            "counter",
-            "Changes between day mode (colour passed through) and night mode (NIR colorized)",
-        );
-        self.per_camera_infer(&mut s, "nircolor_camera_mode_transitions_total", |t| {
-            t.mode_transitions.load(Ordering::Relaxed) as f64
-        });
-        family(
-            &mut s,
-            "nircolor_colour_refresh_interval_seconds",
-            "histogram",
-            "Time between two refreshes of a camera's colour",
-        );
-        for c in &self.cameras {
-            if let Some(t) = self.infer.cameras.get(c.id.as_str()) {
-                t.refresh_interval.render(
-                    "nircolor_colour_refresh_interval_seconds",
-                    &format!("camera=\"{}\"", escape(&c.id)),
-                    &mut s,
-                );
-            }
-        }
-        family(
-            &mut s,
-            "nircolor_start_time_seconds",
-            "gauge",
-            "When the daemon started, in seconds since the Unix epoch: its changes count restarts",
-        );
-        let _ = writeln!(s, "nircolor_start_time_seconds {}", self.started_unix);
-        let infer = &self.infer;
-        family(
-            &mut s,
-            "nircolor_batches_total",
-            "counter",
-            "Network runs (batches of frames from one or more cameras)",
-        );
-        let _ = writeln!(
-            s,
-            "nircolor_batches_total {}",
-            infer.batches.load(Ordering::Relaxed)
-        );
-        family(
-            &mut s,
-            "nircolor_batched_frames_total",
-            "counter",
-            "Frames through inference (divide by batches for the mean batch size)",
-        );
-        let _ = writeln!(
-            s,
-            "nircolor_batched_frames_total {}",
-            infer.frames.load(Ordering::Relaxed)
-        );
-        s
-    }
-
-    /// One sample of `name` per camera that inference serves, its value from the camera's
-    /// inference figures.
-    fn per_camera_infer(&self, s: &mut String, name: &str, value: impl Fn(&FrameTimes) -> f64) {
-        for c in &self.cameras {
-            if let Some(t) = self.infer.cameras.get(c.id.as_str()) {
-                let _ = writeln!(s, "{name}{{camera=\"{}\"}} {}", escape(&c.id), value(t));
-            }
-        }
-    }
-
     /// (status code, JSON body) for orchestrators' readiness probes: 200 once every camera's
     /// pipeline plays (it delivers frames, or its file has ended), 503 naming those that do not
     /// yet or no longer. Unlike `/healthz` there is no grace window: a reconnecting camera is not
@@ -489,9 +468,27 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn metrics_are_prometheus_text() {
+    fn metrics_are_prometheus_text_or_openmetrics_when_asked() {
         let t = Telemetry::for_test(vec![camera("front\"door", true, None)]);
-        let text = t.metrics();
+        let site = crate::daemon::http::Site::new(Arc::new(t), crate::daemon::http::Access::Open);
+        let (open, kind) = site.metrics(true);
+        assert!(kind.starts_with("application/openmetrics-text"), "{kind}");
+        assert!(open.ends_with("# EOF\n"), "{open}");
+        assert!(
+            open.contains("# TYPE nircolor_frames_captured counter"),
+            "{open}"
+        );
+        assert!(open.contains("nircolor_frames_captured_total{camera=\"front\\\"door\"} 42"));
+        let (text, kind) = site.metrics(false);
+        assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+        assert!(
+            text.contains("# TYPE nircolor_frames_captured_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE nircolor_http_connections_open gauge"),
+            "{text}"
+        );
         assert!(
             text.contains("nircolor_camera_up{camera=\"front\\\"door\"} 1"),
             "{text}"

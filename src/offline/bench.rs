@@ -409,6 +409,7 @@ impl PipelineCase<'_> {
             rtsp_port: self.rtsp_port,
             metrics_bind: std::net::SocketAddr::from(([127, 0, 0, 1], self.metrics_port)),
             metrics_token: None,
+            metrics_limits: Default::default(),
             rtsp_security: Default::default(),
             cameras,
         }

@@ -1,7 +1,6 @@
 //! A lock-free cumulative latency histogram: the stages observe into it from their threads,
-//! `/metrics` renders it as a Prometheus histogram.
+//! `/metrics` encodes its [`Histogram::snapshot`] as a Prometheus histogram.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -69,21 +68,20 @@ impl Histogram {
         self.bounds.last().copied()
     }
 
-    /// Appends the Prometheus text of this histogram as metric `name` with `labels`.
-    pub fn render(&self, name: &str, labels: &str, out: &mut String) {
-        let mut cumulative = 0;
-        for (i, b) in self.bounds.iter().enumerate() {
-            cumulative += self.counts[i].load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {cumulative}");
-        }
-        cumulative += self.counts[self.bounds.len()].load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(
-            out,
-            "{name}_sum{{{labels}}} {}",
-            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+    /// (sum in seconds, count, per-bucket counts by upper bound, the last at +Inf), read once
+    /// so that the count is the buckets' total: what a Prometheus encoder takes.
+    pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let buckets: Vec<(f64, u64)> = self
+            .bounds
+            .iter()
+            .copied()
+            .chain(std::iter::once(f64::INFINITY))
+            .zip(&self.counts)
+            .map(|(b, c)| (b, c.load(Ordering::Relaxed)))
+            .collect();
+        let count = buckets.iter().map(|(_, n)| n).sum();
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        (sum, count, buckets)
     }
 }
 

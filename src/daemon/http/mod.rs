@@ -1,14 +1,17 @@
 //! The daemon's HTTP side (the `[metrics]` bind): Prometheus `/metrics`, `/healthz`, `/readyz`,
 //! and the status page with its `/status.json` and `/snapshot/CAMERA.jpg`. The page and the
 //! snapshots show live video of people's homes and cars, so they are guarded by [`Access`].
+//! [`server`] serves [`route`] within the bounds of `[metrics]`.
+
+pub mod server;
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+
+use prometheus_client::registry::Registry;
 
 use super::telemetry::Telemetry;
-use crate::runtime::worker::Worker;
+pub use server::{serve, HttpLimits, HttpLimitsError, HttpStats};
 
 /// The cookie the status page's token is kept in once it was given in the page's URL, so that
 /// the page's images and polls carry it without repeating it in every URL.
@@ -84,6 +87,9 @@ pub struct Request {
     pub bearer: Option<String>,
     /// The value of the token cookie, if sent.
     pub cookie: Option<String>,
+    /// The client accepts OpenMetrics (`Accept: application/openmetrics-text`), as Prometheus
+    /// asks by default.
+    pub openmetrics: bool,
 }
 
 impl Request {
@@ -112,6 +118,8 @@ impl Request {
                     .filter_map(|c| c.trim().split_once('='))
                     .find(|(k, _)| *k == TOKEN_COOKIE)
                     .map(|(_, v)| v.to_string());
+            } else if name.eq_ignore_ascii_case("accept") {
+                request.openmetrics = value.contains("application/openmetrics-text");
             }
         }
         request
@@ -155,10 +163,56 @@ impl Response {
     }
 }
 
-/// Answers `request` from `telemetry` under `access`.
-pub fn route(telemetry: &Telemetry, access: &Access, request: &Request) -> Response {
+/// What the HTTP side serves: the daemon's telemetry, who may see its pictures, and the metric
+/// registry that `/metrics` encodes (the telemetry's families and the server's own).
+pub struct Site {
+    pub telemetry: Arc<Telemetry>,
+    pub access: Access,
+    pub stats: HttpStats,
+    registry: Registry,
+}
+
+impl Site {
+    pub fn new(telemetry: Arc<Telemetry>, access: Access) -> Site {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(telemetry.clone()));
+        let stats = HttpStats::default();
+        stats.register(&mut registry);
+        Site {
+            telemetry,
+            access,
+            stats,
+            registry,
+        }
+    }
+
+    /// The exposition of every metric and its content type: OpenMetrics if asked for, else
+    /// Prometheus' classic text format.
+    pub fn metrics(&self, openmetrics: bool) -> (String, &'static str) {
+        use prometheus_client::encoding::{prometheus_text, text};
+        let mut body = String::new();
+        // Writing into a String cannot fail, and the collector's only errors are the writer's.
+        if openmetrics {
+            let _ = text::encode(&mut body, &self.registry);
+            (
+                body,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+        } else {
+            let _ = prometheus_text::encode(&mut body, &self.registry);
+            (body, prometheus_text::CONTENT_TYPE)
+        }
+    }
+}
+
+/// Answers `request` from `site`.
+pub fn route(site: &Site, request: &Request) -> Response {
+    let (telemetry, access) = (&*site.telemetry, &site.access);
     match request.path.as_str() {
-        "/metrics" => Response::new(200, telemetry.metrics(), "text/plain; version=0.0.4"),
+        "/metrics" => {
+            let (body, kind) = site.metrics(request.openmetrics);
+            Response::new(200, body, kind)
+        }
         "/healthz" => {
             let (code, body) = telemetry.health();
             Response::new(code, body, "application/json")
@@ -213,64 +267,6 @@ pub fn route(telemetry: &Telemetry, access: &Access, request: &Request) -> Respo
     }
 }
 
-/// Serves [`route`] on `addr` until stopped. Each request is answered on its own short-lived
-/// thread: a snapshot waits up to two seconds for its camera's next frame, and neither a probe
-/// nor the other cameras' images should queue behind it.
-pub fn serve(
-    addr: SocketAddr,
-    access: Access,
-    telemetry: Arc<Telemetry>,
-) -> std::io::Result<Worker> {
-    /// More requests in flight than this are answered 503 at once: a page per camera refreshing
-    /// two images a few times a second is far below it, a flood is not.
-    const MAX_IN_FLIGHT: usize = 64;
-    let server = tiny_http::Server::http(addr)
-        .map_err(|e| std::io::Error::other(format!("metrics on {addr}: {e}")))?;
-    let access = Arc::new(access);
-    let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    Worker::spawn("metrics".into(), move |stop| {
-        while !stop.load(Ordering::SeqCst) {
-            let Ok(Some(request)) = server.recv_timeout(Duration::from_millis(100)) else {
-                continue;
-            };
-            if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
-                in_flight.fetch_sub(1, Ordering::SeqCst);
-                respond(request, Response::text(503, "busy; try again\n".into()));
-                continue;
-            }
-            let (telemetry, access, in_flight) =
-                (telemetry.clone(), access.clone(), in_flight.clone());
-            let spawned = std::thread::Builder::new()
-                .name("http".into())
-                .spawn(move || {
-                    let parsed = Request::new(
-                        request.url(),
-                        request
-                            .headers()
-                            .iter()
-                            .map(|h| (h.field.as_str().as_str(), h.value.as_str())),
-                    );
-                    respond(request, route(&telemetry, &access, &parsed));
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
-                });
-            if let Err(e) = spawned {
-                tracing::warn!("cannot answer an HTTP request: {e}");
-            }
-        }
-    })
-}
-
-fn respond(request: tiny_http::Request, r: Response) {
-    let mut response = tiny_http::Response::from_data(r.body).with_status_code(r.code);
-    let headers = std::iter::once(("Content-Type", r.kind.to_string())).chain(r.headers);
-    for (name, value) in headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(name, value.as_bytes()) {
-            response.add_header(h);
-        }
-    }
-    let _ = request.respond(response);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,7 +274,8 @@ mod tests {
 
     fn get(access: &Access, url: &str, headers: &[(&str, &str)]) -> Response {
         let t = Telemetry::for_test(vec![camera("front", true, None)]);
-        route(&t, access, &Request::new(url, headers.iter().copied()))
+        let site = Site::new(Arc::new(t), access.clone());
+        route(&site, &Request::new(url, headers.iter().copied()))
     }
 
     #[test]
