@@ -32,7 +32,7 @@ pub fn weights(data: &[u8]) {
 
 /// A dataset's NIR image file (PNG, JPEG, TIFF), decoded as training and `eval` read it.
 pub fn nir_image(data: &[u8]) {
-    let _ = crate::offline::data::nir_from_bytes(data, Path::new("fuzz/nir.png"));
+    let _ = crate::images::read::nir_from_bytes(data, Path::new("fuzz/nir.png"));
 }
 
 /// An HTTP request to the metrics bind: the first line is the URL, the rest `Name: value`

@@ -89,7 +89,7 @@ fn calibrate_flat_from_a_folder_flattens_the_fall_off() {
     assert!(text.contains("darkest point at 6"), "{text}");
     let cal = Calibration::load(&out).unwrap();
     assert!((cal.black_level - 0.04).abs() < 1e-3, "{cal:?}");
-    let frame = nircolor::offline::data::read_nir(&flat.join("f03.png")).unwrap();
+    let frame = nircolor::images::read::read_nir(&flat.join("f03.png")).unwrap();
     let before = spread_after(&Calibration::identity(&out), &frame);
     let after = spread_after(&cal, &frame);
     assert!(before > 0.08 && after < 0.035, "spread {before} -> {after}");

@@ -6,7 +6,8 @@ use std::fs;
 use std::path::Path;
 
 use image::{ImageBuffer, Luma, Rgb};
-use nircolor::offline::data::{read_nir, read_rgb, DataError, Dataset};
+use nircolor::images::read::{read_nir, read_rgb, ImageFileError};
+use nircolor::offline::data::{DataError, Dataset};
 
 fn open_err(dir: &Path) -> String {
     let err = Dataset::open(dir).unwrap_err();
@@ -135,7 +136,10 @@ fn truncated_file_is_named_with_the_reason() {
     let bytes = fs::read(&path).unwrap();
     fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
     let err = Dataset::open(dir.path()).unwrap().load(0).unwrap_err();
-    assert!(matches!(err, DataError::Unreadable { .. }), "{err}");
+    assert!(
+        matches!(err, DataError::Image(ImageFileError::Unreadable { .. })),
+        "{err}"
+    );
     let msg = err.to_string();
     assert!(
         msg.contains("nir/p0.png")

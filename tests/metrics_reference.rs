@@ -245,7 +245,7 @@ im = Image.open(f)\n    out.append([im.width, im.height, int(a.sum()), int((a * 
     let pil: Vec<[u64; 4]> = serde_json::from_slice(&out.stdout).unwrap();
     let mut differing = Vec::new();
     for (path, want) in jpegs.iter().zip(&pil) {
-        let ours = nircolor::offline::data::read_rgb(path).unwrap();
+        let ours = nircolor::images::read::read_rgb(path).unwrap();
         let (mut sum, mut weighted) = (0u64, 0u64);
         for (i, &v) in ours.as_raw().iter().enumerate() {
             sum += u64::from(v);

@@ -16,8 +16,8 @@ use toml::Spanned;
 use crate::capture::{Backoff, CaptureError, CaptureSettings, CaptureStage};
 use crate::detail::{box_mean, resize_bilinear, GuidedFilter};
 use crate::images::planes::{Gray, Rgb};
+use crate::images::read::{self, ImageFileError};
 use crate::models::lstsq::{self, NormalEquations, Prior};
-use crate::offline::data::{self, DataError};
 use crate::runtime::toml_file::{read_text, Checker, ConfigError};
 
 pub use write::{update_file, write_color, write_flat_fit, write_flat_image};
@@ -29,7 +29,7 @@ pub enum CalibrateError {
     #[error(transparent)]
     Invalid(#[from] ConfigError),
     #[error(transparent)]
-    Data(#[from] DataError),
+    Image(#[from] ImageFileError),
     #[error(transparent)]
     Capture(#[from] CaptureError),
     #[error("{0} is not a folder; give a folder of frames (PNG, JPEG or TIFF)")]
@@ -299,7 +299,7 @@ impl Calibration {
         match (&f.image, &f.degree, &f.coefficients) {
             (Some(image), None, None) => {
                 let path = c.path(image.get_ref());
-                let gray = data::read_nir(&path)
+                let gray = read::read_nir(&path)
                     .map_err(|e| c.err(&image.span(), "flat.image", e.to_string()))?;
                 if gray.width < 2 || gray.height < 2 {
                     return Err(c.err(
@@ -567,8 +567,8 @@ pub fn frames_from_folder(folder: &Path) -> Result<Vec<Gray>, CalibrateError> {
         return Err(CalibrateError::NoFolder(folder.to_path_buf()));
     }
     let mut frames: Vec<Gray> = Vec::new();
-    for path in data::list_images(folder)?.values() {
-        let frame = data::read_nir(path)?;
+    for path in read::list_images(folder)?.values() {
+        let frame = read::read_nir(path)?;
         if let Some(first) = frames.first() {
             if (frame.width, frame.height) != (first.width, first.height) {
                 return Err(CalibrateError::SizeMismatch {

@@ -508,7 +508,7 @@ fn run_images(
         source_name: spec.source.describe(),
         why,
     };
-    let files: Vec<PathBuf> = crate::offline::data::list_images(folder)
+    let files: Vec<PathBuf> = crate::images::read::list_images(folder)
         .map_err(|e| stream(e.to_string()))?
         .into_values()
         .collect();
@@ -526,7 +526,7 @@ fn run_images(
             if stop.load(Ordering::SeqCst) {
                 return Ok(Ended::Stopped);
             }
-            let nir = match crate::offline::data::read_nir(file) {
+            let nir = match crate::images::read::read_nir(file) {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(camera = %id, error = %e, "skipping an unreadable image");

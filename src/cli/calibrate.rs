@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 
 use nircolor::calibrate::{self, Calibration};
 use nircolor::images::planes::Rgb;
-use nircolor::offline::data::{self};
+use nircolor::images::read;
 
 #[derive(Subcommand)]
 pub(crate) enum CalibrateCommand {
@@ -194,9 +194,9 @@ pub(crate) fn run_calibrate_flat(args: &FlatArgs) -> Result<()> {
 
 pub(crate) fn run_calibrate_color(args: &ColorArgs) -> Result<()> {
     let existing = existing_calibration(&args.out)?;
-    let mut nir = data::read_nir(&args.nir)?;
+    let mut nir = read::read_nir(&args.nir)?;
     existing.prepare(nir.width, nir.height)?.nir(&mut nir);
-    let reference = Rgb::from_rgb8(&data::read_rgb(&args.reference)?);
+    let reference = Rgb::from_rgb8(&read::read_rgb(&args.reference)?);
     let model = nircolor::models::load(&args.model)
         .with_context(|| format!("loading model '{}'", args.model))?;
     let output = model.colorize(&nir);
@@ -244,7 +244,7 @@ pub(crate) fn run_calibrate_reference(args: &ReferenceArgs) -> Result<()> {
     };
     let photo = read(&args.image)?;
     let nir = match &args.nir {
-        Some(path) => data::read_nir(path)?,
+        Some(path) => read::read_nir(path)?,
         None => {
             println!(
                 "capturing 5 frames from camera '{id}' ({})",

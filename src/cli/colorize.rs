@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use nircolor::offline::data::{self};
+use nircolor::images::read;
 
 use super::{progress, ModelArgs};
 
@@ -23,7 +23,7 @@ pub(crate) struct ColorizeArgs {
 pub(crate) fn run_colorize(args: &ColorizeArgs) -> Result<()> {
     let model = args.model.load()?;
     let jobs: Vec<(PathBuf, PathBuf)> = if args.input.is_dir() {
-        let images = data::list_images(&args.input)?;
+        let images = read::list_images(&args.input)?;
         if images.is_empty() {
             bail!("{} holds no PNG, JPEG or TIFF images", args.input.display());
         }
@@ -46,7 +46,7 @@ pub(crate) fn run_colorize(args: &ColorizeArgs) -> Result<()> {
     };
     let bar = progress(jobs.len(), "colorizing");
     for (input, output) in &jobs {
-        let nir = data::read_nir(input)?;
+        let nir = read::read_nir(input)?;
         model
             .colorize(&nir)
             .to_rgb8()

@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use nircolor::images::planes::Rgb;
+use nircolor::images::read;
 use nircolor::offline::data;
 use nircolor::offline::eval::{self, Compare};
 use nircolor::offline::report::Report;
@@ -68,7 +69,7 @@ pub(crate) fn run_eval(args: &EvalArgs) -> Result<()> {
     let result = match &args.reference {
         None => eval::evaluate_compared(model.as_ref(), &ds, &args.compare, on_image)?,
         Some(dir) => {
-            let references = data::list_images(dir)?;
+            let references = read::list_images(dir)?;
             let name = format!("{}+reference", model.name());
             let colorize = |pair: &data::Pair| -> Result<Rgb, eval::EvalError> {
                 let bad = |why: String| eval::EvalError::Reference(why);

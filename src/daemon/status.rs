@@ -2,30 +2,12 @@
 //! and its figures, from `/status.json`. The page is self-contained (inline CSS and a few lines
 //! of JavaScript, no external assets) because the machines it runs on are often offline.
 
-use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use super::telemetry::{Telemetry, RECONNECT_WINDOW};
 
 /// The page, served as is; it reads `/status.json` and the snapshots itself.
 pub const PAGE: &str = include_str!("status.html");
-
-/// Free bytes for an unprivileged writer on the filesystem holding `path`, or `None` when it
-/// cannot be asked (the folder does not exist yet, say).
-pub fn free_bytes(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut stat = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: `c` is a NUL-terminated path and `stat` points to writable memory of the size
-    // statvfs writes; it is read only when the call succeeded and so filled it.
-    let stat = unsafe {
-        if libc::statvfs(c.as_ptr(), stat.as_mut_ptr()) != 0 {
-            return None;
-        }
-        stat.assume_init()
-    };
-    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
-}
 
 /// Everything the page shows, as JSON: the daemon's model and device, and per camera its state,
 /// counters (the page turns them into rates between two polls), latency quantiles, RTSP URL and
@@ -58,7 +40,7 @@ pub fn json(t: &Telemetry) -> serde_json::Value {
             let recording = c.info.record_folder.as_ref().map(|folder| {
                 serde_json::json!({
                     "folder": folder.display().to_string(),
-                    "free_bytes": free_bytes(folder),
+                    "free_bytes": crate::runtime::disk::free_bytes(folder),
                     "up": recorder.map(|r| r.up.load(Ordering::SeqCst)),
                     "last_error": recorder.and_then(|r| r.last_error()),
                 })

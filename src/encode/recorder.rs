@@ -233,7 +233,7 @@ impl Recorder {
     /// The free space in the folder; with a retention limit, first this camera's oldest
     /// segments are deleted until there is room for a new one (or none is left to delete).
     fn make_room(&self) -> u64 {
-        let free = || crate::daemon::status::free_bytes(&self.spec.folder).unwrap_or(u64::MAX);
+        let free = || crate::runtime::disk::free_bytes(&self.spec.folder).unwrap_or(u64::MAX);
         while self.spec.prune_when_full && free() < self.min_free() {
             let Some(freed) = self.free_oldest() else {
                 break;

@@ -8,8 +8,9 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::images::planes::Rgb;
+use crate::images::read;
 use crate::models::colorizer::Colorizer;
-use crate::offline::data::{self, DataError, Dataset, Pair};
+use crate::offline::data::{DataError, Dataset, Pair};
 use crate::offline::metrics::{self, Metrics, MetricsError, Split};
 
 /// Scores of one image.
@@ -87,6 +88,8 @@ pub struct Compared {
 pub enum EvalError {
     #[error(transparent)]
     Data(#[from] DataError),
+    #[error(transparent)]
+    Image(#[from] crate::images::read::ImageFileError),
     #[error("{name}: {source}")]
     Metrics { name: String, source: MetricsError },
     #[error("--compare {model}: {dir} has no image named '{stem}' (png, jpg or tif); give a folder with one output per evaluated pair, or select the pairs it has with --only")]
@@ -213,7 +216,7 @@ pub fn evaluate_with(
     let objects_dir = data.root.join("objects");
     let objects = objects_dir
         .is_dir()
-        .then(|| data::list_images(&objects_dir))
+        .then(|| read::list_images(&objects_dir))
         .transpose()?;
     let mut compare = compare.to_vec();
     compare.sort_by(|a, b| a.name.cmp(&b.name));
@@ -222,7 +225,7 @@ pub fn evaluate_with(
     }
     let listings = compare
         .iter()
-        .map(|c| data::list_images(&c.dir))
+        .map(|c| read::list_images(&c.dir))
         .collect::<Result<Vec<_>, _>>()?;
     let mut images = Vec::with_capacity(data.len());
     let mut compared: Vec<Vec<ImageScore>> = vec![Vec::new(); compare.len()];
@@ -245,7 +248,7 @@ pub fn evaluate_with(
                     dir: c.dir.clone(),
                     stem: pair.name.clone(),
                 })?;
-            let img = data::read_rgb(path)?;
+            let img = read::read_rgb(path)?;
             if img.dimensions() != pair.rgb.dimensions() {
                 return Err(EvalError::ComparedSize {
                     model: c.name.clone(),
@@ -295,7 +298,7 @@ fn read_objects(
             dir: dir.to_path_buf(),
             stem: pair.name.clone(),
         })?;
-    let mask = data::read_mask(path)?;
+    let mask = read::read_mask(path)?;
     if mask.dimensions() != pair.rgb.dimensions() {
         return Err(EvalError::ObjectsSize {
             path: path.clone(),

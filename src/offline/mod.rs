@@ -7,6 +7,7 @@ pub mod bench;
 pub mod curve;
 pub mod data;
 pub mod eval;
+pub mod fit;
 pub mod flood;
 pub mod metrics;
 pub mod plot;

@@ -5,9 +5,10 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use crate::models::l3::{self, L3Config};
-use crate::models::linear::{self, LinearFit};
+use crate::models::linear;
 use crate::models::weights::Weights;
 use crate::offline::data::{DataError, Dataset, Pair};
+use crate::offline::fit::{self, LinearFit};
 
 /// The architectures `nircolor train` can fit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -176,7 +177,7 @@ pub fn fit_classical(
             model.to_weights(card)
         }
         Arch::L3 => {
-            let (model, samples) = l3::fit(pairs, opts.l3, opts.stride, |stage, _| {
+            let (model, samples) = fit::l3(pairs, opts.l3, opts.stride, |stage, _| {
                 if stage == "pairs" {
                     tick();
                 }

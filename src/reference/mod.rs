@@ -66,7 +66,7 @@ pub enum ReferenceError {
 /// Reads a reference image: a colour photograph (PNG, JPEG or TIFF) as RGB in [0, 1]. A gray
 /// one is refused: it holds no colour to remember.
 pub fn read(path: &std::path::Path) -> Result<Rgb, ReadError> {
-    let img = crate::offline::data::read_rgb(path).map_err(|e| ReadError {
+    let img = crate::images::read::read_rgb(path).map_err(|e| ReadError {
         file: path.display().to_string(),
         why: e.to_string(),
     })?;

@@ -12,12 +12,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tch::{Device, Kind, Tensor};
 
-use crate::detail::resize_area;
 use crate::models::net::{bins, layers, loss, Model, NetArch, NetConfig};
 use crate::models::rng::{Rng, RngState};
 use crate::models::weights::{Weights, WeightsError};
 use crate::offline::data::Pair;
 use crate::offline::train::{first_failure, OptionError};
+
+mod crops;
+mod history;
+
+use crops::{chroma_histogram, make_batch, plan_crop, CropPlan, Sample, CHROMA_LOSS_STRIDE};
+pub use history::{history_in, hours, lineage_of, EpochLog, Stage};
 
 /// Loss weights and optimisation settings; recorded in checkpoints and the model card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -205,155 +210,6 @@ pub enum TrainError {
     Write { file: String, why: String },
 }
 
-/// One training pair in memory: NIR, RGB planes in [0, 1] and the validity mask (1 = counts).
-struct Sample {
-    w: usize,
-    h: usize,
-    nir: Vec<f32>,
-    rgb: Vec<f32>,
-    mask: Vec<f32>,
-}
-
-impl Sample {
-    fn from_pair(p: &Pair) -> Sample {
-        let (w, h) = (p.nir.width, p.nir.height);
-        let mut rgb = vec![0f32; 3 * w * h];
-        for (i, px) in p.rgb.pixels().enumerate() {
-            for c in 0..3 {
-                rgb[c * w * h + i] = f32::from(px[c]) / 255.0;
-            }
-        }
-        let mask = match &p.mask {
-            Some(m) => m.iter().map(|&v| if v { 1.0 } else { 0.0 }).collect(),
-            None => vec![1.0; w * h],
-        };
-        Sample {
-            w,
-            h,
-            nir: p.nir.data.clone(),
-            rgb,
-            mask,
-        }
-    }
-}
-
-/// Where a crop comes from and how it is altered; drawn from the run's generator so a
-/// resumed run draws the same.
-struct CropPlan {
-    index: usize,
-    x: usize,
-    y: usize,
-    side: usize,
-    flip: bool,
-    gain: f32,
-    gamma: f32,
-    noise: f32,
-    noise_seed: u64,
-}
-
-fn plan_crop(rng: &mut Rng, samples: &[Sample], index: usize, o: &TrainOptions) -> CropPlan {
-    let s = &samples[index];
-    let short = s.w.min(s.h);
-    // Log-uniform zoom: a region of crop/zoom pixels resampled to crop x crop.
-    let min_zoom = o.min_zoom.max(o.crop as f64 / short as f64).min(1.0);
-    let zoom = (rng.uniform(min_zoom.ln(), 0.0)).exp();
-    let side = ((o.crop as f64 / zoom).round() as usize).clamp(1, short);
-    CropPlan {
-        index,
-        x: rng.below(s.w - side + 1),
-        y: rng.below(s.h - side + 1),
-        side,
-        flip: rng.coin(),
-        gain: rng.uniform(1.0 - o.jitter_gain, 1.0 + o.jitter_gain) as f32,
-        gamma: (rng.uniform(-1.0, 1.0) * (1.0 + o.jitter_gamma).ln()).exp() as f32,
-        noise: rng.uniform(0.0, o.jitter_noise) as f32,
-        noise_seed: rng.below(usize::MAX) as u64,
-    }
-}
-
-/// Cuts, resamples, flips and jitters one crop: (nir, rgb, mask) planes of crop x crop.
-fn make_crop(samples: &[Sample], p: &CropPlan, crop: usize) -> Crop {
-    let s = &samples[p.index];
-    let cut = |src: &[f32], channels: usize| -> Vec<f32> {
-        let mut out = Vec::with_capacity(channels * crop * crop);
-        for c in 0..channels {
-            let plane = &src[c * s.w * s.h..(c + 1) * s.w * s.h];
-            let mut region = Vec::with_capacity(p.side * p.side);
-            for y in p.y..p.y + p.side {
-                let row = &plane[y * s.w + p.x..y * s.w + p.x + p.side];
-                if p.flip {
-                    region.extend(row.iter().rev());
-                } else {
-                    region.extend_from_slice(row);
-                }
-            }
-            out.extend(resize_area(&region, p.side, p.side, 1, crop, crop));
-        }
-        out
-    };
-    let mut nir = cut(&s.nir, 1);
-    let rgb = cut(&s.rgb, 3);
-    // A resampled mask is fractional at the border of the valid area; only full pixels count.
-    let mask = cut(&s.mask, 1)
-        .into_iter()
-        .map(|m| if m > 0.999 { 1.0 } else { 0.0 })
-        .collect();
-    let mut noise = Rng::new(p.noise_seed);
-    for v in &mut nir {
-        let x = (v.max(0.0) * p.gain).min(1.0).powf(p.gamma);
-        *v = (x + p.noise * noise.normal() as f32).clamp(0.0, 1.0);
-    }
-    (nir, rgb, mask)
-}
-
-/// One crop's (nir, rgb, mask) planes.
-type Crop = (Vec<f32>, Vec<f32>, Vec<f32>);
-
-/// A batch as tensors (nir, rgb, mask), each (batch, c, crop, crop).
-fn make_batch(samples: &[Sample], plans: &[CropPlan], crop: usize, dev: Device) -> [Tensor; 3] {
-    let crops: Vec<_> = plans
-        .par_iter()
-        .map(|p| make_crop(samples, p, crop))
-        .collect();
-    let n = plans.len() as i64;
-    let c = crop as i64;
-    let stack = |pick: &dyn Fn(&Crop) -> &Vec<f32>, ch: i64| {
-        let flat: Vec<f32> = crops.iter().flat_map(|t| pick(t).iter().copied()).collect();
-        Tensor::from_slice(&flat).view([n, ch, c, c]).to_device(dev)
-    };
-    [
-        stack(&|t| &t.0, 1),
-        stack(&|t| &t.1, 3),
-        stack(&|t| &t.2, 1),
-    ]
-}
-
-/// The binned chroma's loss looks at every `CHROMA_LOSS_STRIDE`-th pixel in x and y.
-const CHROMA_LOSS_STRIDE: i64 = 2;
-
-/// How often each chroma bin holds a training pixel (every 4th pixel in x and y, masks
-/// honoured): the prior that class rebalancing inverts.
-fn chroma_histogram(samples: &[Sample], k: i64) -> Vec<f64> {
-    /// Neighbouring pixels share their colour; a sparse grid counts the same histogram 16x faster.
-    const EVERY: usize = 4;
-    let mut counts = vec![0.0; (k * k) as usize];
-    for s in samples {
-        let n = s.w * s.h;
-        for y in (0..s.h).step_by(EVERY) {
-            for x in (0..s.w).step_by(EVERY) {
-                let i = y * s.w + x;
-                if s.mask[i] < 0.5 {
-                    continue;
-                }
-                let (r, g, b) = (s.rgb[i], s.rgb[n + i], s.rgb[2 * n + i]);
-                let luma = 0.299 * r + 0.587 * g + 0.114 * b;
-                counts[bins::nearest(k, (b - luma) / 1.772, (r - luma) / 1.402)] += 1.0;
-            }
-        }
-    }
-    counts
-}
-
 /// The networks a student learns from besides the truth, in inference mode.
 #[derive(Default)]
 pub struct Teachers {
@@ -477,69 +333,6 @@ pub fn validate(model: &Model, val: &[Pair]) -> f64 {
         sum += 10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10();
     }
     sum / val.len().max(1) as f64
-}
-
-/// One epoch's record, for the curve and the card.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct EpochLog {
-    pub epoch: usize,
-    pub loss: f64,
-    pub val_psnr: Option<f64>,
-    /// The same PSNR on a fixed subset of the training pairs (`Trainer::set_fit_probe`): how
-    /// well the network fits what it learns from, beside how it generalises.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fit_psnr: Option<f64>,
-    pub seconds: f64,
-}
-
-/// Wall-clock training hours of a run's epochs.
-pub fn hours(history: &[EpochLog]) -> f64 {
-    history.iter().map(|e| e.seconds).sum::<f64>() / 3600.0
-}
-
-/// A run that a network went through, as its model card records it. A run started with
-/// `--init` keeps the stages behind its init, so a fine-tuned network's card tells the whole
-/// training it cost and how to reproduce it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct Stage {
-    pub arch: String,
-    pub epochs: usize,
-    /// Wall-clock training hours (its epochs' seconds).
-    pub hours: f64,
-    /// The command lines of the run: the first, then each `--resume`.
-    pub commands: Vec<String>,
-}
-
-/// The training history recorded in a model card (empty for a card without one).
-pub fn history_in(card: &serde_json::Value) -> Vec<EpochLog> {
-    card.get("history")
-        .and_then(|h| serde_json::from_value(h.clone()).ok())
-        .unwrap_or_default()
-}
-
-/// The runs behind the weights whose card is `card`, oldest first, ending with the card's own
-/// run. A classical model's card (fitted, no epochs) adds no stage of its own.
-pub fn lineage_of(card: &serde_json::Value) -> Vec<Stage> {
-    let mut stages: Vec<Stage> = card
-        .get("lineage")
-        .and_then(|l| serde_json::from_value(l.clone()).ok())
-        .unwrap_or_default();
-    let history = history_in(card);
-    if !history.is_empty() {
-        // Cards written before `commands` existed hold only the last command line.
-        let commands = match (card.get("commands"), card.get("command")) {
-            (Some(c), _) => serde_json::from_value(c.clone()).unwrap_or_default(),
-            (None, Some(serde_json::Value::String(c))) => vec![c.clone()],
-            _ => Vec::new(),
-        };
-        stages.push(Stage {
-            arch: card["arch"].as_str().unwrap_or("?").to_string(),
-            epochs: history.len(),
-            hours: hours(&history),
-            commands,
-        });
-    }
-    stages
 }
 
 /// Everything besides the weights that a resumed run needs to continue exactly.

@@ -1,5 +1,6 @@
 //! Unit tests of `train_net`.
 
+use super::crops::make_crop;
 use super::*;
 use crate::images::planes::Gray;
 
