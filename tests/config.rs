@@ -236,6 +236,18 @@ fn every_mistake_names_file_line_and_key() {
             "address:port",
         ),
         (
+            "max_batch = 4",
+            "max_batch = 4\nquality = \"nope.safetensors\"",
+            ":6: model.quality:",
+            "neither a built-in colorizer",
+        ),
+        (
+            "max_batch = 4",
+            "max_batch = 4\nrefresh_fps = \"every-frame\"\nquality = \"hq\"",
+            ":7: model.quality:",
+            "a tiered refresh needs refresh_fps",
+        ),
+        (
             "[detail]",
             "[metrics]\nmax_connections = 0\n[detail]",
             ":8: metrics.max_connections:",
@@ -354,11 +366,13 @@ fn the_pipeline_benchmark_config_built_in_code_equals_its_file_form() {
         metrics_port: 19464,
         refresh: nircolor::infer::Refresh::Auto,
         reference: false,
+        quality: Some("hq"),
     };
     let built = case.config();
-    let mut text = "[model]\nweights = \"default\"\nmax_batch = 2\nmax_wait_ms = 5\n\
+    let mut text =
+        "[model]\nweights = \"default\"\nquality = \"hq\"\nmax_batch = 2\nmax_wait_ms = 5\n\
                     [rtsp]\nport = 18554\n[metrics]\nbind = \"127.0.0.1:19464\"\n"
-        .to_string();
+            .to_string();
     for i in 0..2 {
         text += &format!(
             "[[camera]]\nid = \"cam{i}\"\nsource = {{ kind = \"test\", pattern = \"ball\" }}\n\

@@ -614,6 +614,67 @@ fn the_default_model_streams_real_colour_to_an_rtsp_client() {
 }
 
 #[test]
+fn a_tiered_refresh_gives_a_still_scene_the_quality_models_colour() {
+    // The real-time model is the identity (gray); only the quality model colours. On a still
+    // scene every block is static, so the stream shows the quality model's colour, and the
+    // metrics count its refreshes.
+    let dir = tempfile::tempdir().unwrap();
+    let stills = dir.path().join("stills");
+    std::fs::create_dir_all(&stills).unwrap();
+    let nir = common::root().join("samples/nir/oldbuilding_0000.png");
+    std::fs::copy(&nir, stills.join("a.png")).unwrap();
+    let offline = dir.path().join("offline.png");
+    let o = common::nircolor(&[
+        "colorize",
+        nir.to_str().unwrap(),
+        "--output",
+        offline.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let offline_chroma = mean_chroma(image::open(&offline).unwrap().to_rgb8().as_raw());
+    let metrics_port = common::free_port();
+    let config = dir.path().join("tiered.toml");
+    std::fs::write(
+        &config,
+        pipeline_on(
+            common::free_port(),
+            metrics_port,
+            "weights = \"identity\"\nquality = \"default\"",
+            "id = \"scene\"\nsource = { kind = \"images\", folder = \"stills\", loop = true }\n\
+             format = \"GRAY8\"\nwidth = 256\nheight = 256\nfps = 10\n",
+        ),
+    )
+    .unwrap();
+    let (mut child, url, _stdout) = spawn_and_find_url(&config);
+    let frames = 30;
+    let out = common::read_rtsp_rgb(&url, frames);
+    let (_, metrics) = http_get(metrics_port, "/metrics");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(common::wait_within(&mut child, common::STOP_LIMIT, "run after SIGTERM").success());
+    let frame = 256 * 256 * 3;
+    assert_eq!(
+        out.stdout.len(),
+        frames * frame,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = mean_chroma(&out.stdout[(frames - 5) * frame..]);
+    eprintln!("mean chroma: quality model offline {offline_chroma:.1}, tiered stream {last:.1}");
+    assert!(
+        last > 0.6 * offline_chroma,
+        "stream {last:.1}, offline {offline_chroma:.1}"
+    );
+    let quality = metric(
+        &metrics,
+        "nircolor_colour_quality_refreshes_total{camera=\"scene\"}",
+    )
+    .expect("the quality refresh metric");
+    assert!(quality >= 1.0, "{quality} quality refreshes");
+}
+
+#[test]
 fn a_camera_with_retry_false_stops_the_daemon_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("strict.toml");

@@ -89,6 +89,10 @@ pub(crate) struct PipelineBenchArgs {
     /// network and checks the alignment.
     #[arg(long)]
     pub(crate) reference: bool,
+    /// A quality model for a tiered refresh (`[model] quality`): it refreshes each camera's
+    /// static scene in turn while --model refreshes what moves.
+    #[arg(long)]
+    pub(crate) quality: Option<String>,
 }
 
 #[derive(Args)]
@@ -427,6 +431,7 @@ pub(crate) fn run_bench_soak(args: &SoakBenchArgs) -> Result<()> {
             metrics_port: free_port()?,
             refresh: args.refresh,
             reference: false,
+            quality: None,
         };
         let mut config = case.config();
         let mut flapping = None;
@@ -597,6 +602,7 @@ pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
             metrics_port: free_port()?,
             refresh: args.refresh,
             reference: args.reference,
+            quality: args.quality.as_deref(),
         };
         if args.reference {
             case.write_references().map_err(anyhow::Error::msg)?;
@@ -611,6 +617,14 @@ pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
                 .get(id)
                 .map_or(0, |c| c.refreshes.load(Ordering::Relaxed))
         };
+        let quality_refreshes = || -> u64 {
+            t.infer
+                .cameras
+                .values()
+                .map(|c| c.quality_refreshes.load(Ordering::Relaxed))
+                .sum()
+        };
+        let quality_start = quality_refreshes();
         let start: Vec<(u64, u64, u64)> = t
             .cameras
             .iter()
@@ -659,8 +673,15 @@ pub(crate) fn run_bench_pipeline(args: &PipelineBenchArgs) -> Result<()> {
             .values()
             .map(|c| c.moved.load(Ordering::Relaxed))
             .sum();
+        let quality_rate = (quality_refreshes() - quality_start) as f64 / secs / n as f64;
         let _ = daemon.shutdown();
         let _ = std::fs::remove_dir_all(&dir);
+        if let Some(q) = &args.quality {
+            println!(
+                "(tiered refresh: {q} refreshed each camera's static scene {quality_rate:.2} times a second, once every {:.1} s)",
+                1.0 / quality_rate.max(1e-9)
+            );
+        }
         if args.reference {
             println!(
                 "(day reference in use on {with_reference} of {n} cameras at the end; found moved {moved} times)"

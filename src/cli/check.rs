@@ -34,6 +34,11 @@ pub(crate) fn run_check(file: &Path, shard: Option<&str>) -> Result<()> {
         },
         m.blend.as_millis()
     );
+    if let Some(q) = &m.quality {
+        println!(
+            "  tiered refresh: {q} colours each camera's static scene in turn, seconds apart; the model above refreshes the blocks that move"
+        );
+    }
     for cam in &c.cameras {
         let s = &cam.spec;
         print!(

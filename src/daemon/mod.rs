@@ -113,7 +113,16 @@ impl Daemon {
             ));
         }
         tracing::info!(model = %model.name(), device = ?device, "model loaded");
-        let model_name = model.name().to_string();
+        let mut model_name = model.name().to_string();
+        let quality = match &config.model.quality {
+            Some(q) => {
+                let (quality, _) = crate::models::load_bare(q, device)?;
+                tracing::info!(model = %quality.name(), device = ?device, "quality model loaded: a tiered refresh");
+                model_name = format!("{model_name}, quality {}", quality.name());
+                Some(quality)
+            }
+            None => None,
+        };
         // The configured scale wins; otherwise a network's own inference size (its card), or
         // half size for the classical colorizers.
         let (scale, max_pixels) = match (config.model.scale, &net) {
@@ -236,6 +245,7 @@ impl Daemon {
                     Some((Arc::<str>::from(c.spec.id.as_str()), r))
                 })
                 .collect(),
+            quality,
         )?;
         let telemetry = Arc::new(Telemetry {
             cameras: telemetry,

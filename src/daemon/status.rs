@@ -63,6 +63,7 @@ pub fn json(t: &Telemetry) -> serde_json::Value {
                 "dropped": {"infer": (c.capture_drops)(), "encode": (c.colour_drops)()},
                 "latency_ms": {"p50": ms(latency.quantile(0.5)), "p99": ms(latency.quantile(0.99))},
                 "refreshes": infer.map(|i| i.refreshes.load(Ordering::Relaxed)),
+                "quality_refreshes": infer.map(|i| i.quality_refreshes.load(Ordering::Relaxed)),
                 "mode": infer.map(|i| if i.day.load(Ordering::Relaxed) { "day" } else { "night" }),
                 "mode_transitions": infer.map(|i| i.mode_transitions.load(Ordering::Relaxed)),
                 "reference": infer.map(|i| i.reference.load(Ordering::Relaxed)),

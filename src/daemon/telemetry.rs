@@ -263,6 +263,12 @@ impl Collector for Telemetry {
             per_infer(&|t| t.refreshes.load(Ordering::Relaxed) as f64),
         )?;
         f.samples(
+            "nircolor_colour_quality_refreshes_total",
+            Counter,
+            "Times the quality model of a tiered refresh ([model] quality) recomputed a camera's static colour; its rate is the camera's quality refresh rate",
+            per_infer(&|t| t.quality_refreshes.load(Ordering::Relaxed) as f64),
+        )?;
+        f.samples(
             "nircolor_colour_age_seconds",
             Gauge,
             "How much older than the newest frame the frame is that the network last coloured for this camera (0 with every-frame refresh)",

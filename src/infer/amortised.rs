@@ -41,6 +41,7 @@ pub const MOTION_THRESHOLD: f32 = 0.02;
 const MOTION_PRIORITY: f64 = 4.0;
 
 /// The newest frame of a camera, waiting for the model thread.
+#[derive(Clone)]
 struct Request {
     low: Gray,
     /// The camera's day reference at the size of `low`, when it has one: the refresh fits
@@ -113,6 +114,10 @@ struct Slot {
     motion: Mutex<f32>,
     /// When the model thread last refreshed it.
     refreshed_at: Mutex<Option<Instant>>,
+    /// Set by the quality thread when it wants this camera's next frame.
+    quality_wanted: AtomicBool,
+    quality_request: Mutex<Option<Request>>,
+    quality_result: Mutex<Option<Refreshed>>,
 }
 
 struct Shared {
@@ -134,13 +139,19 @@ pub struct CameraColour {
     /// This frame's blend weight per low-resolution pixel, kept to spare an allocation a frame.
     weights: Vec<f32>,
     last_frame: Option<Instant>,
+    /// The quality model's newest refresh (tiered refresh): the colour of every block that has
+    /// not moved since its frame.
+    quality: Option<Refreshed>,
 }
 
 impl CameraColour {
     /// Takes a refresh as the new target. Blocks whose NIR changed between the previous
     /// target's frame and this one snap to it; a first refresh (or a new frame size) is applied
     /// whole at once.
-    pub fn accept(&mut self, refreshed: Refreshed) {
+    pub fn accept(&mut self, mut refreshed: Refreshed) {
+        if let Some(q) = &self.quality {
+            take_static(&mut refreshed, q);
+        }
         let size = refreshed.coefficients.size();
         if self.applied.as_ref().map(Coefficients::size) != Some(size) {
             self.applied = Some(refreshed.coefficients.clone());
@@ -151,6 +162,16 @@ impl CameraColour {
             None => vec![1.0; size.0 * size.1],
         };
         self.target = Some(refreshed);
+    }
+
+    /// Takes the quality model's refresh (tiered refresh): from now on the blocks that have not
+    /// moved since its frame show its colour, the real-time model's refreshes the others. The
+    /// colour moves to it at the blend rate, as to any refresh.
+    pub fn accept_quality(&mut self, quality: Refreshed) {
+        if let Some(target) = &mut self.target {
+            take_static(target, &quality);
+        }
+        self.quality = Some(quality);
     }
 
     /// Moves the applied coefficients towards the target for a frame captured at `at`: the
@@ -203,6 +224,24 @@ impl CameraColour {
     pub fn computed_from(&self) -> Option<Instant> {
         self.target.as_ref().map(|t| t.captured_at)
     }
+}
+
+/// Gives `refreshed` the quality refresh's coefficients in every block whose NIR did not move
+/// between the two frames; a quality refresh of another size (the frame size changed) is
+/// ignored.
+fn take_static(refreshed: &mut Refreshed, quality: &Refreshed) {
+    let size = refreshed.coefficients.size();
+    if quality.coefficients.size() != size
+        || quality.coefficients.channels() != refreshed.coefficients.channels()
+        || (quality.reference.width, quality.reference.height) != size
+    {
+        return;
+    }
+    let still: Vec<f32> = block_mask(&moved_blocks(&quality.reference, &refreshed.reference))
+        .into_iter()
+        .map(|moved| 1.0 - moved)
+        .collect();
+    refreshed.coefficients.blend(&quality.coefficients, &still);
 }
 
 /// Which blocks of `MOTION_BLOCK` pixels differ between two planes of one size.
@@ -306,10 +345,20 @@ pub fn pick(
 pub(super) struct Threads {
     pub(super) frames: Worker,
     pub(super) model: Worker,
+    /// The quality model's thread, with a tiered refresh.
+    pub(super) quality: Option<Worker>,
+}
+
+/// The networks of the amortised stage: the real-time one refreshes every camera as often as
+/// the machine allows; the optional quality one (tiered refresh) refreshes one camera at a
+/// time, seconds apart, and its colour stays wherever the scene has not moved since.
+pub(super) struct Models {
+    pub(super) realtime: Box<dyn Colorizer>,
+    pub(super) quality: Option<Box<dyn Colorizer>>,
 }
 
 pub(super) fn spawn(
-    colorizer: Box<dyn Colorizer>,
+    models: Models,
     inputs: Vec<Consumer<Frame>>,
     outputs: HashMap<Arc<str>, NewestWins<ColourFrame>>,
     config: InferSettings,
@@ -328,6 +377,9 @@ pub(super) fn spawn(
                         result: Mutex::new(None),
                         motion: Mutex::new(1.0),
                         refreshed_at: Mutex::new(None),
+                        quality_wanted: AtomicBool::new(false),
+                        quality_request: Mutex::new(None),
+                        quality_result: Mutex::new(None),
                     },
                 )
             })
@@ -341,10 +393,21 @@ pub(super) fn spawn(
     };
     let (model_shared, model_stats) = (shared.clone(), stats.clone());
     let max_batch = config.max_batch.max(1);
+    let Models { realtime, quality } = models;
+    let quality = match quality {
+        Some(q) => {
+            let (shared, stats) = (shared.clone(), stats.clone());
+            Some(Worker::spawn("quality".into(), move |stop| {
+                lower_priority();
+                quality_loop(q.as_ref(), &shared, &stats, stop)
+            })?)
+        }
+        None => None,
+    };
     let model = Worker::spawn("model".into(), move |stop| {
         lower_priority();
         refresh_loop(
-            colorizer.as_ref(),
+            realtime.as_ref(),
             &model_shared,
             &model_stats,
             min_interval,
@@ -373,7 +436,54 @@ pub(super) fn spawn(
         // Wake the model thread so that it sees its own stop flag promptly.
         shared.wake.notify_all();
     })?;
-    Ok(Threads { frames, model })
+    Ok(Threads {
+        frames,
+        model,
+        quality,
+    })
+}
+
+/// How long the quality thread waits for a camera's next frame before it passes to the next
+/// camera (one that is down, in day mode, or a file that ended).
+const QUALITY_WAIT: Duration = Duration::from_millis(500);
+
+/// The quality model's loop: camera after camera, it asks for the next frame, colours it and
+/// hands the coefficients to the frame thread.
+fn quality_loop(colorizer: &dyn Colorizer, shared: &Shared, stats: &InferStats, stop: &AtomicBool) {
+    let mut next = 0;
+    while !stop.load(Ordering::SeqCst) && !shared.slots.is_empty() {
+        let (camera, slot) = &shared.slots[next % shared.slots.len()];
+        next += 1;
+        slot.quality_wanted.store(true, Ordering::SeqCst);
+        let asked = Instant::now();
+        let request = loop {
+            if let Some(r) = slot.quality_request.lock().expect("request lock").take() {
+                break Some(r);
+            }
+            if stop.load(Ordering::SeqCst) || asked.elapsed() > QUALITY_WAIT {
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let Some(r) = request else {
+            slot.quality_wanted.store(false, Ordering::SeqCst);
+            continue;
+        };
+        let colour = colorizer
+            .colorize_batch(std::slice::from_ref(&r.low))
+            .remove(0);
+        let refreshed = Refreshed::fit_with(
+            r.filter,
+            r.low,
+            &colour,
+            r.reference.as_deref(),
+            r.captured_at,
+        );
+        *slot.quality_result.lock().expect("result lock") = Some(refreshed);
+        if let Some(t) = stats.cameras.get(camera) {
+            t.quality_refreshes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Drops this thread to the idle scheduling class: it runs only on CPU time no other thread
@@ -673,6 +783,9 @@ impl FrameStage<'_> {
             }
             colour.accept(r);
         }
+        if let Some(q) = slot.quality_result.lock().expect("result lock").take() {
+            colour.accept_quality(q);
+        }
         *slot.motion.lock().expect("motion lock") = colour.motion(&low);
         colour.step(frame.meta.captured_at, self.config.blend);
         let mut rgb = colour.colour(&frame.luma);
@@ -692,12 +805,16 @@ impl FrameStage<'_> {
         if let Some(t) = self.stats.cameras.get(&camera) {
             t.reference.store(reference.is_some(), Ordering::Relaxed);
         }
-        *slot.request.lock().expect("request lock") = Some(Request {
+        let request = Request {
             low,
             reference,
             captured_at: frame.meta.captured_at,
             filter,
-        });
+        };
+        if slot.quality_wanted.swap(false, Ordering::SeqCst) {
+            *slot.quality_request.lock().expect("request lock") = Some(request.clone());
+        }
+        *slot.request.lock().expect("request lock") = Some(request);
         *self.shared.posted.lock().expect("post lock") = true;
         self.shared.wake.notify_one();
 
@@ -815,6 +932,70 @@ mod tests {
         .colorize(&low);
         let r = Refreshed::fit(LOW, low.clone(), &colour, at);
         (low, colour, r)
+    }
+
+    /// A refresh of `frame` (at the low size) whose colour is `rgb` everywhere.
+    fn flat_refresh(low: &Gray, rgb: [f32; 3], at: Instant) -> Refreshed {
+        let n = low.width * low.height;
+        let data = rgb
+            .iter()
+            .flat_map(|&c| std::iter::repeat_n(c, n))
+            .collect();
+        let colour = Rgb::new(low.width, low.height, data);
+        Refreshed::fit(LOW, low.clone(), &colour, at)
+    }
+
+    #[test]
+    fn a_tiered_refresh_shows_the_quality_colour_where_the_scene_is_still_and_the_real_time_one_where_it_moved(
+    ) {
+        let (w, h) = (64, 48);
+        let still = nir(w, h, 0);
+        // The same scene with one 16x16 block changed, as if something walked in.
+        let mut moved = still.clone();
+        for y in 8..24 {
+            for x in 32..48 {
+                moved.data[y * w + x] = 0.05;
+            }
+        }
+        let t0 = Instant::now();
+        let (low_still, low_moved) = (
+            shrink_to(&still, w / 2, h / 2),
+            shrink_to(&moved, w / 2, h / 2),
+        );
+        let mut camera = CameraColour::default();
+        // The quality model saw the still scene as red, the real-time model sees blue.
+        camera.accept(flat_refresh(&low_still, [0.0, 0.0, 0.8], t0));
+        camera.accept_quality(flat_refresh(&low_still, [0.8, 0.0, 0.0], t0));
+        camera.accept(flat_refresh(
+            &low_moved,
+            [0.0, 0.0, 0.8],
+            t0 + Duration::from_millis(40),
+        ));
+        camera.step(t0 + Duration::from_millis(40), Duration::ZERO);
+        let out = camera.colour(&moved);
+        let px = |x: usize, y: usize| [0, 1, 2].map(|c| out.data[c * w * h + y * w + x]);
+        let (corner, walked_in) = (px(4, 40), px(40, 16));
+        assert!(corner[0] > 0.6 && corner[2] < 0.2, "still: {corner:?}");
+        assert!(
+            walked_in[2] > 0.6 && walked_in[0] < 0.2,
+            "moved: {walked_in:?}"
+        );
+        // Without a quality refresh it is the real-time colour everywhere.
+        let mut alone = CameraColour::default();
+        alone.accept(flat_refresh(&low_moved, [0.0, 0.0, 0.8], t0));
+        alone.step(t0, Duration::ZERO);
+        let out = alone.colour(&moved);
+        assert!(out.data[2 * w * h + 40 * w + 4] > 0.6);
+        // A quality refresh of another frame size is ignored, not blended.
+        let mut resized = CameraColour::default();
+        resized.accept(flat_refresh(&low_moved, [0.0, 0.0, 0.8], t0));
+        resized.accept_quality(flat_refresh(
+            &shrink_to(&still, 16, 12),
+            [0.8, 0.0, 0.0],
+            t0,
+        ));
+        resized.step(t0, Duration::ZERO);
+        assert!(resized.colour(&moved).data[2 * w * h + 40 * w + 4] > 0.6);
     }
 
     #[test]
@@ -1015,7 +1196,10 @@ mod tests {
             delay: Duration::from_millis(150),
         });
         let threads = spawn(
-            slow,
+            Models {
+                realtime: slow,
+                quality: None,
+            },
             inputs,
             outs,
             settings,

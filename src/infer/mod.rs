@@ -128,6 +128,8 @@ pub struct FrameTimes {
     pub processed: Histogram,
     /// Times the network recomputed this camera's colour.
     pub refreshes: AtomicU64,
+    /// Times the quality model recomputed it (tiered refresh, `[model] quality`).
+    pub quality_refreshes: AtomicU64,
     /// Time between two refreshes.
     pub refresh_interval: Histogram,
     /// Age of the colour on the newest frame: its capture time minus that of the frame the
@@ -168,12 +170,14 @@ impl InferStage {
             config,
             HashMap::new(),
             HashMap::new(),
+            None,
         )
     }
 
     /// [`spawn`](Self::spawn), with the calibration of each camera that has one (its NIR is
-    /// corrected before the colorizer, its colour after the detail, with its own filter) and
-    /// the day reference of each camera that keeps one (with the default refresh).
+    /// corrected before the colorizer, its colour after the detail, with its own filter), the
+    /// day reference of each camera that keeps one, and a quality model for a tiered refresh
+    /// (the last two with the default refresh, not every frame).
     pub fn spawn_calibrated(
         colorizer: Box<dyn Colorizer>,
         inputs: Vec<Consumer<Frame>>,
@@ -181,6 +185,7 @@ impl InferStage {
         config: InferSettings,
         calibrations: HashMap<Arc<str>, Corrector>,
         references: HashMap<Arc<str>, ReferenceSettings>,
+        quality: Option<Box<dyn Colorizer>>,
     ) -> std::io::Result<InferStage> {
         let stats = Arc::new(InferStats {
             cameras: outputs
@@ -195,7 +200,10 @@ impl InferStage {
         });
         if config.refresh != Refresh::EveryFrame {
             let threads = amortised::spawn(
-                colorizer,
+                amortised::Models {
+                    realtime: colorizer,
+                    quality,
+                },
                 inputs,
                 outputs,
                 config,
@@ -203,10 +211,9 @@ impl InferStage {
                 references,
                 stats.clone(),
             )?;
-            return Ok(InferStage {
-                stats,
-                workers: vec![threads.frames, threads.model],
-            });
+            let mut workers = vec![threads.frames, threads.model];
+            workers.extend(threads.quality);
+            return Ok(InferStage { stats, workers });
         }
         let thread_stats = stats.clone();
         let worker = Worker::spawn("infer".into(), move |stop| {

@@ -299,6 +299,8 @@ pub struct PipelineCase<'a> {
     /// Every camera keeps a day reference (scene memory): the test cameras show the static
     /// colour bars, and their reference is the bars in colour ([`PipelineCase::write_references`]).
     pub reference: bool,
+    /// A quality model for a tiered refresh (`[model] quality`).
+    pub quality: Option<&'a str>,
 }
 
 /// Recording segments of the pipeline benchmark: longer than any run, so no segment switch
@@ -396,6 +398,7 @@ impl PipelineCase<'_> {
             file: self.dir.join("bench-pipeline (built in code)"),
             model: ModelConfig {
                 weights: self.model.to_string(),
+                quality: self.quality.map(str::to_string),
                 device: Device::Auto,
                 scale: None,
                 max_batch: self.cameras,

@@ -50,6 +50,9 @@ struct RawModel {
     refresh_fps: Option<Spanned<toml::Value>>,
     #[serde(default = "default_blend_ms")]
     blend_ms: Spanned<u64>,
+    /// A second, slower model for a tiered refresh: it colours each camera's static scene,
+    /// seconds apart, while `weights` refreshes what moves.
+    quality: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -315,6 +318,8 @@ impl Default for RawMetrics {
 pub struct ModelConfig {
     /// A built-in colorizer name or a weights file (resolved against the config's folder).
     pub weights: String,
+    /// The quality model of a tiered refresh, named the same way (`[model] quality`).
+    pub quality: Option<String>,
     pub device: Device,
     /// Inference size as a factor of the frame; None: the model's own (a network's card, 0.5
     /// for the classical colorizers).
@@ -422,17 +427,30 @@ impl Config {
         let raw: RawConfig = c.parse()?;
 
         let m = &raw.model;
-        let weights = m.weights.get_ref().clone();
-        if !BUILTIN.contains(&weights.as_str()) && !c.path(&weights).is_file() {
-            return Err(c.err(
-                &m.weights.span(),
-                "model.weights",
-                format!(
-                    "'{weights}' is neither a built-in colorizer ({}) nor an existing weights file",
-                    BUILTIN.join(", ")
-                ),
-            ));
-        }
+        let model_file = |v: &Spanned<String>, key: &str| -> Result<String, ConfigError> {
+            let name = v.get_ref().clone();
+            if BUILTIN.contains(&name.as_str()) {
+                return Ok(name);
+            }
+            let path = c.path(&name);
+            if !path.is_file() {
+                return Err(c.err(
+                    &v.span(),
+                    key,
+                    format!(
+                        "'{name}' is neither a built-in colorizer ({}) nor an existing weights file",
+                        BUILTIN.join(", ")
+                    ),
+                ));
+            }
+            Ok(path.to_string_lossy().into_owned())
+        };
+        let weights = model_file(&m.weights, "model.weights")?;
+        let quality = m
+            .quality
+            .as_ref()
+            .map(|q| model_file(q, "model.quality"))
+            .transpose()?;
         if let Some(s) = &m.scale {
             let scale = *s.get_ref();
             if !(scale > 0.0 && scale <= 1.0) {
@@ -453,11 +471,8 @@ impl Config {
             ));
         }
         let model = ModelConfig {
-            weights: if BUILTIN.contains(&weights.as_str()) {
-                weights
-            } else {
-                c.path(&weights).to_string_lossy().into_owned()
-            },
+            weights,
+            quality,
             device: m.device,
             scale,
             max_batch: c.range(&m.max_batch, "model.max_batch", 1, 64)?,
@@ -475,6 +490,13 @@ impl Config {
             radius: c.range(&raw.detail.radius, "detail.radius", 1, 64)?,
             eps,
         };
+        if let (Some(q), Refresh::EveryFrame) = (&m.quality, model.refresh) {
+            return Err(c.err(
+                &q.span(),
+                "model.quality",
+                "a tiered refresh needs refresh_fps \"auto\" or a rate: with \"every-frame\" the weights' model colours every frame whole and the quality model would never show",
+            ));
+        }
         let rtsp_port = c.range(&raw.rtsp.port, "rtsp.port", 1, 65535)?;
         let metrics_bind: SocketAddr = raw.metrics.bind.get_ref().parse().map_err(|_| {
             c.err(
