@@ -214,6 +214,45 @@ fn colorize_writes_colour_images_for_a_file_and_a_folder() {
 }
 
 #[test]
+fn colorize_in_bf16_gives_nearly_the_f32_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let nir = common::root().join("samples/nir/oldbuilding_0000.png");
+    let mut outs = Vec::new();
+    for (name, bf16) in [("f32.png", false), ("bf16.png", true)] {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "colorize",
+            nir.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ];
+        if bf16 {
+            args.push("--bf16");
+        }
+        let o = nircolor(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        outs.push(image::open(&out).unwrap().to_rgb8());
+    }
+    let diffs: Vec<u8> = outs[0]
+        .as_raw()
+        .iter()
+        .zip(outs[1].as_raw())
+        .map(|(a, b)| a.abs_diff(*b))
+        .collect();
+    let mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
+    eprintln!(
+        "bf16 against f32: mean {mean:.2}, most {} levels",
+        diffs.iter().max().unwrap()
+    );
+    // bf16 keeps 8 bits of mantissa: the colour moves by a level or two, not by a hue.
+    assert!(mean < 1.5, "mean difference {mean:.2} levels");
+    assert!(
+        outs[0] != outs[1],
+        "--bf16 changed nothing: was it applied?"
+    );
+}
+
+#[test]
 fn train_writes_weights_that_eval_loads() {
     let dir = tempfile::tempdir().unwrap();
     for arch in ["l3", "linear"] {
@@ -376,6 +415,8 @@ fn bench_soak_prints_every_minute_and_its_failing_camera_comes_back() {
         "10",
         "--flap-every",
         "20",
+        "--http-flood",
+        "200",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -394,6 +435,9 @@ fn bench_soak_prints_every_minute_and_its_failing_camera_comes_back() {
         let n: Vec<f64> = row.iter().map(|c| c.parse().unwrap()).collect();
         assert!(n[1] > 50.0 && n[2] > 10.0 && n[3] > 5.0, "{row:?}");
     }
+    // The HTTP flood beside it: /healthz answered every time.
+    assert!(rows.iter().all(|r| r[8] == "0"), "failed probes: {text}");
+    assert!(text.contains("http flood: 200 slow clients"), "{text}");
     let reconnects: u64 = rows[1][6].parse().unwrap();
     assert!(
         reconnects >= 2,

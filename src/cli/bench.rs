@@ -112,6 +112,9 @@ pub(crate) struct ModelBenchArgs {
     /// CPU threads for libtorch (default: all cores).
     #[arg(long)]
     pub(crate) threads: Option<i32>,
+    /// Also times the model with its layers in bf16, in the same process.
+    #[arg(long)]
+    pub(crate) bf16: bool,
 }
 
 #[derive(Args)]
@@ -182,7 +185,10 @@ pub(crate) fn run_bench_model(args: &ModelBenchArgs) -> Result<()> {
         args.model,
         nircolor::runtime::cuda::describe()
     );
-    let bar = progress(args.frames + args.baseline_frames, "timing");
+    let bar = progress(
+        args.frames * (1 + usize::from(args.bf16)) + args.baseline_frames,
+        "timing",
+    );
     let mut rows: Vec<ModelTiming> = vec![bench::time_model(
         model.as_ref(),
         &nir,
@@ -190,6 +196,15 @@ pub(crate) fn run_bench_model(args: &ModelBenchArgs) -> Result<()> {
         inference,
         || bar.inc(1),
     )];
+    if args.bf16 {
+        // The same model in the same process, its layers in bf16: the speed-up as a ratio.
+        nircolor::models::net::set_bf16_inference(true);
+        let mut row =
+            bench::time_model(model.as_ref(), &nir, args.frames, inference, || bar.inc(1));
+        nircolor::models::net::set_bf16_inference(false);
+        row.model += " (bf16)";
+        rows.push(row);
+    }
     if args.baseline_frames > 0 {
         let device = nircolor::models::net::pick_device("auto").unwrap_or(tch::Device::Cpu);
         let unet = Model::new(NetArch::Unet.default_config(), device, 1);
@@ -205,7 +220,10 @@ pub(crate) fn run_bench_model(args: &ModelBenchArgs) -> Result<()> {
     bar.finish_and_clear();
     println!("| model | frame | network input | frames | median ms | p99 ms | vs unet |");
     println!("|---|---|---|---|---|---|---|");
-    let base = rows.get(1).map(|r| r.median_ms);
+    let base = rows
+        .iter()
+        .find(|r| r.model.starts_with("unet"))
+        .map(|r| r.median_ms);
     for r in &rows {
         let ratio = base.map_or("-".to_string(), |b| {
             format!("{:.1}x faster", b / r.median_ms)
@@ -326,7 +344,8 @@ impl HttpFloodChild {
         Ok(HttpFloodChild(child))
     }
 
-    /// Its last line (the flood's report); it ends by itself with the soak.
+    /// What it printed (the flood's report and why probes failed, if any); it ends by itself
+    /// with the soak.
     fn finish(mut self) -> String {
         let mut out = String::new();
         if let Some(mut o) = self.0.stdout.take() {
@@ -334,7 +353,11 @@ impl HttpFloodChild {
             let _ = o.read_to_string(&mut out);
         }
         let _ = self.0.wait();
-        out.lines().last().unwrap_or("no report").to_string()
+        if out.trim().is_empty() {
+            "no report".to_string()
+        } else {
+            out.trim_end().to_string()
+        }
     }
 }
 

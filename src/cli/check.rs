@@ -34,6 +34,9 @@ pub(crate) fn run_check(file: &Path, shard: Option<&str>) -> Result<()> {
         },
         m.blend.as_millis()
     );
+    if m.bf16 {
+        println!("  networks compute in bf16 (weights and output in f32)");
+    }
     if let Some(q) = &m.quality {
         println!(
             "  tiered refresh: {q} colours each camera's static scene in turn, seconds apart; the model above refreshes the blocks that move"

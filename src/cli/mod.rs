@@ -53,11 +53,16 @@ pub(crate) struct ModelArgs {
     /// Size factor the colorizer runs at with --post fast-guided, in (0, 1].
     #[arg(long, default_value_t = 0.5)]
     pub(crate) scale: f32,
+    /// A network computes its layers in bf16 (weights and output stay f32): faster on CPUs
+    /// with AVX-512 BF16; `nircolor bench model --bf16` measures it.
+    #[arg(long)]
+    pub(crate) bf16: bool,
 }
 
 impl ModelArgs {
     pub(crate) fn load(&self) -> Result<Box<dyn Colorizer>> {
         nircolor::models::colorizer::validate_post(self.eps, self.scale)?;
+        nircolor::models::net::set_bf16_inference(self.bf16);
         let inner = nircolor::models::load(&self.model)
             .with_context(|| format!("loading model '{}'", self.model))?;
         let filter = GuidedFilter {

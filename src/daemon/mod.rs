@@ -106,6 +106,7 @@ impl Daemon {
             file: config.file.display().to_string(),
             why,
         })?;
+        crate::models::net::set_bf16_inference(config.model.bf16);
         let (model, net) = crate::models::load_bare(&config.model.weights, device)?;
         if config.model.device == Device::Cuda && net.is_none() {
             return Err(unsupported(

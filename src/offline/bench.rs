@@ -399,6 +399,7 @@ impl PipelineCase<'_> {
             model: ModelConfig {
                 weights: self.model.to_string(),
                 quality: self.quality.map(str::to_string),
+                bf16: false,
                 device: Device::Auto,
                 scale: None,
                 max_batch: self.cameras,

@@ -53,6 +53,9 @@ struct RawModel {
     /// A second, slower model for a tiered refresh: it colours each camera's static scene,
     /// seconds apart, while `weights` refreshes what moves.
     quality: Option<Spanned<String>>,
+    /// Networks compute their layers in bf16.
+    #[serde(default)]
+    bf16: bool,
 }
 
 #[derive(Deserialize, Debug)]
@@ -320,6 +323,8 @@ pub struct ModelConfig {
     pub weights: String,
     /// The quality model of a tiered refresh, named the same way (`[model] quality`).
     pub quality: Option<String>,
+    /// Networks compute their layers in bf16 (`[model] bf16`).
+    pub bf16: bool,
     pub device: Device,
     /// Inference size as a factor of the frame; None: the model's own (a network's card, 0.5
     /// for the classical colorizers).
@@ -473,6 +478,7 @@ impl Config {
         let model = ModelConfig {
             weights,
             quality,
+            bf16: m.bf16,
             device: m.device,
             scale,
             max_batch: c.range(&m.max_batch, "model.max_batch", 1, 64)?,

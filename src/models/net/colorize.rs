@@ -44,6 +44,7 @@ impl NetColorizer {
     /// The network on frames of one size, as one batch.
     fn forward_same_size(&self, nirs: &[&Gray]) -> Vec<Rgb> {
         let _guard = tch::no_grad_guard();
+        self.model.set_bf16(super::bf16_inference());
         let (w, h) = (nirs[0].width, nirs[0].height);
         let flat: Vec<f32> = nirs.iter().flat_map(|n| n.data.iter().copied()).collect();
         let x = Tensor::from_slice(&flat)

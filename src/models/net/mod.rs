@@ -539,6 +539,21 @@ impl Model {
     }
 }
 
+/// Whether networks colour in bf16 (`[model] bf16`, `--bf16`): process-wide, because the
+/// daemon's models and the CLI's are loaded in many places and one switch is what a user sets.
+static BF16_INFERENCE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every network colour with its layers in bf16 (weights, output and the guided filter
+/// stay f32), or in f32 again. Training is not affected: it has `TrainOptions::bf16`.
+pub fn set_bf16_inference(on: bool) {
+    BF16_INFERENCE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether networks colour in bf16 (see [`set_bf16_inference`]).
+pub fn bf16_inference() -> bool {
+    BF16_INFERENCE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The device a `--device auto|cpu|cuda` choice means here.
 pub fn pick_device(choice: &str) -> Result<Device, DeviceError> {
     match choice {
