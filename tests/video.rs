@@ -293,3 +293,78 @@ fn eval_video_with_a_reference_takes_the_scenes_colours_and_refuses_another_size
     );
     let _ = stdout(&out);
 }
+
+#[test]
+fn eval_video_with_a_quality_model_adds_a_tiered_run_that_takes_its_colour_on_a_still_clip() {
+    // The real-time model is the identity (gray); on a still clip every block is static, so the
+    // tiered run shows the quality model's colour and scores what that model scores alone (on
+    // this gray street, less than gray itself: it is the colour that is checked, not a gain).
+    let dir = tempfile::tempdir().unwrap();
+    let (nir, truth, _) = still_clips(dir.path());
+    let path = dir.path().join("tiered.json");
+    let out = nircolor(&[
+        "eval-video",
+        "--model",
+        "identity",
+        "--quality",
+        "default",
+        "--quality-every",
+        "0.1",
+        "--nir",
+        &nir,
+        "--truth",
+        &truth,
+        "--refresh",
+        "10",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("| 10.0 refreshes/s + quality every 0.1 s |"),
+        "{text}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let psnr = |v: &serde_json::Value, i: usize| v["runs"][i]["mean_psnr"].as_f64().unwrap();
+    let alone_path = dir.path().join("alone.json");
+    let out = nircolor(&[
+        "eval-video",
+        "--model",
+        "default",
+        "--nir",
+        &nir,
+        "--truth",
+        &truth,
+        "--refresh",
+        "10",
+        "--json",
+        alone_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let alone: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&alone_path).unwrap()).unwrap();
+    let (gray, tiered, quality) = (psnr(&v, 0), psnr(&v, 1), psnr(&alone, 0));
+    println!("still clip: identity {gray:.2} dB, tiered {tiered:.2}, the quality model alone {quality:.2}");
+    assert!((tiered - quality).abs() < 0.5, "{text}");
+    assert!((tiered - gray).abs() > 2.0, "{text}");
+    // Without a rate-limited refresh the quality model would never show: refused.
+    let out = nircolor(&[
+        "eval-video",
+        "--quality",
+        "default",
+        "--nir",
+        &nir,
+        "--truth",
+        &truth,
+        "--refresh",
+        "every-frame",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--quality needs a rate-limited --refresh"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -46,6 +46,14 @@ pub(crate) struct EvalVideoArgs {
     /// as the daemon does for a camera that keeps one.
     #[arg(long, value_name = "IMAGE")]
     pub(crate) reference: Option<PathBuf>,
+    /// A quality model for a tiered refresh (`[model] quality`): each rate-limited setting is
+    /// run again with it beside --model.
+    #[arg(long)]
+    pub(crate) quality: Option<String>,
+    /// Seconds of video between two of the quality model's refreshes of the clip (the daemon
+    /// measured about 0.5 s per camera with four cameras and hq).
+    #[arg(long, default_value_t = 0.5)]
+    pub(crate) quality_every: f64,
 }
 
 pub(crate) fn run_eval_video(args: &EvalVideoArgs) -> Result<()> {
@@ -79,6 +87,35 @@ pub(crate) fn run_eval_video(args: &EvalVideoArgs) -> Result<()> {
             }
         })
         .collect::<Vec<_>>();
+    let quality = args
+        .quality
+        .as_deref()
+        .map(|q| {
+            nircolor::models::load_bare(q, tch::Device::Cpu)
+                .map(|(m, _)| m)
+                .with_context(|| format!("loading the quality model '{q}'"))
+        })
+        .transpose()?;
+    if quality.is_some() && !(args.quality_every > 0.0 && args.quality_every.is_finite()) {
+        anyhow::bail!("--quality-every must be a number of seconds above 0");
+    }
+    let mut refreshes = refreshes;
+    if quality.is_some() {
+        let tiered: Vec<VideoRefresh> = refreshes
+            .iter()
+            .filter_map(|r| match r {
+                VideoRefresh::PerSecond(rate) => Some(VideoRefresh::Tiered {
+                    rate: *rate,
+                    quality_every: args.quality_every,
+                }),
+                _ => None,
+            })
+            .collect();
+        if tiered.is_empty() {
+            anyhow::bail!("--quality needs a rate-limited --refresh (auto or a number): with every-frame the quality model would never show");
+        }
+        refreshes.extend(tiered);
+    }
     println!(
         "{} on {} against {} at {} fps",
         colorizer.name(),
@@ -96,7 +133,10 @@ pub(crate) fn run_eval_video(args: &EvalVideoArgs) -> Result<()> {
     }
     let bar = progress(0, "frames");
     let (runs, truth) = video::evaluate(
-        colorizer.as_ref(),
+        video::VideoModels {
+            realtime: colorizer.as_ref(),
+            quality: quality.as_deref(),
+        },
         &args.nir,
         &args.truth,
         &refreshes,

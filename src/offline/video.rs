@@ -201,6 +201,10 @@ pub enum VideoRefresh {
     /// The network back to back at this many runs per second of video: each run starts on the
     /// newest frame and its colour arrives one run later, as with the daemon's model thread.
     PerSecond(f64),
+    /// `PerSecond(rate)` plus the quality model (tiered refresh), run every `quality_every`
+    /// seconds of video on the newest frame, its colour arriving one run later; it stays in the
+    /// blocks that have not moved since.
+    Tiered { rate: f64, quality_every: f64 },
 }
 
 impl VideoRefresh {
@@ -208,8 +212,20 @@ impl VideoRefresh {
         match self {
             VideoRefresh::EveryFrame => "every frame".into(),
             VideoRefresh::PerSecond(r) => format!("{r:.1} refreshes/s"),
+            VideoRefresh::Tiered {
+                rate,
+                quality_every,
+            } => format!("{rate:.1} refreshes/s + quality every {quality_every:.1} s"),
         }
     }
+}
+
+/// The models a clip is coloured with: the real-time one, and the quality one of a tiered
+/// refresh (needed by [`VideoRefresh::Tiered`]).
+#[derive(Clone, Copy)]
+pub struct VideoModels<'a> {
+    pub realtime: &'a dyn Colorizer,
+    pub quality: Option<&'a dyn Colorizer>,
 }
 
 /// The daemon settings an evaluation reproduces.
@@ -266,9 +282,9 @@ pub struct VideoRun {
     pub frames: Vec<FrameScore>,
 }
 
-/// Runs `colorizer` over the paired clips under each refresh setting.
+/// Runs the models over the paired clips under each refresh setting.
 pub fn evaluate(
-    colorizer: &dyn Colorizer,
+    models: VideoModels,
     nir: &Path,
     truth: &Path,
     refreshes: &[VideoRefresh],
@@ -293,7 +309,7 @@ pub fn evaluate(
         .iter()
         .map(|&refresh| {
             let (outputs, runs) =
-                colour_clip(colorizer, &nirs, refresh, settings, reference, &mut tick);
+                colour_clip(models, &nirs, refresh, settings, reference, &mut tick);
             score(refresh, runs, &outputs, &truths, settings.fps)
         })
         .collect();
@@ -330,7 +346,7 @@ fn read_pair(nir: &Path, truth: &Path) -> Result<(Vec<Gray>, Vec<RgbImage>), Vid
 /// The colour the daemon would show for each frame, with the age of its colour in frames
 /// (`None` while still gray), and how many times the network ran.
 fn colour_clip(
-    colorizer: &dyn Colorizer,
+    models: VideoModels,
     nirs: &[Gray],
     refresh: VideoRefresh,
     s: VideoSettings,
@@ -345,6 +361,9 @@ fn colour_clip(
     // (frame the run started on, frame its colour arrives, the colour)
     let mut pending: Option<(usize, f64, Refreshed)> = None;
     let mut next_start = 0.0f64;
+    // The quality model's run in flight: (frame its colour arrives, the colour).
+    let mut quality_pending: Option<(f64, Refreshed)> = None;
+    let mut next_quality = 0.0f64;
     let mut shown_from: Option<usize> = None;
     let mut runs = 0;
     let mut out = Vec::with_capacity(nirs.len());
@@ -357,18 +376,43 @@ fn colour_clip(
                 reference_low = Some(crate::reference::shrunk(r, lw, lh));
             }
         }
-        let mut run = |low: Gray| {
-            runs += 1;
-            let colour = colorizer.colorize(&low);
+        let fit = |model: &dyn Colorizer, low: Gray| {
+            let colour = model.colorize(&low);
             Refreshed::fit_with(filter, low, &colour, reference_low.as_ref(), at(i))
         };
-        let blend = match refresh {
-            VideoRefresh::EveryFrame => {
+        let (rate, quality_every) = match refresh {
+            VideoRefresh::EveryFrame => (None, None),
+            VideoRefresh::PerSecond(r) => (Some(r), None),
+            VideoRefresh::Tiered {
+                rate,
+                quality_every,
+            } => (Some(rate), Some(quality_every)),
+        };
+        if let (Some(every), Some(quality)) = (quality_every, models.quality) {
+            if quality_pending
+                .as_ref()
+                .is_some_and(|(ready, _)| i as f64 >= *ready)
+            {
+                let (_, q) = quality_pending.take().expect("checked just above");
+                camera.accept_quality(q);
+            }
+            if quality_pending.is_none() && i as f64 >= next_quality {
+                let period = (every * s.fps).max(1.0);
+                quality_pending = Some((i as f64 + period, fit(quality, low.clone())));
+                next_quality = i as f64 + period;
+            }
+        }
+        let mut run = |low: Gray| {
+            runs += 1;
+            fit(models.realtime, low)
+        };
+        let blend = match rate {
+            None => {
                 camera.accept(run(low));
                 shown_from = Some(i);
                 Duration::ZERO
             }
-            VideoRefresh::PerSecond(rate) => {
+            Some(rate) => {
                 if let Some((start, ready, _)) = &pending {
                     if i as f64 >= *ready {
                         let start = *start;
