@@ -57,6 +57,7 @@ fn a_reference_beats_the_network_alone_and_objects_are_scored_apart() {
     let data = p.to_str().unwrap();
     let refs = p.join("reference");
     let alone = eval_json(&["--model", "default", "--data", data]);
+    let report = dir.path().join("report");
     let with = eval_json(&[
         "--model",
         "default",
@@ -64,7 +65,30 @@ fn a_reference_beats_the_network_alone_and_objects_are_scored_apart() {
         data,
         "--reference",
         refs.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
     ]);
+    // The report shows each pair's reference in a column of its own.
+    let page = std::fs::read_to_string(report.join("index.html")).unwrap();
+    assert!(
+        page.contains("NIR input | day reference | output"),
+        "{page}"
+    );
+    let pictures = std::fs::read_dir(report.join("images")).unwrap().count();
+    let shown = std::fs::read_dir(report.join("images"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with("_ref.png")
+        })
+        .count();
+    assert!(
+        shown >= 1 && pictures == 4 * shown,
+        "{shown} references in {pictures} pictures"
+    );
     let (a, w) = (mean_of(&alone, "psnr"), mean_of(&with, "psnr"));
     // Measured 15.4 -> 19.3 dB on the 15 val15 pairs; four pairs keep a wide margin.
     assert!(

@@ -55,7 +55,19 @@ fn parse_compare(s: &str) -> Result<Compare, String> {
 pub(crate) fn run_eval(args: &EvalArgs) -> Result<()> {
     let model = args.model.load()?;
     let ds = args.select.open(&args.data)?;
-    let report = args.report.as_deref().map(Report::create).transpose()?;
+    let report = args
+        .report
+        .as_deref()
+        .map(|dir| {
+            Report::create(dir).map(|r| {
+                if args.reference.is_some() {
+                    r.with_references()
+                } else {
+                    r
+                }
+            })
+        })
+        .transpose()?;
     let bar = progress(ds.len(), "evaluating");
     let mut report_err = None;
     let on_image = |pair: &data::Pair, out: &Rgb, _: &eval::ImageScore, cmp: &[image::RgbImage]| {
@@ -81,6 +93,10 @@ pub(crate) fn run_eval(args: &EvalArgs) -> Result<()> {
                     ))
                 })?;
                 let reference = reference::read(path).map_err(|e| bad(e.to_string()))?;
+                if let Some(r) = &report {
+                    r.add_reference(pair, &reference)
+                        .map_err(|e| bad(e.to_string()))?;
+                }
                 let network = model.colorize(&pair.nir);
                 let out = reference::colorize(&pair.nir, &reference, &network)
                     .map_err(|e| bad(format!("{}: {e}", path.display())))?;

@@ -1,5 +1,6 @@
-//! The HTML evaluation report: a picture grid (NIR | output | each compared model | ground truth
-//! for every image) and the metrics tables, so a person can look rather than read.
+//! The HTML evaluation report: a picture grid (NIR | the day reference, when one is in use |
+//! output | each compared model | ground truth for every image) and the metrics tables, so a
+//! person can look rather than read.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -20,6 +21,8 @@ pub enum ReportError {
 /// A report being written into a folder: images as they are evaluated, the page at the end.
 pub struct Report {
     dir: PathBuf,
+    /// Each pair was coloured with a day reference (`eval --reference`): a column shows it.
+    references: bool,
 }
 
 impl Report {
@@ -28,7 +31,29 @@ impl Report {
         fs::create_dir_all(&images).map_err(|e| write_err(&images, e))?;
         Ok(Report {
             dir: dir.to_path_buf(),
+            references: false,
         })
+    }
+
+    /// A report with a column for each pair's day reference ([`Report::add_reference`]).
+    pub fn with_references(mut self) -> Report {
+        self.references = true;
+        self
+    }
+
+    /// Saves the day reference one pair was coloured with.
+    pub fn add_reference(&self, pair: &Pair, reference: &Rgb) -> Result<(), ReportError> {
+        let path = self
+            .dir
+            .join("images")
+            .join(format!("{}_ref.png", pair.name));
+        reference
+            .to_rgb8()
+            .save(&path)
+            .map_err(|e| ReportError::Write {
+                path,
+                why: e.to_string(),
+            })
     }
 
     /// Saves the pictures of one evaluated pair: NIR, output, the compared models' outputs (in
@@ -60,7 +85,7 @@ impl Report {
     /// Writes `index.html` and returns its path.
     pub fn finish(&self, e: &Evaluation) -> Result<PathBuf, ReportError> {
         let page = self.dir.join("index.html");
-        fs::write(&page, html(e)).map_err(|err| write_err(&page, err))?;
+        fs::write(&page, html(e, self.references)).map_err(|err| write_err(&page, err))?;
         Ok(page)
     }
 }
@@ -87,8 +112,9 @@ fn cells(m: &Metrics, ms: f64) -> String {
     )
 }
 
-fn html(e: &Evaluation) -> String {
+fn html(e: &Evaluation, references: bool) -> String {
     let mut s = String::new();
+    let fixed = 3 + usize::from(references);
     let (model, data) = (escape(&e.model), escape(&e.data));
     let _ = write!(
         s,
@@ -98,9 +124,10 @@ td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}} td:first-
 .grid{{display:grid;grid-template-columns:repeat({columns},1fr);gap:6px;max-width:{max_width}px}} .grid img{{width:100%}}\
 .grid figure{{margin:0}} figcaption{{font-size:85%;color:#444}} h2{{margin-top:1.5em}}</style></head><body>\n\
 <h1>{model}</h1><p>data: <code>{data}</code> &middot; {n} images &middot; mean PSNR {psnr:.3} dB, SSIM {ssim:.4}, \
-&Delta;E2000 {de:.3}, {ms:.2} ms per image</p>\n<h2>Pictures</h2><p>NIR input | output | {compared}ground truth</p><div class=\"grid\">\n",
-        columns = 3 + e.compare.len(),
-        max_width = 470 * (3 + e.compare.len()),
+&Delta;E2000 {de:.3}, {ms:.2} ms per image</p>\n<h2>Pictures</h2><p>NIR input | {reference}output | {compared}ground truth</p><div class=\"grid\">\n",
+        columns = fixed + e.compare.len(),
+        max_width = 470 * (fixed + e.compare.len()),
+        reference = if references { "day reference | " } else { "" },
         compared = e
             .compare
             .keys()
@@ -115,10 +142,11 @@ td,th{{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}} td:first-
     for (i, ImageScore { name, metrics, .. }) in e.images.iter().enumerate() {
         let n = escape(name);
         let scored = |m: &Metrics| format!(", PSNR {:.2} dB, SSIM {:.3}", m.psnr, m.ssim);
-        let mut columns = vec![
-            ("nir".to_string(), "NIR".to_string(), String::new()),
-            ("out".into(), "output".into(), scored(metrics)),
-        ];
+        let mut columns = vec![("nir".to_string(), "NIR".to_string(), String::new())];
+        if references {
+            columns.push(("ref".into(), "day reference".into(), String::new()));
+        }
+        columns.push(("out".into(), "output".into(), scored(metrics)));
         for (k, (model, c)) in e.compare.iter().enumerate() {
             columns.push((
                 format!("cmp{k}"),
