@@ -167,6 +167,14 @@ pub(crate) fn run_eval_video(args: &EvalVideoArgs) -> Result<()> {
         truth.static_chroma,
         100.0 * truth.static_share
     );
+    if args.reference.is_some() {
+        for r in &runs {
+            println!(
+                "{}: the reference was refused (out of line with the NIR) on {} of {} refreshes",
+                r.label, r.reference_refused, r.refreshes
+            );
+        }
+    }
     if let Some(path) = &args.json {
         let value = serde_json::json!({
             "model": colorizer.name(),

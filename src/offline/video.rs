@@ -272,6 +272,9 @@ pub struct VideoRun {
     pub label: String,
     /// Network runs made.
     pub refreshes: usize,
+    /// Of those, how many found the day reference out of line with the NIR (the camera moved)
+    /// and coloured with the network alone, as the daemon does.
+    pub reference_refused: usize,
     /// Frames before the first colour arrived (gray, as a camera shows them): left out of
     /// the means.
     pub gray_frames: usize,
@@ -308,9 +311,11 @@ pub fn evaluate(
     let runs = refreshes
         .iter()
         .map(|&refresh| {
-            let (outputs, runs) =
+            let (outputs, runs, refused) =
                 colour_clip(models, &nirs, refresh, settings, reference, &mut tick);
-            score(refresh, runs, &outputs, &truths, settings.fps)
+            let mut run = score(refresh, runs, &outputs, &truths, settings.fps);
+            run.reference_refused = refused;
+            run
         })
         .collect();
     Ok((runs, truth_flicker))
@@ -344,7 +349,8 @@ fn read_pair(nir: &Path, truth: &Path) -> Result<(Vec<Gray>, Vec<RgbImage>), Vid
 }
 
 /// The colour the daemon would show for each frame, with the age of its colour in frames
-/// (`None` while still gray), and how many times the network ran.
+/// (`None` while still gray), how many times the network ran, and how many of those runs
+/// found the reference out of line.
 fn colour_clip(
     models: VideoModels,
     nirs: &[Gray],
@@ -352,7 +358,8 @@ fn colour_clip(
     s: VideoSettings,
     reference: ClipReference,
     tick: &mut impl FnMut(),
-) -> (Vec<(RgbImage, Option<usize>)>, usize) {
+) -> (Vec<(RgbImage, Option<usize>)>, usize, usize) {
+    let mut refused = 0;
     // The reference at the inference size, made once per size (as the daemon does).
     let mut reference_low: Option<Rgb> = None;
     let t0 = Instant::now();
@@ -404,7 +411,9 @@ fn colour_clip(
         }
         let mut run = |low: Gray| {
             runs += 1;
-            fit(models.realtime, low)
+            let r = fit(models.realtime, low);
+            refused += usize::from(r.reference_moved);
+            r
         };
         let blend = match rate {
             None => {
@@ -436,7 +445,7 @@ fn colour_clip(
         ));
         tick();
     }
-    (out, runs)
+    (out, runs, refused)
 }
 
 fn score(
@@ -472,6 +481,7 @@ fn score(
         refresh,
         label: refresh.label(),
         refreshes: runs,
+        reference_refused: 0,
         gray_frames: outputs.len() - frames.len(),
         mean_psnr: mean(&|f| f.psnr),
         mean_delta_e2000: mean(&|f| f.delta_e2000),
