@@ -1,7 +1,63 @@
 //! A run's record in the model card: each epoch's loss and scores, and the runs behind a
 //! network (its lineage), so a card tells the whole training it cost and how to redo it.
 
+use std::time::Instant;
+
 use serde::{Deserialize, Serialize};
+
+/// A step that takes more than this many times the epoch's median step counts as the median:
+/// the process was stopped (SIGSTOP while benchmarks run) or suspended, and that is not
+/// training time. Real steps vary by well under 2x on a loaded machine.
+const PAUSED_STEP: f64 = 10.0;
+
+/// An epoch's training time without the pauses: what `EpochLog::seconds`, and so the hours in a
+/// model card, count.
+#[derive(Debug)]
+pub(super) struct TrainingClock {
+    last: Instant,
+    /// This epoch's step times as measured.
+    steps: Vec<f64>,
+    counted: f64,
+}
+
+impl TrainingClock {
+    pub(super) fn start() -> TrainingClock {
+        TrainingClock {
+            last: Instant::now(),
+            steps: Vec::new(),
+            counted: 0.0,
+        }
+    }
+
+    /// Counts the time since the last lap as one step (the median step if it was a pause).
+    pub(super) fn step(&mut self) -> f64 {
+        let dt = self.last.elapsed().as_secs_f64();
+        self.last = Instant::now();
+        let counted = if self.steps.len() >= 5 {
+            let mut sorted = self.steps.clone();
+            sorted.sort_by(f64::total_cmp);
+            let median = sorted[sorted.len() / 2];
+            if dt > PAUSED_STEP * median {
+                median
+            } else {
+                dt
+            }
+        } else {
+            dt
+        };
+        self.steps.push(dt);
+        self.counted += counted;
+        counted
+    }
+
+    /// The epoch's counted seconds, the time since the last step (validation) included as is;
+    /// the clock starts the next epoch.
+    pub(super) fn end_epoch(&mut self) -> f64 {
+        let total = self.counted + self.last.elapsed().as_secs_f64();
+        *self = TrainingClock::start();
+        total
+    }
+}
 
 /// One epoch's record, for the curve and the card.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -13,6 +69,7 @@ pub struct EpochLog {
     /// well the network fits what it learns from, beside how it generalises.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fit_psnr: Option<f64>,
+    /// Training time, pauses of the process left out ([`TrainingClock`]).
     pub seconds: f64,
 }
 
@@ -64,4 +121,25 @@ pub fn lineage_of(card: &serde_json::Value) -> Vec<Stage> {
         });
     }
     stages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_pause_counts_as_a_median_step_not_as_training() {
+        let mut clock = TrainingClock::start();
+        for _ in 0..6 {
+            std::thread::sleep(Duration::from_millis(5));
+            clock.step();
+        }
+        // A 20x step: the process was stopped.
+        std::thread::sleep(Duration::from_millis(100));
+        let counted = clock.step();
+        assert!(counted < 0.02, "a pause counted {counted} s");
+        let epoch = clock.end_epoch();
+        assert!((0.03..0.1).contains(&epoch), "{epoch} s for 7 steps of 5 ms");
+    }
 }

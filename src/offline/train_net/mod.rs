@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -23,6 +22,7 @@ mod history;
 
 use crops::{chroma_histogram, make_batch, plan_crop, CropPlan, Sample, CHROMA_LOSS_STRIDE};
 pub use history::{history_in, hours, lineage_of, EpochLog, Stage};
+use history::TrainingClock;
 
 /// Loss weights and optimisation settings; recorded in checkpoints and the model card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -634,7 +634,7 @@ impl Trainer {
         let o = self.progress.options.clone();
         let dev = self.model.vs.device();
         let fit = self.fit_probe.clone();
-        let mut epoch_start = Instant::now();
+        let mut clock = TrainingClock::start();
         loop {
             if let Some(p) = self.progress.planned {
                 if self.progress.epoch >= p {
@@ -685,6 +685,7 @@ impl Trainer {
                 }
                 loss.backward();
                 self.progress.step += 1;
+                clock.step();
                 let lr = self.lr();
                 self.adam.step(&mut self.params, lr, self.progress.step);
                 self.update_ema();
@@ -705,9 +706,8 @@ impl Trainer {
                 loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
                 val_psnr: (!val.is_empty()).then(|| self.with_ema(|m| validate(m, val))),
                 fit_psnr: (!fit.is_empty()).then(|| self.with_ema(|m| validate(m, &fit))),
-                seconds: epoch_start.elapsed().as_secs_f64(),
+                seconds: clock.end_epoch(),
             };
-            epoch_start = Instant::now();
             if self.progress.planned.is_none() {
                 let minutes = o.minutes.unwrap_or(1.0);
                 let fit = (minutes * 60.0 / log.seconds.max(1e-3)).floor() as usize;
