@@ -281,8 +281,9 @@ async fn accept(
             first.fetch_add(1, Ordering::SeqCst);
             let (site, limits, first) = (site.clone(), limits.clone(), first.clone());
             tokio::spawn(async move {
+                // Given back however the task ends, a panic in a handler included.
+                let _slot = Slot(&first);
                 connection(stream, &site, &limits, None).await;
-                first.fetch_sub(1, Ordering::SeqCst);
             });
             continue;
         }
@@ -393,6 +394,15 @@ impl AsyncWrite for Counted {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A place in the first pool, given back when dropped.
+struct Slot<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

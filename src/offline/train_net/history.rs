@@ -140,6 +140,9 @@ mod tests {
         let counted = clock.step();
         assert!(counted < 0.02, "a pause counted {counted} s");
         let epoch = clock.end_epoch();
-        assert!((0.03..0.1).contains(&epoch), "{epoch} s for 7 steps of 5 ms");
+        assert!(
+            (0.03..0.1).contains(&epoch),
+            "{epoch} s for 7 steps of 5 ms"
+        );
     }
 }

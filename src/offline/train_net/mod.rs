@@ -21,8 +21,8 @@ mod crops;
 mod history;
 
 use crops::{chroma_histogram, make_batch, plan_crop, CropPlan, Sample, CHROMA_LOSS_STRIDE};
-pub use history::{history_in, hours, lineage_of, EpochLog, Stage};
 use history::TrainingClock;
+pub use history::{history_in, hours, lineage_of, EpochLog, Stage};
 
 /// Loss weights and optimisation settings; recorded in checkpoints and the model card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
