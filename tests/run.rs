@@ -549,17 +549,14 @@ fn mean_chroma(rgb: &[u8]) -> f64 {
         / px as f64
 }
 
-#[test]
-fn the_default_model_streams_real_colour_to_an_rtsp_client() {
-    // A real NIR still of a coloured scene, played as a camera through the default network:
-    // ffmpeg reads the expected frames over RTSP, and their colour is what the model gives
-    // offline (H.264's 4:2:0 chroma keeps most of it), far from the gray of the NIR itself.
-    let dir = tempfile::tempdir().unwrap();
-    let stills = dir.path().join("stills");
+/// A real NIR still of a coloured scene in `dir/stills` (an image-folder camera plays it), and
+/// the default model's colour of it offline: (that image, its mean chroma).
+fn still_scene(dir: &std::path::Path) -> (std::path::PathBuf, f64) {
+    let stills = dir.join("stills");
     std::fs::create_dir_all(&stills).unwrap();
     let nir = common::root().join("samples/nir/oldbuilding_0000.png");
     std::fs::copy(&nir, stills.join("a.png")).unwrap();
-    let offline = dir.path().join("offline.png");
+    let offline = dir.join("offline.png");
     let o = common::nircolor(&[
         "colorize",
         nir.to_str().unwrap(),
@@ -567,7 +564,17 @@ fn the_default_model_streams_real_colour_to_an_rtsp_client() {
         offline.to_str().unwrap(),
     ]);
     assert!(o.status.success(), "{}", common::stderr(&o));
-    let offline_chroma = mean_chroma(image::open(&offline).unwrap().to_rgb8().as_raw());
+    let chroma = mean_chroma(image::open(&offline).unwrap().to_rgb8().as_raw());
+    (offline, chroma)
+}
+
+#[test]
+fn the_default_model_streams_real_colour_to_an_rtsp_client() {
+    // A real NIR still of a coloured scene, played as a camera through the default network:
+    // ffmpeg reads the expected frames over RTSP, and their colour is what the model gives
+    // offline (H.264's 4:2:0 chroma keeps most of it), far from the gray of the NIR itself.
+    let dir = tempfile::tempdir().unwrap();
+    let (offline, offline_chroma) = still_scene(dir.path());
 
     let config = dir.path().join("colour.toml");
     std::fs::write(
@@ -619,19 +626,7 @@ fn a_tiered_refresh_gives_a_still_scene_the_quality_models_colour() {
     // scene every block is static, so the stream shows the quality model's colour, and the
     // metrics count its refreshes.
     let dir = tempfile::tempdir().unwrap();
-    let stills = dir.path().join("stills");
-    std::fs::create_dir_all(&stills).unwrap();
-    let nir = common::root().join("samples/nir/oldbuilding_0000.png");
-    std::fs::copy(&nir, stills.join("a.png")).unwrap();
-    let offline = dir.path().join("offline.png");
-    let o = common::nircolor(&[
-        "colorize",
-        nir.to_str().unwrap(),
-        "--output",
-        offline.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", common::stderr(&o));
-    let offline_chroma = mean_chroma(image::open(&offline).unwrap().to_rgb8().as_raw());
+    let (_, offline_chroma) = still_scene(dir.path());
     let metrics_port = common::free_port();
     let config = dir.path().join("tiered.toml");
     std::fs::write(

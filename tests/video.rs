@@ -303,50 +303,43 @@ fn eval_video_with_a_quality_model_adds_a_tiered_run_that_takes_its_colour_on_a_
     // this gray street, less than gray itself: it is the colour that is checked, not a gain).
     let dir = tempfile::tempdir().unwrap();
     let (nir, truth, _) = still_clips(dir.path());
-    let path = dir.path().join("tiered.json");
-    let out = nircolor(&[
-        "eval-video",
-        "--model",
-        "identity",
-        "--quality",
-        "default",
-        "--quality-every",
-        "0.1",
-        "--nir",
-        &nir,
-        "--truth",
-        &truth,
-        "--refresh",
-        "10",
-        "--json",
-        path.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
+    // (the JSON of `eval-video ARGS` on the still clip at 10 refreshes a second, its stdout)
+    let run = |name: &str, args: &[&str]| {
+        let path = dir.path().join(name);
+        let mut all = vec![
+            "eval-video",
+            "--nir",
+            &nir,
+            "--truth",
+            &truth,
+            "--refresh",
+            "10",
+        ];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--json", path.to_str().unwrap()]);
+        let out = nircolor(&all);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        (v, stdout(&out))
+    };
+    let (v, text) = run(
+        "tiered.json",
+        &[
+            "--model",
+            "identity",
+            "--quality",
+            "default",
+            "--quality-every",
+            "0.1",
+        ],
+    );
     assert!(
         text.contains("| 10.0 refreshes/s + quality every 0.1 s |"),
         "{text}"
     );
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let (alone, _) = run("alone.json", &["--model", "default"]);
     let psnr = |v: &serde_json::Value, i: usize| v["runs"][i]["mean_psnr"].as_f64().unwrap();
-    let alone_path = dir.path().join("alone.json");
-    let out = nircolor(&[
-        "eval-video",
-        "--model",
-        "default",
-        "--nir",
-        &nir,
-        "--truth",
-        &truth,
-        "--refresh",
-        "10",
-        "--json",
-        alone_path.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let alone: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&alone_path).unwrap()).unwrap();
     let (gray, tiered, quality) = (psnr(&v, 0), psnr(&v, 1), psnr(&alone, 0));
     println!("still clip: identity {gray:.2} dB, tiered {tiered:.2}, the quality model alone {quality:.2}");
     assert!((tiered - quality).abs() < 0.5, "{text}");
