@@ -14,7 +14,7 @@
 //!
 //! [`daemon`] wires them from a checked [`daemon::config::Config`] and serves their telemetry;
 //! [`runtime`] holds what they run on (queues, supervised workers, histograms, systemd notify,
-//! the TOML file reader, CUDA loading).
+//! the TOML file reader, free disk space, CUDA loading).
 //!
 //! Every live stage is named the same way: `*Settings` is what it is told
 //! ([`capture::CaptureSettings`], [`infer::InferSettings`], [`encode::EncodeSettings`]), `*Stage`
@@ -24,8 +24,9 @@
 //! [`capture::FrameMeta`] from capture to encode.
 //!
 //! Beside the live path: [`models`] (the `Colorizer` interface, classical models, networks,
-//! weight files), [`offline`] (paired data, metrics, evaluation, reports, training, benchmarks)
-//! and [`images`] (planes, conversions, the bitmap font).
+//! weight files), [`offline`] (paired data, metrics, evaluation, reports, fitting and training,
+//! benchmarks) and [`images`] (planes, conversions, reading image files, the bitmap font). Each
+//! module imports only those below it in this order (`tests/structure.rs`).
 
 // The live path.
 pub mod capture;
