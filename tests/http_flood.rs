@@ -76,16 +76,8 @@ fn start() -> Daemon {
 impl Daemon {
     /// (threads, resident MB) of the daemon now.
     fn usage(&self) -> (usize, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let field = |name: &str| -> f64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap()
-        };
-        (field("Threads:") as usize, field("VmRSS:") / 1024.0)
+        let u = nircolor::offline::bench::ProcessUse::of(self.child.id()).unwrap();
+        (u.threads, u.resident_mb)
     }
 
     fn metric(&self, sample: &str) -> f64 {

@@ -241,28 +241,30 @@ fn still_clips(dir: &Path) -> (String, String, String) {
     (s(nir), s(truth), s(reference))
 }
 
+/// `eval-video --nir NIR --truth TRUTH ARGS --json JSON`, which must succeed: (the JSON, stdout).
+fn eval_video_json(
+    json: &Path,
+    nir: &str,
+    truth: &str,
+    args: &[&str],
+) -> (serde_json::Value, String) {
+    let mut all = vec!["eval-video", "--nir", nir, "--truth", truth];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--json", json.to_str().unwrap()]);
+    let out = nircolor(&all);
+    assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    let v = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    (v, stdout(&out))
+}
+
 #[test]
 fn eval_video_with_a_reference_takes_the_scenes_colours_and_refuses_another_size() {
     let dir = tempfile::tempdir().unwrap();
     let (nir, truth, reference) = still_clips(dir.path());
     let json = |name: &str, extra: &[&str]| {
-        let path = dir.path().join(name);
-        let mut args = vec![
-            "eval-video",
-            "--nir",
-            &nir,
-            "--truth",
-            &truth,
-            "--refresh",
-            "every-frame",
-            "--json",
-            path.to_str().unwrap(),
-        ];
+        let mut args = vec!["--refresh", "every-frame"];
         args.extend_from_slice(extra);
-        let out = nircolor(&args);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let (v, _) = eval_video_json(&dir.path().join(name), &nir, &truth, &args);
         // A still camera's reference lines up on every refresh.
         assert_eq!(v["runs"][0]["reference_refused"], 0, "{v}");
         v["runs"][0]["mean_psnr"].as_f64().unwrap()
@@ -305,23 +307,9 @@ fn eval_video_with_a_quality_model_adds_a_tiered_run_that_takes_its_colour_on_a_
     let (nir, truth, _) = still_clips(dir.path());
     // (the JSON of `eval-video ARGS` on the still clip at 10 refreshes a second, its stdout)
     let run = |name: &str, args: &[&str]| {
-        let path = dir.path().join(name);
-        let mut all = vec![
-            "eval-video",
-            "--nir",
-            &nir,
-            "--truth",
-            &truth,
-            "--refresh",
-            "10",
-        ];
+        let mut all = vec!["--refresh", "10"];
         all.extend_from_slice(args);
-        all.extend_from_slice(&["--json", path.to_str().unwrap()]);
-        let out = nircolor(&all);
-        assert!(out.status.success(), "{}", stderr(&out));
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        (v, stdout(&out))
+        eval_video_json(&dir.path().join(name), &nir, &truth, &all)
     };
     let (v, text) = run(
         "tiered.json",

@@ -446,7 +446,16 @@ pub struct ProcessUse {
 impl ProcessUse {
     /// This process, now.
     pub fn now() -> std::io::Result<ProcessUse> {
-        let status = std::fs::read_to_string("/proc/self/status")?;
+        Self::read(std::path::Path::new("/proc/self"))
+    }
+
+    /// Process `pid` (a daemon a test started), now.
+    pub fn of(pid: u32) -> std::io::Result<ProcessUse> {
+        Self::read(&std::path::Path::new("/proc").join(pid.to_string()))
+    }
+
+    fn read(proc: &std::path::Path) -> std::io::Result<ProcessUse> {
+        let status = std::fs::read_to_string(proc.join("status"))?;
         let field = |name: &str| {
             status
                 .lines()
@@ -457,7 +466,7 @@ impl ProcessUse {
         };
         Ok(ProcessUse {
             resident_mb: field("VmRSS:") / 1024.0,
-            open_files: std::fs::read_dir("/proc/self/fd")?.count(),
+            open_files: std::fs::read_dir(proc.join("fd"))?.count(),
             threads: field("Threads:") as usize,
         })
     }
