@@ -250,7 +250,15 @@ pub struct Norm(Option<tch::nn::BatchNorm>);
 
 impl Norm {
     pub fn new(p: &Path, c: i64, on: bool) -> Norm {
-        Norm(on.then(|| tch::nn::batch_norm2d(p, c, Default::default())))
+        // Scale 1, shift 0: the usual start, and a seeded one. tch's default draws the scales
+        // uniformly from [0, 1) with libtorch's unseeded generator, which made two `hq` models
+        // built with the same seed differ by 4 % in their first output.
+        let config = tch::nn::BatchNormConfig {
+            ws_init: tch::nn::Init::Const(1.0),
+            bs_init: tch::nn::Init::Const(0.0),
+            ..Default::default()
+        };
+        Norm(on.then(|| tch::nn::batch_norm2d(p, c, config)))
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {

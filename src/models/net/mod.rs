@@ -625,11 +625,19 @@ mod tests {
 
     #[test]
     fn seed_fixes_the_initial_weights() {
-        let a = Model::new(small(NetArch::Fast), Device::Cpu, 9).tensors();
-        let b = Model::new(small(NetArch::Fast), Device::Cpu, 9).tensors();
-        let c = Model::new(small(NetArch::Fast), Device::Cpu, 10).tensors();
-        assert_eq!(a, b);
-        assert_ne!(a, c);
+        // Every arch, and `fast` with batch normalisation: libtorch's own (unseeded) generator
+        // must draw none of them, or the same seed trains differently in another process.
+        let norm = NetConfig {
+            norm: true,
+            ..small(NetArch::Fast)
+        };
+        for cfg in NetArch::ALL.map(small).into_iter().chain([norm]) {
+            let a = Model::new(cfg.clone(), Device::Cpu, 9).tensors();
+            let b = Model::new(cfg.clone(), Device::Cpu, 9).tensors();
+            let c = Model::new(cfg.clone(), Device::Cpu, 10).tensors();
+            assert_eq!(a, b, "{:?}", cfg.arch);
+            assert_ne!(a, c, "{:?}", cfg.arch);
+        }
     }
 
     #[test]

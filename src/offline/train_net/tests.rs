@@ -498,20 +498,18 @@ fn bf16_training_follows_f32_and_keeps_f32_weights() {
             ..o.clone()
         };
         let (b0, b1) = fit(&bf16_model, None, &bf16, &batch, 30);
-        // The same start, the same descent: bf16 keeps 8 bits of mantissa, so the losses agree
-        // to several percent, not to the last digit. Batch normalisation over hq's 4 channels
-        // moves most, and how much depends on the CPU's bf16 kernels: 2.5 % here (AVX-512 BF16),
-        // 6.4 % (0.492 vs 0.461) on a CI machine. A bf16 forward that was wrong (say, weights
-        // left unconverted or a cast dropped) is off by far more than 15 %.
+        // The same start (the seed fixes every weight, batch normalisation's included), the
+        // same descent: bf16 keeps 8 bits of mantissa, so the losses agree closely, not to the
+        // last digit. Measured here: first losses within 0.03 %, last within 0.7 % (dct).
         assert!(
-            (a0 - b0).abs() < 0.15 * a0,
+            (a0 - b0).abs() < 0.02 * a0,
             "{arch:?}: first loss {a0} vs {b0}"
         );
         assert!(b1 < 0.8 * b0, "{arch:?}: bf16 did not learn: {b0} -> {b1}");
-        // Thirty steps later the two paths have drifted apart by rounding (and by the thread
-        // count the suite leaves libtorch), so only the depth of the descent is compared.
+        // Thirty steps later rounding has moved the two paths apart a little (another CPU's
+        // bf16 kernels round differently), so the descent is compared loosely.
         assert!(
-            (a1 - b1).abs() < 0.4 * a1,
+            (a1 - b1).abs() < 0.1 * a1,
             "{arch:?}: last loss {a1} vs {b1}"
         );
         // The master weights stay f32, and inference is f32 again after the step.
