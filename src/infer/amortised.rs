@@ -3,24 +3,23 @@
 //! coefficients, camera by camera, as often as the machine allows. Detail always comes from the
 //! current frame; colour, which changes slowly in a scene, is what is amortised.
 //!
-//! Two threads: the per-frame thread (`infer`) never waits for the network; the model thread
-//! (`model`) runs at a lower OS priority, so when the machine is short of CPU the refresh rate
-//! falls before any frame is dropped.
+//! The daemon's per-frame thread (`infer`) is here; the refreshes come from a
+//! [`ColourService`] whose model thread runs at a lower OS priority, so when the machine is
+//! short of CPU the refresh rate falls before any frame is dropped.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::TryRecvError;
 
-use super::{next_frame, ColourFrame, InferSettings, InferStats, Refresh};
+use super::service::{ColourClient, ColourService, Refreshed, Request, ServiceModels};
+use super::{next_frame, ColourFrame, InferSettings, InferStats};
 use crate::calibrate::Corrector;
 use crate::capture::{Frame, FrameMeta};
-use crate::detail::lowres::{inference_size, low_resolution, shrink_to};
-use crate::detail::{Coefficients, GuidedFilter};
+use crate::detail::Coefficients;
 use crate::images::planes::{Gray, Rgb};
-use crate::models::colorizer::Colorizer;
 use crate::reference::daynight::{self, DayNight, Mode};
 use crate::reference::store::{self, Builder, ReferenceSettings, StoredReference};
 use crate::runtime::queue::{Consumer, NewestWins};
@@ -35,97 +34,6 @@ pub const MOTION_BLOCK: usize = 8;
 /// levels. Sensor noise averages down over the block's 64 pixels (2% per pixel is 0.25% on the
 /// mean), while an object entering the block shifts its mean by a share of its contrast.
 pub const MOTION_THRESHOLD: f32 = 0.02;
-
-/// How much a camera's moved share raises its claim on the next refresh: a camera whose whole
-/// view moved is refreshed as if its colour were five times older.
-const MOTION_PRIORITY: f64 = 4.0;
-
-/// The newest frame of a camera, waiting for the model thread.
-#[derive(Clone)]
-struct Request {
-    low: Gray,
-    /// The camera's day reference at the size of `low`, when it has one: the refresh fits
-    /// the colour to it and takes the network's only where they disagree.
-    reference: Option<Arc<Rgb>>,
-    captured_at: Instant,
-    /// The guided filter at the low resolution (radius scaled), as this camera's calibration asks.
-    filter: GuidedFilter,
-}
-
-/// Coefficients the network computed for one frame, with the NIR they were fitted on.
-#[derive(Clone, Debug)]
-pub struct Refreshed {
-    pub coefficients: Coefficients,
-    /// The frame's NIR at the inference size: what later frames are compared with for motion.
-    pub reference: Gray,
-    pub captured_at: Instant,
-    /// The day reference given with the request no longer lines up with the NIR (the camera
-    /// moved): these coefficients are the network's alone.
-    pub reference_moved: bool,
-}
-
-impl Refreshed {
-    /// [`Refreshed::fit`], with the camera's day reference at the size of `low` when it has
-    /// one: fitted to the reference and blended with `colour` where they disagree
-    /// ([`crate::reference::fit`]), or `colour` alone when the reference no longer lines up
-    /// with the NIR (`reference_moved`).
-    pub fn fit_with(
-        filter: GuidedFilter,
-        low: Gray,
-        colour: &Rgb,
-        reference: Option<&Rgb>,
-        captured_at: Instant,
-    ) -> Self {
-        match reference {
-            Some(r) if crate::reference::alignment(&low, r).moved() => Refreshed {
-                reference_moved: true,
-                ..Refreshed::fit(filter, low, colour, captured_at)
-            },
-            Some(r) => {
-                let (coefficients, _) = crate::reference::fit(filter.radius, &low, r, colour);
-                Refreshed {
-                    coefficients,
-                    reference: low,
-                    captured_at,
-                    reference_moved: false,
-                }
-            }
-            None => Refreshed::fit(filter, low, colour, captured_at),
-        }
-    }
-
-    /// Runs the fast guided filter's low-resolution half on a colorized frame.
-    pub fn fit(filter: GuidedFilter, low: Gray, colour: &Rgb, captured_at: Instant) -> Self {
-        let coefficients = filter.coefficients(&low.data, &colour.data, low.width, low.height, 3);
-        Refreshed {
-            coefficients,
-            reference: low,
-            captured_at,
-            reference_moved: false,
-        }
-    }
-}
-
-/// One camera's place between the two threads.
-struct Slot {
-    request: Mutex<Option<Request>>,
-    result: Mutex<Option<Refreshed>>,
-    /// Share of the newest frame's blocks that moved since the colour it shows was computed.
-    motion: Mutex<f32>,
-    /// When the model thread last refreshed it.
-    refreshed_at: Mutex<Option<Instant>>,
-    /// Set by the quality thread when it wants this camera's next frame.
-    quality_wanted: AtomicBool,
-    quality_request: Mutex<Option<Request>>,
-    quality_result: Mutex<Option<Refreshed>>,
-}
-
-struct Shared {
-    slots: Vec<(Arc<str>, Slot)>,
-    /// Set when a request is posted; the model thread sleeps on it.
-    posted: Mutex<bool>,
-    wake: Condvar,
-}
 
 /// One camera's colour on the per-frame path: the coefficients applied to its frames, which
 /// follow the newest refresh with a short exponential moving average (damping flicker), except
@@ -300,65 +208,14 @@ fn block_mask(moved: &MovedBlocks) -> Vec<f32> {
     mask
 }
 
-/// A camera the model thread could refresh now.
-#[derive(Clone, Copy, Debug)]
-pub struct Candidate {
-    /// When it was last refreshed; `None`: never (it shows gray until it is).
-    pub refreshed_at: Option<Instant>,
-    /// Share of its blocks that moved since its colour was computed.
-    pub motion: f32,
-}
-
-/// The cameras to refresh now, most urgent first, at most `max`: the never-refreshed, then by
-/// the age of their colour weighted up by motion. Cameras refreshed less than `min_interval`
-/// ago wait.
-pub fn pick(
-    candidates: &[Option<Candidate>],
-    now: Instant,
-    min_interval: Duration,
-    max: usize,
-) -> Vec<usize> {
-    let mut due: Vec<(f64, usize)> = candidates
-        .iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
-            let c = c.as_ref()?;
-            match c.refreshed_at {
-                None => Some((f64::INFINITY, i)),
-                Some(t) => {
-                    let age = now.saturating_duration_since(t);
-                    (age >= min_interval).then(|| {
-                        (
-                            age.as_secs_f64() * (1.0 + MOTION_PRIORITY * f64::from(c.motion)),
-                            i,
-                        )
-                    })
-                }
-            }
-        })
-        .collect();
-    due.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    due.into_iter().take(max).map(|(_, i)| i).collect()
-}
-
-/// The two running threads.
+/// The running stage: the service's model threads, and the per-frame thread.
 pub(super) struct Threads {
     pub(super) frames: Worker,
-    pub(super) model: Worker,
-    /// The quality model's thread, with a tiered refresh.
-    pub(super) quality: Option<Worker>,
-}
-
-/// The networks of the amortised stage: the real-time one refreshes every camera as often as
-/// the machine allows; the optional quality one (tiered refresh) refreshes one camera at a
-/// time, seconds apart, and its colour stays wherever the scene has not moved since.
-pub(super) struct Models {
-    pub(super) realtime: Box<dyn Colorizer>,
-    pub(super) quality: Option<Box<dyn Colorizer>>,
+    pub(super) service: Arc<ColourService>,
 }
 
 pub(super) fn spawn(
-    models: Models,
+    models: ServiceModels,
     inputs: Vec<Consumer<Frame>>,
     outputs: HashMap<Arc<str>, NewestWins<ColourFrame>>,
     config: InferSettings,
@@ -366,63 +223,21 @@ pub(super) fn spawn(
     references: HashMap<Arc<str>, ReferenceSettings>,
     stats: Arc<InferStats>,
 ) -> std::io::Result<Threads> {
-    let shared = Arc::new(Shared {
-        slots: outputs
-            .keys()
-            .map(|id| {
-                (
-                    id.clone(),
-                    Slot {
-                        request: Mutex::new(None),
-                        result: Mutex::new(None),
-                        motion: Mutex::new(1.0),
-                        refreshed_at: Mutex::new(None),
-                        quality_wanted: AtomicBool::new(false),
-                        quality_request: Mutex::new(None),
-                        quality_result: Mutex::new(None),
-                    },
-                )
-            })
-            .collect(),
-        posted: Mutex::new(false),
-        wake: Condvar::new(),
-    });
-    let min_interval = match config.refresh {
-        Refresh::PerSecond(fps) => Duration::from_secs_f64(1.0 / fps),
-        Refresh::Auto | Refresh::EveryFrame => Duration::ZERO,
-    };
-    let (model_shared, model_stats) = (shared.clone(), stats.clone());
-    let max_batch = config.max_batch.max(1);
-    let Models { realtime, quality } = models;
-    let quality = match quality {
-        Some(q) => {
-            let (shared, stats) = (shared.clone(), stats.clone());
-            Some(Worker::spawn("quality".into(), move |stop| {
-                lower_priority();
-                quality_loop(q.as_ref(), &shared, &stats, stop)
-            })?)
-        }
-        None => None,
-    };
-    let model = Worker::spawn("model".into(), move |stop| {
-        lower_priority();
-        refresh_loop(
-            realtime.as_ref(),
-            &model_shared,
-            &model_stats,
-            min_interval,
-            max_batch,
-            stop,
-        )
-    })?;
+    let service = Arc::new(ColourService::start(models, stats.clone())?);
+    let clients: HashMap<Arc<str>, ColourClient> = outputs
+        .keys()
+        .map(|id| {
+            let times = stats.cameras.get(id).cloned().unwrap_or_default();
+            (id.clone(), service.register(config.refresh, times))
+        })
+        .collect();
     let frames = Worker::spawn("infer".into(), move |stop| {
         let mut stage = FrameStage {
-            shared: &shared,
+            clients,
             outputs: &outputs,
             calibrations: &calibrations,
             config,
             stats: &stats,
-            colours: HashMap::new(),
             modes: HashMap::new(),
             references: references
                 .into_iter()
@@ -433,164 +248,18 @@ pub(super) fn spawn(
                 .collect(),
         };
         stage.run(&inputs, stop);
-        // Wake the model thread so that it sees its own stop flag promptly.
-        shared.wake.notify_all();
     })?;
-    Ok(Threads {
-        frames,
-        model,
-        quality,
-    })
-}
-
-/// How long the quality thread waits for a camera's next frame before it passes to the next
-/// camera (one that is down, in day mode, or a file that ended).
-const QUALITY_WAIT: Duration = Duration::from_millis(500);
-
-/// The quality model's loop: camera after camera, it asks for the next frame, colours it and
-/// hands the coefficients to the frame thread.
-fn quality_loop(colorizer: &dyn Colorizer, shared: &Shared, stats: &InferStats, stop: &AtomicBool) {
-    let mut next = 0;
-    while !stop.load(Ordering::SeqCst) && !shared.slots.is_empty() {
-        let (camera, slot) = &shared.slots[next % shared.slots.len()];
-        next += 1;
-        slot.quality_wanted.store(true, Ordering::SeqCst);
-        let asked = Instant::now();
-        let request = loop {
-            if let Some(r) = slot.quality_request.lock().expect("request lock").take() {
-                break Some(r);
-            }
-            if stop.load(Ordering::SeqCst) || asked.elapsed() > QUALITY_WAIT {
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let Some(r) = request else {
-            slot.quality_wanted.store(false, Ordering::SeqCst);
-            continue;
-        };
-        let colour = colorizer
-            .colorize_batch(std::slice::from_ref(&r.low))
-            .remove(0);
-        let refreshed = Refreshed::fit_with(
-            r.filter,
-            r.low,
-            &colour,
-            r.reference.as_deref(),
-            r.captured_at,
-        );
-        *slot.quality_result.lock().expect("result lock") = Some(refreshed);
-        if let Some(t) = stats.cameras.get(camera) {
-            t.quality_refreshes.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Drops this thread to the idle scheduling class: it runs only on CPU time no other thread
-/// wants, and a waking frame thread always preempts it. Threads it starts (libtorch's intra-op
-/// pool is created by the first thread that runs a model) inherit the class.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    {
-        let param = libc::sched_param { sched_priority: 0 };
-        // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param that outlives
-        // the call, and failure is reported through the return value.
-        let failed = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0;
-        if failed {
-            tracing::warn!(
-                "could not move the model thread to the idle scheduling class ({}); refreshes may slow frames when the CPU is short",
-                std::io::Error::last_os_error()
-            );
-        }
-    }
-}
-
-fn refresh_loop(
-    colorizer: &dyn Colorizer,
-    shared: &Shared,
-    stats: &InferStats,
-    min_interval: Duration,
-    max_batch: usize,
-    stop: &AtomicBool,
-) {
-    while !stop.load(Ordering::SeqCst) {
-        let now = Instant::now();
-        let candidates: Vec<Option<Candidate>> = shared
-            .slots
-            .iter()
-            .map(|(_, s)| {
-                let waiting = s.request.lock().expect("request lock").is_some();
-                waiting.then(|| Candidate {
-                    refreshed_at: *s.refreshed_at.lock().expect("refresh lock"),
-                    motion: *s.motion.lock().expect("motion lock"),
-                })
-            })
-            .collect();
-        let chosen = pick(&candidates, now, min_interval, max_batch);
-        if chosen.is_empty() {
-            // Sleep until a frame is posted, or until the earliest rate-limited camera is due.
-            let posted = shared.posted.lock().expect("post lock");
-            let wait = if candidates.iter().any(Option::is_some) {
-                min_interval.min(Duration::from_millis(5))
-            } else {
-                Duration::from_millis(50)
-            };
-            let (mut posted, _) = shared
-                .wake
-                .wait_timeout_while(posted, wait, |p| !*p)
-                .expect("post lock");
-            *posted = false;
-            continue;
-        }
-        let (mut taken, mut lows) = (Vec::new(), Vec::new());
-        for i in chosen {
-            if let Some(r) = shared.slots[i]
-                .1
-                .request
-                .lock()
-                .expect("request lock")
-                .take()
-            {
-                taken.push((i, r.filter, r.captured_at, r.reference));
-                lows.push(r.low);
-            }
-        }
-        let colours = colorizer.colorize_batch(&lows);
-        let runs = lows.len() as u64;
-        for (((i, filter, captured_at, reference), low), colour) in
-            taken.into_iter().zip(lows).zip(colours)
-        {
-            let refreshed =
-                Refreshed::fit_with(filter, low, &colour, reference.as_deref(), captured_at);
-            let (camera, slot) = &shared.slots[i];
-            *slot.result.lock().expect("result lock") = Some(refreshed);
-            let done = Instant::now();
-            let previous = slot
-                .refreshed_at
-                .lock()
-                .expect("refresh lock")
-                .replace(done);
-            if let Some(t) = stats.cameras.get(camera) {
-                t.refreshes.fetch_add(1, Ordering::Relaxed);
-                if let Some(p) = previous {
-                    t.refresh_interval
-                        .observe(done.saturating_duration_since(p));
-                }
-            }
-        }
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.frames.fetch_add(runs, Ordering::Relaxed);
-    }
+    Ok(Threads { frames, service })
 }
 
 /// What the per-frame thread works with.
 struct FrameStage<'a> {
-    shared: &'a Shared,
+    /// Each camera's colour and its place in the service's refreshes.
+    clients: HashMap<Arc<str>, ColourClient>,
     outputs: &'a HashMap<Arc<str>, NewestWins<ColourFrame>>,
     calibrations: &'a HashMap<Arc<str>, Corrector>,
     config: InferSettings,
     stats: &'a InferStats,
-    colours: HashMap<Arc<str>, CameraColour>,
     /// Each day/night camera's mode.
     modes: HashMap<Arc<str>, DayNight>,
     /// The day reference of each camera that keeps one.
@@ -729,17 +398,10 @@ impl FrameStage<'_> {
     fn frame(&mut self, mut frame: Frame) {
         let started = Instant::now();
         let camera = frame.meta.camera.clone();
-        let Some((slot, out)) = self
-            .shared
-            .slots
-            .iter()
-            .find(|(id, _)| *id == camera)
-            .map(|(_, s)| s)
-            .zip(self.outputs.get(&camera))
-        else {
+        if !self.clients.contains_key(&camera) || !self.outputs.contains_key(&camera) {
             self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
             return;
-        };
+        }
         let calibration = self.calibrations.get(&camera);
         if let Some(day) = frame.colour.take() {
             let modes = self.modes.entry(camera.clone()).or_default();
@@ -762,74 +424,51 @@ impl FrameStage<'_> {
         if let Some(c) = calibration {
             c.nir(&mut frame.luma);
         }
-        let (lw, lh) = inference_size(
-            frame.luma.width,
-            frame.luma.height,
-            f64::from(self.config.scale),
-            self.config.max_pixels,
+        let mut request = Request::of(
+            &frame.luma,
+            &self.config,
+            calibration,
+            frame.meta.captured_at,
         );
-        let low = shrink_to(&frame.luma, lw, lh);
-        let full = calibration.map_or(self.config.detail, |c| c.filter(self.config.detail));
-        let filter = low_resolution(full, lw as f32 / frame.luma.width.max(1) as f32);
-
-        let colour = self.colours.entry(camera.clone()).or_default();
-        if let Some(r) = slot.result.lock().expect("result lock").take() {
+        let client = self.clients.get_mut(&camera).expect("checked above");
+        if let Some(moved) = client.collect() {
             if let Some(reference) = self.references.get_mut(&camera) {
-                if reference.aligned(&camera, r.reference_moved) {
+                if reference.aligned(&camera, moved) {
                     if let Some(t) = self.stats.cameras.get(&camera) {
                         t.moved.fetch_add(1, Ordering::Relaxed);
                     }
                 }
             }
-            colour.accept(r);
         }
-        if let Some(q) = slot.quality_result.lock().expect("result lock").take() {
-            colour.accept_quality(q);
-        }
-        *slot.motion.lock().expect("motion lock") = colour.motion(&low);
-        colour.step(frame.meta.captured_at, self.config.blend);
-        let mut rgb = colour.colour(&frame.luma);
+        let mut rgb = client.apply(
+            &frame.luma,
+            &request.low,
+            frame.meta.captured_at,
+            self.config.blend,
+        );
         if let Some(c) = calibration {
             c.colour(&mut rgb);
         }
         if let Some(s) = self.stats.snapshots.get(&camera) {
             s.offer(&frame.luma, &rgb);
         }
-        let age = colour
-            .computed_from()
-            .map(|t| frame.meta.captured_at.saturating_duration_since(t));
-        let reference = self
+        let (lw, lh) = (request.low.width, request.low.height);
+        request.reference = self
             .references
             .get_mut(&camera)
             .and_then(|r| r.at(frame.luma.width, frame.luma.height, lw, lh));
         if let Some(t) = self.stats.cameras.get(&camera) {
-            t.reference.store(reference.is_some(), Ordering::Relaxed);
+            t.reference
+                .store(request.reference.is_some(), Ordering::Relaxed);
         }
-        let request = Request {
-            low,
-            reference,
-            captured_at: frame.meta.captured_at,
-            filter,
-        };
-        if slot.quality_wanted.swap(false, Ordering::SeqCst) {
-            *slot.quality_request.lock().expect("request lock") = Some(request.clone());
-        }
-        *slot.request.lock().expect("request lock") = Some(request);
-        *self.shared.posted.lock().expect("post lock") = true;
-        self.shared.wake.notify_one();
+        self.clients[&camera].post(request);
 
         if let Some(t) = self.stats.cameras.get(&camera) {
             t.queued
                 .observe(started.saturating_duration_since(frame.meta.captured_at));
             t.processed.observe(started.elapsed());
-            if let Some(age) = age {
-                t.colour_age_us.store(
-                    age.as_micros().min(u64::MAX as u128) as u64,
-                    Ordering::Relaxed,
-                );
-            }
         }
-        out.push(ColourFrame {
+        self.outputs[&camera].push(ColourFrame {
             rgb,
             meta: frame.meta,
             batch_size: 1,
@@ -882,8 +521,11 @@ impl FrameStage<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detail::lowres::restore;
+    use crate::detail::lowres::{restore, shrink_to};
+    use crate::detail::GuidedFilter;
+    use crate::infer::Refresh;
     use crate::infer::BLEND;
+    use crate::models::colorizer::Colorizer;
     use crate::runtime::queue::{lossless, newest_wins};
 
     /// A colorizer whose colour is a fixed function of the NIR, optionally slow.
@@ -1136,32 +778,6 @@ mod tests {
     }
 
     #[test]
-    fn refreshes_go_first_to_never_refreshed_then_to_the_stalest_and_most_moved() {
-        let now = Instant::now();
-        let ago = |ms| Some(now - Duration::from_millis(ms));
-        let c = |refreshed_at, motion| {
-            Some(Candidate {
-                refreshed_at,
-                motion,
-            })
-        };
-        let candidates = [
-            c(ago(100), 0.0),
-            None,
-            c(None, 0.0),
-            c(ago(50), 1.0),
-            c(ago(10), 0.0),
-        ];
-        assert_eq!(pick(&candidates, now, Duration::ZERO, 8), vec![2, 3, 0, 4]);
-        assert_eq!(pick(&candidates, now, Duration::ZERO, 2), vec![2, 3]);
-        // At most 20 refreshes a second: the camera refreshed 10 ms ago waits.
-        assert_eq!(
-            pick(&candidates, now, Duration::from_millis(50), 8),
-            vec![2, 3, 0]
-        );
-    }
-
-    #[test]
     fn a_slow_network_lowers_the_refresh_rate_and_not_the_frame_rate() {
         let (w, h) = (64, 48);
         let cameras = ["a", "b"];
@@ -1178,7 +794,7 @@ mod tests {
         let stats = Arc::new(InferStats {
             cameras: cameras
                 .iter()
-                .map(|&id| (Arc::from(id), super::super::FrameTimes::default()))
+                .map(|&id| (Arc::from(id), Arc::default()))
                 .collect(),
             ..InferStats::default()
         });
@@ -1196,9 +812,10 @@ mod tests {
             delay: Duration::from_millis(150),
         });
         let threads = spawn(
-            Models {
+            ServiceModels {
                 realtime: slow,
                 quality: None,
+                max_batch: 1,
             },
             inputs,
             outs,
@@ -1230,7 +847,7 @@ mod tests {
         assert_eq!(dropped, 0, "frames dropped before the frame thread");
         drop(ins);
         threads.frames.stop();
-        threads.model.stop();
+        threads.service.stop();
         for (i, rx) in rxs.iter().enumerate() {
             let got: Vec<ColourFrame> = rx.try_iter().collect();
             assert_eq!(got.len(), frames as usize, "camera {i}: every frame out");

@@ -7,6 +7,7 @@
 //! NIR, in parallel across frames.
 
 pub mod amortised;
+pub mod service;
 pub mod snapshot;
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use rayon::prelude::*;
 
 use crate::calibrate::Corrector;
 use crate::capture::{Frame, FrameMeta};
-use crate::detail::lowres::{inference_size, restore, shrink_to};
+use crate::detail::lowres::{inference_size, shrink_to};
 use crate::detail::GuidedFilter;
 use crate::images::planes::Rgb;
 use crate::models::colorizer::Colorizer;
@@ -113,7 +114,7 @@ pub struct InferStats {
     /// Frames from a camera with no output (dropped).
     pub unrouted: AtomicU64,
     /// Per camera with an output: how long its frames waited and were worked on.
-    pub cameras: HashMap<Arc<str>, FrameTimes>,
+    pub cameras: HashMap<Arc<str>, Arc<FrameTimes>>,
     /// Per camera with an output: its latest frame, copied when someone asks.
     pub snapshots: HashMap<Arc<str>, snapshot::Snapshot>,
 }
@@ -152,6 +153,8 @@ pub struct InferStage {
     stats: Arc<InferStats>,
     /// The frame thread first: stopping it drains what capture queued.
     workers: Vec<Worker>,
+    /// The model threads of the amortised refresh, stopped after the frames.
+    service: Option<Arc<service::ColourService>>,
 }
 
 impl InferStage {
@@ -190,7 +193,7 @@ impl InferStage {
         let stats = Arc::new(InferStats {
             cameras: outputs
                 .keys()
-                .map(|id| (id.clone(), FrameTimes::default()))
+                .map(|id| (id.clone(), Arc::default()))
                 .collect(),
             snapshots: outputs
                 .keys()
@@ -200,9 +203,10 @@ impl InferStage {
         });
         if config.refresh != Refresh::EveryFrame {
             let threads = amortised::spawn(
-                amortised::Models {
+                service::ServiceModels {
                     realtime: colorizer,
                     quality,
+                    max_batch: config.max_batch,
                 },
                 inputs,
                 outputs,
@@ -211,9 +215,11 @@ impl InferStage {
                 references,
                 stats.clone(),
             )?;
-            let mut workers = vec![threads.frames, threads.model];
-            workers.extend(threads.quality);
-            return Ok(InferStage { stats, workers });
+            return Ok(InferStage {
+                stats,
+                workers: vec![threads.frames],
+                service: Some(threads.service),
+            });
         }
         let thread_stats = stats.clone();
         let worker = Worker::spawn("infer".into(), move |stop| {
@@ -229,6 +235,7 @@ impl InferStage {
         Ok(InferStage {
             stats,
             workers: vec![worker],
+            service: None,
         })
     }
 
@@ -244,6 +251,9 @@ impl InferStage {
     pub fn stop(self) {
         for w in self.workers {
             w.stop();
+        }
+        if let Some(s) = self.service {
+            s.stop();
         }
     }
 }
@@ -394,17 +404,7 @@ fn process(stage: &Stage, batch: Vec<Frame>) {
         .zip(lows.par_iter().zip(colours.par_iter()))
         .map(|(frame, (low, colour))| {
             let calibration = stage.calibrations.get(&frame.meta.camera);
-            let filter = calibration.map_or(config.detail, |c| c.filter(config.detail));
-            let mut rgb = restore(
-                filter,
-                low.width as f32 / frame.luma.width.max(1) as f32,
-                &frame.luma,
-                low,
-                colour,
-            );
-            if let Some(c) = calibration {
-                c.colour(&mut rgb);
-            }
+            let rgb = service::restore_frame(&config, calibration, &frame.luma, low, colour);
             if let Some(s) = stage.stats.snapshots.get(&frame.meta.camera) {
                 s.offer(&frame.luma, &rgb);
             }

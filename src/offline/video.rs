@@ -18,7 +18,8 @@ use serde::Serialize;
 use crate::detail::lowres::{inference_size, low_resolution, shrink_to};
 use crate::detail::GuidedFilter;
 use crate::images::planes::{Gray, Rgb};
-use crate::infer::amortised::{CameraColour, Refreshed};
+use crate::infer::amortised::CameraColour;
+use crate::infer::service::Refreshed;
 use crate::models::colorizer::Colorizer;
 
 #[derive(Debug, thiserror::Error)]
