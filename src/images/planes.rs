@@ -172,7 +172,7 @@ fn to_u8(v: f32) -> u8 {
 /// poisoning a frame).
 #[inline(always)]
 #[allow(clippy::manual_clamp)] // `clamp` keeps NaN; `max` returns its other operand.
-pub(crate) fn byte(v: f32) -> u8 {
+pub fn byte(v: f32) -> u8 {
     let x = (v + 0.5).max(0.0).min(255.0);
     // SAFETY: x is finite and in [0, 255], so it fits an i32. A checked `as` cast would be
     // converted lane by lane; this one vectorises.
@@ -182,7 +182,7 @@ pub(crate) fn byte(v: f32) -> u8 {
 /// `v` clamped to [0, 1], NaN to 0.
 #[inline(always)]
 #[allow(clippy::manual_clamp)] // `clamp` keeps NaN; `max` returns its other operand.
-pub(crate) fn unit(v: f32) -> f32 {
+pub fn unit(v: f32) -> f32 {
     v.max(0.0).min(1.0)
 }
 

@@ -292,6 +292,118 @@ impl Drop for ColourService {
     }
 }
 
+/// Why a shared model could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Device(#[from] crate::models::net::DeviceError),
+    #[error("model '{spec}': {source}")]
+    Model {
+        spec: String,
+        source: crate::models::ColorizerError,
+    },
+    #[error("model '{spec}' on {device:?}: a classical colorizer runs on the CPU only; choose device cpu or auto, or a network's weights")]
+    NotOnCuda { spec: String, device: tch::Device },
+    #[error("cannot start the model thread: {0}")]
+    Threads(#[from] std::io::Error),
+}
+
+/// A model opened once per process and the service that runs it, shared by every client that
+/// asks for the same model on the same device (one weight copy, one model thread).
+pub struct SharedModel {
+    pub service: ColourService,
+    /// The network's card, when the model is one: its inference size and detail filter.
+    pub net: Option<crate::models::net::NetConfig>,
+    pub device: tch::Device,
+}
+
+impl SharedModel {
+    /// What the model was trained for: its inference size and detail filter (a network's
+    /// card; half size and the still-image filter for a classical colorizer), refreshed at
+    /// `refresh`, blending at [`super::BLEND`].
+    pub fn settings(&self, refresh: Refresh) -> InferSettings {
+        let (scale, max_pixels, detail) = match &self.net {
+            Some(cfg) => (
+                cfg.scale as f32,
+                cfg.max_pixels,
+                GuidedFilter {
+                    radius: cfg.detail_radius,
+                    eps: cfg.detail_eps as f32,
+                },
+            ),
+            None => (
+                0.5,
+                0,
+                GuidedFilter {
+                    radius: crate::detail::STILL_RADIUS,
+                    eps: crate::detail::STILL_EPS,
+                },
+            ),
+        };
+        InferSettings {
+            scale,
+            max_pixels,
+            max_batch: SHARED_MAX_BATCH,
+            max_wait: Duration::ZERO,
+            detail,
+            refresh,
+            blend: super::BLEND,
+        }
+    }
+}
+
+/// Clients of a shared model batched in one forward pass: four 640x480 streams, what this
+/// project's real-time bar asks of one machine.
+pub const SHARED_MAX_BATCH: usize = 4;
+
+type Registry = Mutex<Vec<((String, tch::Device), std::sync::Weak<SharedModel>)>>;
+
+/// The models open in this process.
+static SHARED: Registry = Mutex::new(Vec::new());
+
+/// The model `spec` (a built-in name or a weights file) on `device` (auto, cpu, cuda), opened
+/// once per process: every caller that asks for the same pair while one is alive gets that
+/// one. It is closed (its threads stopped) when the last caller drops it.
+pub fn open_shared(spec: &str, device_choice: &str) -> Result<Arc<SharedModel>, OpenError> {
+    let device = crate::models::net::pick_device(device_choice)?;
+    let key = (spec.to_string(), device);
+    let mut registry = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    registry.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(model) = registry
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(model);
+    }
+    let (colorizer, net) =
+        crate::models::load_bare(spec, device).map_err(|source| OpenError::Model {
+            spec: spec.to_string(),
+            source,
+        })?;
+    if net.is_none() && device_choice == "cuda" {
+        return Err(OpenError::NotOnCuda {
+            spec: spec.to_string(),
+            device,
+        });
+    }
+    let service = ColourService::start(
+        ServiceModels {
+            realtime: colorizer,
+            quality: None,
+            max_batch: SHARED_MAX_BATCH,
+        },
+        Arc::new(InferStats::default()),
+    )?;
+    let model = Arc::new(SharedModel {
+        service,
+        net,
+        device,
+    });
+    registry.push((key, Arc::downgrade(&model)));
+    Ok(model)
+}
+
 /// Full-resolution colour for `nir` from colour computed on `low`: the detail filter at full
 /// resolution (`calibration`'s own when it has one), then the output calibration.
 pub(super) fn restore_frame(
