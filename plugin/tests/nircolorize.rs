@@ -235,7 +235,7 @@ fn a_flushing_seek_restarts_the_stream() {
 #[test]
 fn the_model_swaps_while_playing_and_two_elements_share_one_model() {
     let p = pipeline(
-        "videotestsrc pattern=ball is-live=true num-buffers=90 ! video/x-raw,format=GRAY8,width=160,height=120,framerate=30/1 ! tee name=t \
+        "videotestsrc pattern=ball is-live=true num-buffers=900 ! video/x-raw,format=GRAY8,width=160,height=120,framerate=30/1 ! tee name=t \
          t. ! queue ! nircolorize name=a ! video/x-raw,format=RGB ! appsink name=out sync=false \
          t. ! queue ! nircolorize name=b ! video/x-raw,format=I420 ! fakesink sync=false",
     );
@@ -257,7 +257,9 @@ fn the_model_swaps_while_playing_and_two_elements_share_one_model() {
     assert_eq!(b.property::<u32>("model-users"), 2);
     assert!(b.property::<u64>("refreshes") > 0);
     let colourful = |s: &gstreamer_app::AppSink| {
-        let sample = s.pull_sample().unwrap();
+        let sample = s
+            .try_pull_sample(gst::ClockTime::from_seconds(5))
+            .expect("no frame within 5 s");
         let map = sample.buffer().unwrap().map_readable().unwrap();
         colourfulness(&map)
     };
