@@ -8,7 +8,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 CARGO ?= cargo
 BIN := target/release/nircolor
 
-.PHONY: setup test-setup build run report test bench lint fmt fuzz
+.PHONY: setup test-setup build plugin run report test bench lint fmt fuzz
 
 # `make fuzz`: every fuzz target for this long (seconds); `make test` runs a short pass.
 FUZZ_SECONDS ?= 600
@@ -19,8 +19,13 @@ setup:
 test-setup:
 	@scripts/setup --venv
 
+# The daemon and the GStreamer plugin (target/release/libgstnircolor.so).
 build: setup
-	$(CARGO) build --release --locked
+	$(CARGO) build --release --locked --workspace
+
+# The GStreamer element alone: GST_PLUGIN_PATH=$(CURDIR)/target/release gst-inspect-1.0 nircolorize
+plugin: setup
+	$(CARGO) build --release --locked -p gst-plugin-nircolor
 
 run: build
 	@echo "Starting the demo: watch it with  ffplay rtsp://127.0.0.1:8554/demo  (or vlc/mpv);"
@@ -36,7 +41,7 @@ report: build
 # `build` first: the test build resolves a few crates' features differently (dev-dependencies),
 # so `cargo test` alone would leave `make run` to compile GStreamer and nircolor again.
 test: test-setup build
-	$(CARGO) test --release --locked
+	$(CARGO) test --release --locked --workspace
 	scripts/fuzz 10
 
 fuzz: test-setup
@@ -48,7 +53,7 @@ bench: test-setup build
 
 lint:
 	$(CARGO) fmt --check
-	$(CARGO) clippy --release --all-targets --locked -- -D warnings
+	$(CARGO) clippy --release --all-targets --locked --workspace -- -D warnings
 
 fmt:
 	$(CARGO) fmt
