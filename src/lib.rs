@@ -27,6 +27,29 @@
 //! weight files), [`offline`] (paired data, metrics, evaluation, reports, fitting and training,
 //! benchmarks) and [`images`] (planes, conversions, reading image files, the bitmap font). Each
 //! module imports only those below it in this order (`tests/structure.rs`).
+//!
+//! ## The API for embedding
+//!
+//! What the daemon and the GStreamer element (`plugin/`, `nircolorize`) both use, re-exported
+//! here; the modules stay public for the `nircolor` binary and the tests, but this is the
+//! surface meant for other programs:
+//! - open a model: [`open_shared`] (one copy per weights file and device in a process, with
+//!   its [`SharedModel::settings`]) or [`load_bare`] for a model of one's own;
+//! - the colour service: [`ColourService`], which cameras or elements join with
+//!   [`ColourService::register`];
+//! - per-frame apply: [`ColourClient::colour`] (or [`ColourClient::collect`],
+//!   [`ColourClient::apply`] and [`ColourClient::post`] one by one), and
+//!   [`ColourService::colour_whole`] for the network on every frame;
+//! - statistics: [`FrameTimes`] per client, [`InferStats`] per service;
+//! - calibration: [`Calibration`] and its [`Corrector`]; frames: [`Gray`], [`Rgb`].
+
+pub use calibrate::{Calibration, Corrector};
+pub use images::planes::{Gray, Rgb};
+pub use infer::service::{
+    open_shared, ColourClient, ColourService, OpenError, Request, ServiceModels, SharedModel,
+};
+pub use infer::{FrameTimes, InferSettings, InferStats, Refresh};
+pub use models::{load_bare, ColorizerError};
 
 // The live path.
 pub mod capture;

@@ -54,7 +54,10 @@ fn gst_inspect_lists_the_element_its_pads_and_documented_properties() {
         "changeable in NULL, READY, PAUSED or PLAYING state",
         "every-frame (the network on every frame)",
     ] {
-        assert!(text.contains(needle), "gst-inspect has no '{needle}':\n{text}");
+        assert!(
+            text.contains(needle),
+            "gst-inspect has no '{needle}':\n{text}"
+        );
     }
 }
 
@@ -114,7 +117,10 @@ fn a_gst_launch_pipeline_writes_the_pixels_nircolor_colorize_does() {
             .map(|(x, y)| x.abs_diff(*y))
             .max()
             .unwrap();
-        assert!(worst <= 1, "{stem}: element and colorize differ by {worst} levels");
+        assert!(
+            worst <= 1,
+            "{stem}: element and colorize differ by {worst} levels"
+        );
         compared += 1;
     }
     assert!(compared >= 3, "only {compared} sample images");

@@ -103,7 +103,10 @@ fn every_source_format_negotiates_and_carries_colour() {
             // Chroma away from 128 somewhere: colour, not gray.
             let map = out.map_readable().unwrap();
             let chroma = &map[64 * 48..];
-            assert!(chroma.iter().any(|&c| c.abs_diff(128) > 3), "{format}: no chroma");
+            assert!(
+                chroma.iter().any(|&c| c.abs_diff(128) > 3),
+                "{format}: no chroma"
+            );
         }
     }
 }
@@ -139,9 +142,9 @@ fn eos_and_flushes_pass_through() {
     assert!(h.push_event(gst::event::FlushStart::new()));
     assert!(h.push_event(gst::event::FlushStop::new(true)));
     // Flushing resets the segment: a new one comes first, then frames flow again.
-    h.push_event(gst::event::Segment::new(
-        &gst::FormattedSegment::<gst::ClockTime>::new(),
-    ));
+    h.push_event(gst::event::Segment::new(&gst::FormattedSegment::<
+        gst::ClockTime,
+    >::new()));
     h.push(nir_buffer(32, 24, 0)).unwrap();
     assert_eq!(h.pull().unwrap().size(), 32 * 24 * 3 / 2);
     assert!(h.push_event(gst::event::Eos::new()));
@@ -163,7 +166,7 @@ fn run_pipeline(pipeline: &gst::Pipeline, limit: Duration) -> Result<(), String>
         let bus = pipeline.bus().unwrap();
         bus.timed_pop_filtered(gst::ClockTime::from_seconds(1), &[gst::MessageType::Error])
             .and_then(|m| match m.view() {
-                gst::MessageView::Error(e) => Some(error_text(&e)),
+                gst::MessageView::Error(e) => Some(error_text(e)),
                 _ => None,
             })
             .unwrap_or(e.to_string())
@@ -185,7 +188,7 @@ fn run_pipeline(pipeline: &gst::Pipeline, limit: Duration) -> Result<(), String>
         ) {
             Some(m) => match m.view() {
                 gst::MessageView::Eos(_) => break Ok(()),
-                gst::MessageView::Error(e) => break Err(error_text(&e)),
+                gst::MessageView::Error(e) => break Err(error_text(e)),
                 _ => {}
             },
             None => break Err("timed out".to_string()),
@@ -345,7 +348,10 @@ fn colour_frames_of_a_day_camera_pass_through() {
     // on the frames pass through.
     let mut checked = 0;
     while checked < 5 {
-        assert!(started.elapsed() < Duration::from_secs(10), "never day mode");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never day mode"
+        );
         let mut b = gst::Buffer::from_slice(frame.clone());
         b.get_mut()
             .unwrap()
@@ -365,7 +371,10 @@ fn colour_frames_of_a_day_camera_pass_through() {
             .map(|(a, b)| a.abs_diff(*b))
             .max()
             .unwrap();
-        assert!(worst <= 1, "frame {k}: the day colour changed by {worst} levels");
+        assert!(
+            worst <= 1,
+            "frame {k}: the day colour changed by {worst} levels"
+        );
         drop(map);
     }
     assert_eq!(e.property::<u64>("day-frames"), 5);

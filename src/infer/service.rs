@@ -300,7 +300,7 @@ pub enum OpenError {
     #[error("model '{spec}': {source}")]
     Model {
         spec: String,
-        source: crate::models::ColorizerError,
+        source: Box<crate::models::ColorizerError>,
     },
     #[error("model '{spec}' on {device:?}: a classical colorizer runs on the CPU only; choose device cpu or auto, or a network's weights")]
     NotOnCuda { spec: String, device: tch::Device },
@@ -379,7 +379,7 @@ pub fn open_shared(spec: &str, device_choice: &str) -> Result<Arc<SharedModel>, 
     let (colorizer, net) =
         crate::models::load_bare(spec, device).map_err(|source| OpenError::Model {
             spec: spec.to_string(),
-            source,
+            source: Box::new(source),
         })?;
     if net.is_none() && device_choice == "cuda" {
         return Err(OpenError::NotOnCuda {

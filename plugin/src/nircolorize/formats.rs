@@ -71,7 +71,7 @@ impl Ycc {
         }
     }
 
-    fn to_rgb(&self, y: f32, cb: f32, cr: f32) -> [f32; 3] {
+    fn rgb(&self, y: f32, cb: f32, cr: f32) -> [f32; 3] {
         let kg = 1.0 - self.kr - self.kb;
         let r = y + 2.0 * (1.0 - self.kr) * cr;
         let b = y + 2.0 * (1.0 - self.kb) * cb;
@@ -188,7 +188,7 @@ pub fn read(frame: &VideoFrameRef<&BufferRef>) -> Result<Input, String> {
                             (up[at], up[at + 1])
                         }
                     };
-                    let px = ycc.to_rgb(luma[y * w + x], ycc.chroma(cb), ycc.chroma(cr));
+                    let px = ycc.rgb(luma[y * w + x], ycc.chroma(cb), ycc.chroma(cr));
                     for c in 0..3 {
                         rgb[c * n + y * w + x] = px[c];
                     }

@@ -17,12 +17,12 @@ use gstreamer_base::subclass::BaseTransformMode;
 use gstreamer_video as gst_video;
 use gstreamer_video::subclass::prelude::*;
 
-use nircolor::calibrate::{Calibration, Corrector};
-use nircolor::images::planes::Rgb;
-use nircolor::infer::service::{open_shared, ColourClient, Request, SharedModel};
-use nircolor::infer::{FrameTimes, InferSettings, Refresh};
 use nircolor::reference::daynight::{self, DayNight, Mode};
 use nircolor::reference::store::{self, StoredReference};
+use nircolor::{
+    open_shared, Calibration, ColourClient, Corrector, FrameTimes, InferSettings, Refresh, Request,
+    Rgb, SharedModel,
+};
 
 use super::formats;
 
