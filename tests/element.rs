@@ -148,3 +148,42 @@ fn python_drives_a_pipeline_and_reads_the_statistics() {
     // Refreshed well within the clip: the colour on the last frame is recent.
     assert!(stats["colour-age"].as_u64().unwrap() < 1000, "{stats}");
 }
+
+#[test]
+fn nan_weights_are_an_error_on_the_bus_not_a_grey_stream() {
+    use nircolor::models::net::Model;
+    use nircolor::models::weights::Weights;
+    let tmp = tempfile::tempdir().unwrap();
+    let model = Model::from_weights(
+        &Weights::load(&root().join("models/default.safetensors")).unwrap(),
+        tch::Device::Cpu,
+    )
+    .unwrap();
+    {
+        let _guard = tch::no_grad_guard();
+        let (_, mut first) = model.vs.variables().into_iter().next().unwrap();
+        let _ = first.fill_(f64::NAN);
+    }
+    let file = tmp.path().join("diverged.safetensors");
+    model.to_weights(serde_json::json!({})).save(&file).unwrap();
+    let out = output_within(
+        gst("gst-launch-1.0", &tmp.path().join("registry.bin")).args([
+            "videotestsrc",
+            "num-buffers=5",
+            "!",
+            "video/x-raw,format=GRAY8,width=64,height=48",
+            "!",
+            "nircolorize",
+            &format!("model={}", file.display()),
+            "!",
+            "fakesink",
+        ]),
+        Duration::from_secs(60),
+    );
+    assert!(!out.status.success(), "the pipeline ran on NaN weights");
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        text.contains("diverged.safetensors") && text.contains("NaN"),
+        "{text}"
+    );
+}

@@ -237,11 +237,14 @@ fn a_flushing_seek_restarts_the_stream() {
 
 #[test]
 fn the_model_swaps_while_playing_and_two_elements_share_one_model() {
-    let p = pipeline(
+    // The default weights named by their file: a model no other test of this process opens
+    // (they share per process, which is what is tested here).
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/default.safetensors");
+    let p = pipeline(&format!(
         "videotestsrc pattern=ball is-live=true num-buffers=900 ! video/x-raw,format=GRAY8,width=160,height=120,framerate=30/1 ! tee name=t \
-         t. ! queue ! nircolorize name=a ! video/x-raw,format=RGB ! appsink name=out sync=false \
-         t. ! queue ! nircolorize name=b ! video/x-raw,format=I420 ! fakesink sync=false",
-    );
+         t. ! queue ! nircolorize name=a model={model} ! video/x-raw,format=RGB ! appsink name=out sync=false \
+         t. ! queue ! nircolorize name=b model={model} ! video/x-raw,format=I420 ! fakesink sync=false",
+    ));
     let (a, b) = (p.by_name("a").unwrap(), p.by_name("b").unwrap());
     let sink = p
         .by_name("out")
