@@ -125,8 +125,24 @@ fn run(dir: &std::path::Path, video: &std::path::Path, extra: &str) -> Ran {
     run_expecting(dir, video, extra, "night day night day")
 }
 
+/// The TOML lines of the `[model]` section: the default network, refreshed at `refresh`.
+fn model_section(refresh: &str) -> String {
+    format!("weights = \"default\"\nrefresh_fps = \"{refresh}\"")
+}
+
 /// [`run`] of a clip whose modes go by as `modes` says.
 fn run_expecting(dir: &std::path::Path, video: &std::path::Path, extra: &str, modes: &str) -> Ran {
+    run_refreshed(dir, video, "auto", extra, modes)
+}
+
+/// [`run_expecting`] with `[model] refresh_fps = refresh`.
+fn run_refreshed(
+    dir: &std::path::Path,
+    video: &std::path::Path,
+    refresh: &str,
+    extra: &str,
+    modes: &str,
+) -> Ran {
     let parts = modes.split(' ').count() as u32 - 1;
     let (port, metrics_port) = (common::free_port(), common::free_port());
     let config = dir.join("daynight.toml");
@@ -134,7 +150,7 @@ fn run_expecting(dir: &std::path::Path, video: &std::path::Path, extra: &str, mo
         &config,
         format!(
             r#"[model]
-weights = "default"
+{model}
 [rtsp]
 port = {port}
 [metrics]
@@ -150,7 +166,8 @@ fps = {FPS}
 record = {{ folder = "rec", segment_seconds = 60, container = "mkv" }}
 {extra}
 "#,
-            video.display()
+            video.display(),
+            model = model_section(refresh),
         ),
     )
     .unwrap();
@@ -407,4 +424,55 @@ fn a_camera_moved_since_its_reference_falls_back_to_the_network_within_two_secon
         ran.status
     );
     assert_eq!(ran.status["cameras"][0]["moved"], 1, "{}", ran.status);
+}
+
+#[test]
+fn with_the_network_on_every_frame_day_passes_through_and_night_takes_the_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = clip(dir.path());
+    let ran = run_refreshed(
+        dir.path(),
+        &video,
+        "every-frame",
+        r#"reference = { file = "ref/yard.png", sample_seconds = 0.5, frames = 3 }"#,
+        "night day night day",
+    );
+    assert_eq!(ran.status["cameras"][0]["mode"], "day", "{}", ran.status);
+    assert_eq!(
+        ran.status["cameras"][0]["reference"], true,
+        "{}",
+        ran.status
+    );
+    // The network on every frame may fall behind a live source on a busy 2-core machine (the
+    // suite runs these daemons side by side); then the newest frame wins and the drop is
+    // counted. Every frame is accounted for, and no switch costs a restart.
+    let (count, _, _) = common::probe(&ran.recording);
+    let dropped: f64 = ran
+        .metrics
+        .lines()
+        .filter(|l| l.starts_with("nircolor_frames_dropped_total{camera=\"yard\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    let total = u64::from(3 * PART * FPS);
+    assert_eq!(
+        count + dropped as u64,
+        total,
+        "recorded {count}, dropped {dropped}"
+    );
+    assert!(
+        count >= total * 95 / 100,
+        "only {count} of {total} frames recorded"
+    );
+    let day_from = 2 * PART * FPS + 3 * FPS;
+    let day_in = frames(&video, day_from, COMPARED);
+    let day_psnr = psnr(&day_in, &frames(&ran.recording, day_from, COMPARED));
+    println!("every-frame, day frames: {day_psnr:.2} dB of their input");
+    assert!(day_psnr >= 35.0, "day frames at {day_psnr:.1} dB");
+    assert!(dir.path().join("ref/yard.png").is_file());
+    let night_out = frames(&ran.recording, PART * FPS + 3 * FPS, COMPARED);
+    let night_psnr = psnr(&night_out, &day_in);
+    println!(
+        "every-frame, night frames with the reference: {night_psnr:.2} dB of the day's colour"
+    );
+    assert!(night_psnr > 20.0, "night frames at {night_psnr:.1} dB");
 }

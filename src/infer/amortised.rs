@@ -14,14 +14,14 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::TryRecvError;
 
+use super::scene::Scenes;
 use super::service::{ColourClient, ColourService, Refreshed, Request, ServiceModels};
 use super::{next_frame, ColourFrame, InferSettings, InferStats};
 use crate::calibrate::Corrector;
 use crate::capture::{Frame, FrameMeta};
 use crate::detail::Coefficients;
 use crate::images::planes::{Gray, Rgb};
-use crate::reference::daynight::{self, DayNight, Mode};
-use crate::reference::store::{self, Builder, ReferenceSettings, StoredReference};
+use crate::reference::store::ReferenceSettings;
 use crate::runtime::queue::{Consumer, NewestWins};
 use crate::runtime::worker::Worker;
 
@@ -238,14 +238,7 @@ pub(super) fn spawn(
             calibrations: &calibrations,
             config,
             stats: &stats,
-            modes: HashMap::new(),
-            references: references
-                .into_iter()
-                .map(|(id, settings)| {
-                    let r = CameraReference::open(&id, settings);
-                    (id, r)
-                })
-                .collect(),
+            scenes: Scenes::new(references),
         };
         stage.run(&inputs, stop);
     })?;
@@ -260,96 +253,8 @@ struct FrameStage<'a> {
     calibrations: &'a HashMap<Arc<str>, Corrector>,
     config: InferSettings,
     stats: &'a InferStats,
-    /// Each day/night camera's mode.
-    modes: HashMap<Arc<str>, DayNight>,
-    /// The day reference of each camera that keeps one.
-    references: HashMap<Arc<str>, CameraReference>,
-}
-
-/// A camera's scene memory on the frame thread: the builder that samples its day frames, the
-/// reference in use, and that reference at the inference size (made once per size).
-struct CameraReference {
-    settings: ReferenceSettings,
-    builder: Builder,
-    active: Option<StoredReference>,
-    low: Option<Arc<Rgb>>,
-    /// Refreshes in a row that found the reference out of line with the NIR.
-    misaligned: u32,
-}
-
-/// After this many refreshes in a row find the reference out of line (each of them already
-/// coloured by the network alone), the camera counts as moved: its reference is dropped and a
-/// fresh one is built by day. Three keep one odd frame from costing a good reference; at the
-/// default refresh rates they take well under the 2 s a moved camera may show wrong colours.
-const MOVED_REFRESHES: u32 = 3;
-
-impl CameraReference {
-    /// Loads the stored reference; a corrupted one is ignored with a warning and rebuilt.
-    fn open(camera: &str, settings: ReferenceSettings) -> CameraReference {
-        let active = match store::load(&settings.file) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(camera, error = %e, "ignoring the stored day reference");
-                None
-            }
-        };
-        if let Some(r) = &active {
-            tracing::info!(camera, file = %settings.file.display(), frames = r.meta.frames, "day reference loaded");
-        }
-        CameraReference {
-            builder: Builder::new(settings.clone()),
-            settings,
-            active,
-            low: None,
-            misaligned: 0,
-        }
-    }
-
-    /// Counts a refresh's alignment; true when the camera is found moved now.
-    fn aligned(&mut self, camera: &str, moved: bool) -> bool {
-        self.misaligned = if moved { self.misaligned + 1 } else { 0 };
-        if self.misaligned < MOVED_REFRESHES || self.active.is_none() {
-            return false;
-        }
-        tracing::warn!(
-            camera,
-            file = %self.settings.file.display(),
-            "the camera moved: its day reference no longer lines up with the picture; the network colours it alone until a new reference is built by day"
-        );
-        self.active = None;
-        self.low = None;
-        self.misaligned = 0;
-        self.builder = Builder::new(self.settings.clone());
-        true
-    }
-
-    /// Samples a day frame; a new reference is saved and used from now on.
-    fn day_frame(&mut self, camera: &str, rgb: &Rgb, at: Instant) {
-        let Some(made) = self.builder.offer(rgb, at) else {
-            return;
-        };
-        match store::save(&self.settings.file, &made) {
-            Ok(()) => {
-                tracing::info!(camera, file = %self.settings.file.display(), frames = made.meta.frames, stillness = made.meta.stillness, "day reference saved")
-            }
-            Err(e) => tracing::warn!(camera, error = %e, "day reference not saved"),
-        }
-        self.active = Some(made);
-        self.low = None;
-    }
-
-    /// The reference at `lw` x `lh` for a frame of `w` x `h`, when one of that frame size is in
-    /// use.
-    fn at(&mut self, w: usize, h: usize, lw: usize, lh: usize) -> Option<Arc<Rgb>> {
-        let r = self.active.as_ref()?;
-        if (r.image.width, r.image.height) != (w, h) {
-            return None;
-        }
-        if self.low.as_ref().map(|l| (l.width, l.height)) != Some((lw, lh)) {
-            self.low = Some(Arc::new(crate::reference::shrunk(&r.image, lw, lh)));
-        }
-        self.low.clone()
-    }
+    /// Each camera's day/night mode and day reference.
+    scenes: Scenes,
 }
 
 impl FrameStage<'_> {
@@ -404,19 +309,10 @@ impl FrameStage<'_> {
         }
         let calibration = self.calibrations.get(&camera);
         if let Some(day) = frame.colour.take() {
-            let modes = self.modes.entry(camera.clone()).or_default();
-            let before = modes.transitions();
-            let chroma = daynight::chroma(&day);
-            let mode = modes.observe(chroma, frame.meta.captured_at);
-            if let Some(t) = self.stats.cameras.get(&camera) {
-                t.day.store(mode == Mode::Day, Ordering::Relaxed);
-                t.mode_transitions
-                    .fetch_add(modes.transitions() - before, Ordering::Relaxed);
-            }
-            if mode == Mode::Day {
-                // Only frames that are colour themselves go into the reference: the first
-                // second of NIR, before the mode follows, must not.
-                let sample = chroma >= daynight::DAY_CHROMA;
+            if let Some(sample) = self
+                .scenes
+                .day(&camera, &day, frame.meta.captured_at, self.stats)
+            {
                 self.pass_through(frame.meta, &frame.luma, day, sample, started);
                 return;
             }
@@ -432,13 +328,7 @@ impl FrameStage<'_> {
         );
         let client = self.clients.get_mut(&camera).expect("checked above");
         if let Some(moved) = client.collect() {
-            if let Some(reference) = self.references.get_mut(&camera) {
-                if reference.aligned(&camera, moved) {
-                    if let Some(t) = self.stats.cameras.get(&camera) {
-                        t.moved.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            }
+            self.scenes.aligned(&camera, moved, self.stats);
         }
         let mut rgb = client.apply(
             &frame.luma,
@@ -453,14 +343,12 @@ impl FrameStage<'_> {
             s.offer(&frame.luma, &rgb);
         }
         let (lw, lh) = (request.low.width, request.low.height);
-        request.reference = self
-            .references
-            .get_mut(&camera)
-            .and_then(|r| r.at(frame.luma.width, frame.luma.height, lw, lh));
-        if let Some(t) = self.stats.cameras.get(&camera) {
-            t.reference
-                .store(request.reference.is_some(), Ordering::Relaxed);
-        }
+        request.reference = self.scenes.reference_at(
+            &camera,
+            (frame.luma.width, frame.luma.height),
+            (lw, lh),
+            self.stats,
+        );
         self.clients[&camera].post(request);
 
         if let Some(t) = self.stats.cameras.get(&camera) {
@@ -475,46 +363,24 @@ impl FrameStage<'_> {
         });
     }
 
-    /// A day-mode frame: the camera's own colour goes out as it came (its output calibration
-    /// still applies), without the network or the detail stage.
+    /// A day-mode frame: the camera's own colour goes out as it came.
     fn pass_through(
         &mut self,
         meta: FrameMeta,
         luma: &Gray,
-        mut rgb: Rgb,
+        rgb: Rgb,
         sample: bool,
         started: Instant,
     ) {
-        let camera = meta.camera.clone();
-        let Some(out) = self.outputs.get(&camera) else {
-            self.stats.unrouted.fetch_add(1, Ordering::Relaxed);
-            return;
-        };
-        if let Some(r) = self.references.get_mut(&camera).filter(|_| sample) {
-            // The camera's own colour, before its output calibration (which night frames get
-            // after the reference, as day frames do).
-            r.day_frame(&camera, &rgb, meta.captured_at);
-            if let Some(t) = self.stats.cameras.get(&camera) {
-                t.reference.store(r.active.is_some(), Ordering::Relaxed);
-            }
-        }
-        if let Some(c) = self.calibrations.get(&camera) {
-            c.colour(&mut rgb);
-        }
-        if let Some(s) = self.stats.snapshots.get(&camera) {
-            s.offer(luma, &rgb);
-        }
-        if let Some(t) = self.stats.cameras.get(&camera) {
-            t.queued
-                .observe(started.saturating_duration_since(meta.captured_at));
-            t.processed.observe(started.elapsed());
-            t.day_frames.fetch_add(1, Ordering::Relaxed);
-        }
-        out.push(ColourFrame {
-            rgb,
+        let day = super::scene::DayFrame {
             meta,
-            batch_size: 1,
-        });
+            luma,
+            rgb,
+            sample,
+            started,
+        };
+        self.scenes
+            .pass_through(day, self.calibrations, self.outputs, self.stats);
     }
 }
 

@@ -7,6 +7,7 @@
 //! NIR, in parallel across frames.
 
 pub mod amortised;
+mod scene;
 pub mod service;
 pub mod snapshot;
 
@@ -20,9 +21,9 @@ use rayon::prelude::*;
 
 use crate::calibrate::Corrector;
 use crate::capture::{Frame, FrameMeta};
-use crate::detail::lowres::{inference_size, shrink_to};
+
 use crate::detail::GuidedFilter;
-use crate::images::planes::Rgb;
+use crate::images::planes::{Gray, Rgb};
 use crate::models::colorizer::Colorizer;
 use crate::reference::store::ReferenceSettings;
 use crate::runtime::histogram::Histogram;
@@ -230,7 +231,8 @@ impl InferStage {
                 config,
                 stats: &thread_stats,
             };
-            run(&stage, &inputs, stop)
+            let mut scenes = scene::Scenes::new(references);
+            run(&stage, &mut scenes, &inputs, stop)
         })?;
         Ok(InferStage {
             stats,
@@ -293,7 +295,7 @@ struct Stage<'a> {
     stats: &'a InferStats,
 }
 
-fn run(stage: &Stage, inputs: &[Consumer<Frame>], stop: &AtomicBool) {
+fn run(stage: &Stage, scenes: &mut scene::Scenes, inputs: &[Consumer<Frame>], stop: &AtomicBool) {
     let config = stage.config;
     let mut live = vec![true; inputs.len()];
     let max_batch = config.max_batch.max(1);
@@ -347,7 +349,7 @@ fn run(stage: &Stage, inputs: &[Consumer<Frame>], stop: &AtomicBool) {
             }
             continue;
         }
-        process(stage, batch);
+        process(stage, scenes, batch);
     }
     // Capture stops first: what it queued before is still colorized, so a batch job loses no
     // frame at its end and a stopped daemon's recordings end with the last frame captured.
@@ -360,13 +362,37 @@ fn run(stage: &Stage, inputs: &[Consumer<Frame>], stop: &AtomicBool) {
         if batch.is_empty() {
             break;
         }
-        process(stage, batch);
+        process(stage, scenes, batch);
     }
 }
 
-fn process(stage: &Stage, batch: Vec<Frame>) {
+/// One batch: day frames pass through; the others are coloured in one forward pass and
+/// restored to full size, through the camera's day reference where it has one.
+fn process(stage: &Stage, scenes: &mut scene::Scenes, batch: Vec<Frame>) {
     let config = stage.config;
     let started = Instant::now();
+    let mut night = Vec::with_capacity(batch.len());
+    for mut f in batch {
+        if let Some(day) = f.colour.take() {
+            if let Some(sample) = scenes.day(&f.meta.camera, &day, f.meta.captured_at, stage.stats)
+            {
+                let frame = scene::DayFrame {
+                    meta: f.meta,
+                    luma: &f.luma,
+                    rgb: day,
+                    sample,
+                    started,
+                };
+                scenes.pass_through(frame, stage.calibrations, stage.outputs, stage.stats);
+                continue;
+            }
+        }
+        night.push(f);
+    }
+    if night.is_empty() {
+        return;
+    }
+    let batch = night;
     let waited: Vec<(Arc<str>, Duration)> = batch
         .iter()
         .map(|f| {
@@ -386,35 +412,74 @@ fn process(stage: &Stage, batch: Vec<Frame>) {
             f
         })
         .collect();
-    let lows: Vec<_> = batch
+    let requests: Vec<service::Request> = batch
         .par_iter()
         .map(|f| {
-            let (w, h) = inference_size(
-                f.luma.width,
-                f.luma.height,
-                f64::from(config.scale),
-                config.max_pixels,
-            );
-            shrink_to(&f.luma, w, h)
+            let calibration = stage.calibrations.get(&f.meta.camera);
+            service::Request::of(&f.luma, &config, calibration, f.meta.captured_at)
         })
         .collect();
+    let references: Vec<Option<Arc<Rgb>>> = batch
+        .iter()
+        .zip(&requests)
+        .map(|(f, r)| {
+            scenes.reference_at(
+                &f.meta.camera,
+                (f.luma.width, f.luma.height),
+                (r.low.width, r.low.height),
+                stage.stats,
+            )
+        })
+        .collect();
+    let lows: Vec<Gray> = requests.iter().map(|r| r.low.clone()).collect();
     let colours = stage.colorizer.colorize_batch(&lows);
-    let results: Vec<ColourFrame> = batch
+    let coloured: Vec<(ColourFrame, Option<bool>)> = batch
         .into_par_iter()
-        .zip(lows.par_iter().zip(colours.par_iter()))
-        .map(|(frame, (low, colour))| {
+        .zip(requests.into_par_iter().zip(references))
+        .zip(colours.par_iter())
+        .map(|((frame, (request, reference)), colour)| {
             let calibration = stage.calibrations.get(&frame.meta.camera);
-            let rgb = service::restore_frame(&config, calibration, &frame.luma, low, colour);
+            let (rgb, moved) = match reference {
+                // The reference's colour, fitted per block as a refresh of the amortised
+                // stage is, applied to this frame's own NIR.
+                Some(r) => {
+                    let fitted = service::Refreshed::fit_with(
+                        request.filter,
+                        request.low,
+                        colour,
+                        Some(&r),
+                        frame.meta.captured_at,
+                    );
+                    let (w, h) = (frame.luma.width, frame.luma.height);
+                    let mut rgb = Rgb::new(w, h, fitted.coefficients.apply(&frame.luma.data, w, h));
+                    if let Some(c) = calibration {
+                        c.colour(&mut rgb);
+                    }
+                    (rgb, Some(fitted.reference_moved))
+                }
+                None => (
+                    service::restore_frame(&config, calibration, &frame.luma, &request.low, colour),
+                    None,
+                ),
+            };
             if let Some(s) = stage.stats.snapshots.get(&frame.meta.camera) {
                 s.offer(&frame.luma, &rgb);
             }
-            ColourFrame {
+            let out = ColourFrame {
                 rgb,
                 meta: frame.meta,
                 batch_size: size,
-            }
+            };
+            (out, moved)
         })
         .collect();
+    let mut results = Vec::with_capacity(coloured.len());
+    for (frame, moved) in coloured {
+        if let Some(moved) = moved {
+            scenes.aligned(&frame.meta.camera, moved, stage.stats);
+        }
+        results.push(frame);
+    }
     let took = started.elapsed();
     for (camera, waited) in waited {
         if let Some(t) = stage.stats.cameras.get(&camera) {
