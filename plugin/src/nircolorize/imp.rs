@@ -178,18 +178,21 @@ impl NirColorize {
     /// one cannot be opened (an error on the bus says why).
     fn swap_model(&self) {
         let settings = lock(&self.settings).clone();
-        let mut state = lock(&self.state);
-        if state.running.is_none() {
+        if lock(&self.state).running.is_none() {
             return;
         }
+        // Opened without the state's lock: the streaming thread goes on colouring with the old
+        // model while the new one loads, and takes the new one at its next frame.
         match Running::open(&settings, &self.stats.times) {
             Ok(r) => {
                 gst::info!(CAT, imp = self, "model swapped to {}", settings.model);
-                state.running = Some(r);
-                state.reference_low = None;
+                let mut state = lock(&self.state);
+                if state.running.is_some() {
+                    state.running = Some(r);
+                    state.reference_low = None;
+                }
             }
             Err(why) => {
-                drop(state);
                 self.post_error_message(gst::error_msg!(
                     gst::LibraryError::Settings,
                     ["nircolorize: cannot swap to model '{}' on device '{}': {}; the stream keeps the model it had", settings.model, settings.device, why]
