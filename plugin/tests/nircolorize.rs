@@ -382,3 +382,83 @@ fn colour_frames_of_a_day_camera_pass_through() {
     }
     assert_eq!(e.property::<u64>("day-frames"), 5);
 }
+
+#[test]
+fn a_day_reference_gives_the_night_its_colours_in_both_refresh_modes() {
+    use nircolor::reference::store::{save, ReferenceMeta, StoredReference};
+    use nircolor::Rgb;
+    init();
+    let (w, h) = (96usize, 72usize);
+    let nir = nir_buffer(w, h, 0);
+    let nir_values: Vec<f32> = nir
+        .map_readable()
+        .unwrap()
+        .iter()
+        .map(|&v| f32::from(v) / 255.0)
+        .collect();
+    // The scene by day: the NIR's own pattern, in red (a colour no network gives this ramp).
+    let n = w * h;
+    let mut data = vec![0.0f32; 3 * n];
+    for (i, v) in nir_values.iter().enumerate() {
+        data[i] = *v;
+        data[n + i] = 0.2 * v;
+        data[2 * n + i] = 0.1 * v;
+    }
+    let dir = std::env::temp_dir().join(format!("nircolorize-ref-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("scene.png");
+    save(
+        &file,
+        &StoredReference {
+            image: Rgb::new(w, h, data),
+            meta: ReferenceMeta {
+                made_unix: 0,
+                frames: 3,
+                span_seconds: 2.0,
+                stillness: 0.0,
+                width: w,
+                height: h,
+                photo: None,
+            },
+        },
+    )
+    .unwrap();
+    // Mean red minus mean green of the output: large for the reference's red scene.
+    let redness = |properties: &[(&str, &str)]| -> f64 {
+        let mut hn = harness(properties);
+        hn.set_src_caps_str(&gray(w as u32, h as u32));
+        hn.set_sink_caps_str("video/x-raw,format=RGB");
+        hn.play();
+        let started = Instant::now();
+        let mut last = 0.0;
+        // Amortised: the first frames are gray until a refresh arrives.
+        for k in 0..200u64 {
+            hn.push(nir_buffer(w, h, k * 33)).unwrap();
+            let out = hn.pull().unwrap();
+            let map = out.map_readable().unwrap();
+            last = map
+                .chunks_exact(3)
+                .map(|p| f64::from(p[0]) - f64::from(p[1]))
+                .sum::<f64>()
+                / n as f64;
+            if element(&hn).property::<u64>("refreshes") > 1
+                || started.elapsed() > Duration::from_secs(10)
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        last
+    };
+    let reference = format!("{}", file.display());
+    for refresh in ["every-frame", "auto"] {
+        let alone = redness(&[("refresh-fps", refresh)]);
+        let with = redness(&[("refresh-fps", refresh), ("reference", &reference)]);
+        println!("{refresh}: red minus green {with:.1} with the reference, {alone:.1} without");
+        assert!(
+            with > 40.0 && with > alone + 20.0,
+            "{refresh}: red minus green {with:.1} with the reference, {alone:.1} without"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -437,31 +437,11 @@ fn process(stage: &Stage, scenes: &mut scene::Scenes, batch: Vec<Frame>) {
         .into_par_iter()
         .zip(requests.into_par_iter().zip(references))
         .zip(colours.par_iter())
-        .map(|((frame, (request, reference)), colour)| {
+        .map(|((frame, (mut request, reference)), colour)| {
             let calibration = stage.calibrations.get(&frame.meta.camera);
-            let (rgb, moved) = match reference {
-                // The reference's colour, fitted per block as a refresh of the amortised
-                // stage is, applied to this frame's own NIR.
-                Some(r) => {
-                    let fitted = service::Refreshed::fit_with(
-                        request.filter,
-                        request.low,
-                        colour,
-                        Some(&r),
-                        frame.meta.captured_at,
-                    );
-                    let (w, h) = (frame.luma.width, frame.luma.height);
-                    let mut rgb = Rgb::new(w, h, fitted.coefficients.apply(&frame.luma.data, w, h));
-                    if let Some(c) = calibration {
-                        c.colour(&mut rgb);
-                    }
-                    (rgb, Some(fitted.reference_moved))
-                }
-                None => (
-                    service::restore_frame(&config, calibration, &frame.luma, &request.low, colour),
-                    None,
-                ),
-            };
+            request.reference = reference;
+            let (rgb, moved) =
+                service::finish_frame(&config, calibration, &frame.luma, request, colour);
             if let Some(s) = stage.stats.snapshots.get(&frame.meta.camera) {
                 s.offer(&frame.luma, &rgb);
             }

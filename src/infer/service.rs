@@ -269,10 +269,23 @@ impl ColourService {
         calibration: Option<&Corrector>,
     ) -> Rgb {
         let request = Request::of(nir, settings, calibration, Instant::now());
+        self.colour_request(nir, settings, calibration, request).0
+    }
+
+    /// [`Self::colour_whole`] of a prepared request ([`Request::of`], with the client's day
+    /// reference at its size when it has one); with a reference, also whether it no longer
+    /// lines up with the NIR (see [`finish_frame`]).
+    pub fn colour_request(
+        &self,
+        nir: &Gray,
+        settings: &InferSettings,
+        calibration: Option<&Corrector>,
+        request: Request,
+    ) -> (Rgb, Option<bool>) {
         let colour = self
             .colorize_now(std::slice::from_ref(&request.low))
             .remove(0);
-        restore_frame(settings, calibration, nir, &request.low, &colour)
+        finish_frame(settings, calibration, nir, request, &colour)
     }
 
     /// Stops the model threads; clients keep the colour they had.
@@ -402,6 +415,41 @@ pub fn open_shared(spec: &str, device_choice: &str) -> Result<Arc<SharedModel>, 
     });
     registry.push((key, Arc::downgrade(&model)));
     Ok(model)
+}
+
+/// The full-resolution colour of a frame whose request the network coloured `colour`: with
+/// the request's day reference, the reference fitted per block as a refresh is
+/// ([`Refreshed::fit_with`]) and applied to the frame's own NIR, and whether the reference no
+/// longer lined up (`Some(moved)`); without one, the fast guided filter ([`restore_frame`]).
+/// The output calibration is applied either way.
+pub(super) fn finish_frame(
+    settings: &InferSettings,
+    calibration: Option<&Corrector>,
+    nir: &Gray,
+    request: Request,
+    colour: &Rgb,
+) -> (Rgb, Option<bool>) {
+    match request.reference {
+        Some(r) => {
+            let fitted = Refreshed::fit_with(
+                request.filter,
+                request.low,
+                colour,
+                Some(&r),
+                request.captured_at,
+            );
+            let (w, h) = (nir.width, nir.height);
+            let mut rgb = Rgb::new(w, h, fitted.coefficients.apply(&nir.data, w, h));
+            if let Some(c) = calibration {
+                c.colour(&mut rgb);
+            }
+            (rgb, Some(fitted.reference_moved))
+        }
+        None => (
+            restore_frame(settings, calibration, nir, &request.low, colour),
+            None,
+        ),
+    }
 }
 
 /// Full-resolution colour for `nir` from colour computed on `low`: the detail filter at full

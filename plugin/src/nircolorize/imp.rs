@@ -229,20 +229,7 @@ impl NirColorize {
         if let Some(c) = corrector.as_ref() {
             c.nir(&mut nir);
         }
-        if running.refresh == Refresh::EveryFrame {
-            return Ok(running.model.service.colour_whole(
-                &nir,
-                &running.settings,
-                corrector.as_ref(),
-            ));
-        }
-        let client = &mut running.client;
-        client.collect();
         let mut request = Request::of(&nir, &running.settings, corrector.as_ref(), at);
-        let mut rgb = client.apply(&nir, &request.low, at, running.settings.blend);
-        if let Some(c) = corrector.as_ref() {
-            c.colour(&mut rgb);
-        }
         if let Some(r) = reference
             .as_ref()
             .filter(|r| (r.image.width, r.image.height) == (nir.width, nir.height))
@@ -252,6 +239,25 @@ impl NirColorize {
                 *reference_low = Some(Arc::new(nircolor::reference::shrunk(&r.image, lw, lh)));
             }
             request.reference = reference_low.clone();
+        }
+        if running.refresh == Refresh::EveryFrame {
+            let (rgb, _) = running.model.service.colour_request(
+                &nir,
+                &running.settings,
+                corrector.as_ref(),
+                request,
+            );
+            // Every frame is a refresh, and its colour is its own, as in the daemon.
+            let times = &self.stats.times;
+            times.refreshes.fetch_add(1, Ordering::Relaxed);
+            times.colour_age_us.store(0, Ordering::Relaxed);
+            return Ok(rgb);
+        }
+        let client = &mut running.client;
+        client.collect();
+        let mut rgb = client.apply(&nir, &request.low, at, running.settings.blend);
+        if let Some(c) = corrector.as_ref() {
+            c.colour(&mut rgb);
         }
         client.post(request);
         Ok(rgb)
