@@ -462,3 +462,29 @@ fn a_day_reference_gives_the_night_its_colours_in_both_refresh_modes() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_live_pipeline_gets_its_latency_through_the_element() {
+    let p = pipeline(
+        "videotestsrc is-live=true num-buffers=300 ! video/x-raw,format=GRAY8,width=64,height=48,framerate=30/1 ! nircolorize name=c ! video/x-raw,format=I420 ! fakesink name=sink",
+    );
+    p.set_state(gst::State::Playing).unwrap();
+    let c = p.by_name("c").unwrap();
+    let started = Instant::now();
+    while c.property::<u64>("frames") < 5 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut q = gst::query::Latency::new();
+    assert!(
+        c.static_pad("src").unwrap().query(&mut q),
+        "no answer to a latency query"
+    );
+    let (live, min, _) = q.result();
+    assert!(
+        live,
+        "a live source's latency went missing through the element"
+    );
+    // videotestsrc is-live reports one frame (33 ms); the element adds none.
+    assert!(min >= gst::ClockTime::from_mseconds(30), "{min}");
+    p.set_state(gst::State::Null).unwrap();
+}
