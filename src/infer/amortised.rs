@@ -18,7 +18,7 @@ use super::scene::Scenes;
 use super::service::{ColourClient, ColourService, Refreshed, Request, ServiceModels};
 use super::{next_frame, ColourFrame, InferSettings, InferStats};
 use crate::calibrate::Corrector;
-use crate::capture::{Frame, FrameMeta};
+use crate::capture::Frame;
 use crate::detail::Coefficients;
 use crate::images::planes::{Gray, Rgb};
 use crate::reference::store::ReferenceSettings;
@@ -313,7 +313,15 @@ impl FrameStage<'_> {
                 .scenes
                 .day(&camera, &day, frame.meta.captured_at, self.stats)
             {
-                self.pass_through(frame.meta, &frame.luma, day, sample, started);
+                let day = super::scene::DayFrame {
+                    meta: frame.meta,
+                    luma: &frame.luma,
+                    rgb: day,
+                    sample,
+                    started,
+                };
+                self.scenes
+                    .pass_through(day, self.calibrations, self.outputs, self.stats);
                 return;
             }
         }
@@ -330,18 +338,6 @@ impl FrameStage<'_> {
         if let Some(moved) = client.collect() {
             self.scenes.aligned(&camera, moved, self.stats);
         }
-        let mut rgb = client.apply(
-            &frame.luma,
-            &request.low,
-            frame.meta.captured_at,
-            self.config.blend,
-        );
-        if let Some(c) = calibration {
-            c.colour(&mut rgb);
-        }
-        if let Some(s) = self.stats.snapshots.get(&camera) {
-            s.offer(&frame.luma, &rgb);
-        }
         let (lw, lh) = (request.low.width, request.low.height);
         request.reference = self.scenes.reference_at(
             &camera,
@@ -349,7 +345,10 @@ impl FrameStage<'_> {
             (lw, lh),
             self.stats,
         );
-        self.clients[&camera].post(request);
+        let rgb = client.colour(&frame.luma, request, calibration, self.config.blend);
+        if let Some(s) = self.stats.snapshots.get(&camera) {
+            s.offer(&frame.luma, &rgb);
+        }
 
         if let Some(t) = self.stats.cameras.get(&camera) {
             t.queued
@@ -361,26 +360,6 @@ impl FrameStage<'_> {
             meta: frame.meta,
             batch_size: 1,
         });
-    }
-
-    /// A day-mode frame: the camera's own colour goes out as it came.
-    fn pass_through(
-        &mut self,
-        meta: FrameMeta,
-        luma: &Gray,
-        rgb: Rgb,
-        sample: bool,
-        started: Instant,
-    ) {
-        let day = super::scene::DayFrame {
-            meta,
-            luma,
-            rgb,
-            sample,
-            started,
-        };
-        self.scenes
-            .pass_through(day, self.calibrations, self.outputs, self.stats);
     }
 }
 

@@ -535,18 +535,17 @@ impl ColourClient {
         self.shared.wake.notify_one();
     }
 
-    /// One frame the simple way (no day reference): collect, apply, post. `nir` is already
-    /// calibrated; the output calibration is applied.
+    /// One frame after [`Self::collect`]: the colour of `nir` (already calibrated) at the
+    /// request's time ([`Self::apply`], then the output calibration), and the request handed
+    /// to the model threads ([`Self::post`]).
     pub fn colour(
         &mut self,
         nir: &Gray,
-        settings: &InferSettings,
+        request: Request,
         calibration: Option<&Corrector>,
-        at: Instant,
+        blend: Duration,
     ) -> Rgb {
-        self.collect();
-        let request = Request::of(nir, settings, calibration, at);
-        let mut rgb = self.apply(nir, &request.low, at, settings.blend);
+        let mut rgb = self.apply(nir, &request.low, request.captured_at, blend);
         if let Some(c) = calibration {
             c.colour(&mut rgb);
         }
@@ -826,7 +825,12 @@ mod tests {
         let mut b = service.register(Refresh::Auto, tb.clone());
         assert_eq!(service.clients(), 2);
         // Gray until a refresh arrives, then the model's colour, for each client.
-        let first = a.colour(&nir, &settings(), None, Instant::now());
+        let frame = |c: &mut ColourClient| {
+            c.collect();
+            let request = Request::of(&nir, &settings(), None, Instant::now());
+            c.colour(&nir, request, None, Duration::ZERO)
+        };
+        let first = frame(&mut a);
         assert_eq!(first.plane(0), first.plane(1));
         let deadline = Instant::now() + Duration::from_secs(5);
         let (mut ra, mut rb) = (first.clone(), first);
@@ -834,8 +838,8 @@ mod tests {
             && (ra.plane(2) == ra.plane(1) || rb.plane(2) == rb.plane(1))
         {
             std::thread::sleep(Duration::from_millis(5));
-            ra = a.colour(&nir, &settings(), None, Instant::now());
-            rb = b.colour(&nir, &settings(), None, Instant::now());
+            ra = frame(&mut a);
+            rb = frame(&mut b);
         }
         for (rgb, times) in [(&ra, &ta), (&rb, &tb)] {
             let blue: f32 =

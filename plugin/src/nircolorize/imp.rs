@@ -255,12 +255,7 @@ impl NirColorize {
         }
         let client = &mut running.client;
         client.collect();
-        let mut rgb = client.apply(&nir, &request.low, at, running.settings.blend);
-        if let Some(c) = corrector.as_ref() {
-            c.colour(&mut rgb);
-        }
-        client.post(request);
-        Ok(rgb)
+        Ok(client.colour(&nir, request, corrector.as_ref(), running.settings.blend))
     }
 }
 
