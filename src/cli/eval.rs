@@ -98,7 +98,7 @@ pub(crate) fn run_eval(args: &EvalArgs) -> Result<()> {
                         .map_err(|e| bad(e.to_string()))?;
                 }
                 let network = model.colorize(&pair.nir);
-                let out = reference::colorize(&pair.nir, &reference, &network)
+                let out = reference::colorize(&pair.nir, &reference, &network, pair.mask.as_deref())
                     .map_err(|e| bad(format!("{}: {e}", path.display())))?;
                 Ok(out.rgb)
             };

@@ -93,7 +93,7 @@ impl Refreshed {
                 ..Refreshed::fit(filter, low, colour, captured_at)
             },
             Some(r) => {
-                let (coefficients, _) = crate::reference::fit(filter.radius, &low, r, colour);
+                let (coefficients, _) = crate::reference::fit(filter.radius, &low, r, colour, None);
                 Refreshed {
                     coefficients,
                     reference: low,

@@ -132,8 +132,8 @@ const MIN_SIGMA: f32 = 0.01;
 /// sigma of the NIR's departure from it: least squares `nir ≈ c0 R + c1 G + c2 B + c3`, refitted
 /// without the outliers. Vegetation is bright in NIR and dark green in colour, so the map is the
 /// image's own, not a fixed one.
-fn predict_nir(nir: &[f32], reference: &[f32], n: usize) -> (Vec<f32>, f32) {
-    let mut keep = vec![true; n];
+fn predict_nir(nir: &[f32], reference: &[f32], n: usize, valid: &[bool]) -> (Vec<f32>, f32) {
+    let mut keep = valid.to_vec();
     let mut predicted = vec![0f32; n];
     let mut sigma = MIN_SIGMA;
     for _ in 0..TRIM_ROUNDS {
@@ -173,7 +173,7 @@ fn predict_nir(nir: &[f32], reference: &[f32], n: usize) -> (Vec<f32>, f32) {
         // MAD as a sigma, over the pixels the fit kept.
         sigma = (1.4826 * median(kept_err)).max(MIN_SIGMA);
         for (i, k) in keep.iter_mut().enumerate() {
-            *k = (nir[i] - predicted[i]).abs() <= TRIM_SIGMAS * sigma;
+            *k = valid[i] && (nir[i] - predicted[i]).abs() <= TRIM_SIGMAS * sigma;
         }
     }
     (predicted, sigma)
@@ -222,18 +222,39 @@ fn median(mut v: Vec<f32>) -> f32 {
 }
 
 /// Per fit-scale pixel, the share the network's colour takes: 0 where the NIR looks like the
-/// reference's scene, 1 where it does not.
-pub fn network_share(nir_low: &[f32], ref_low: &[f32], lw: usize, lh: usize) -> Vec<f32> {
+/// reference's scene, 1 where it does not. `valid` marks the pixels that hold picture (all of a
+/// camera's; a registered dataset pair has borders without NIR), and only they are judged.
+pub fn network_share(
+    nir_low: &[f32],
+    ref_low: &[f32],
+    lw: usize,
+    lh: usize,
+    valid: Option<&[bool]>,
+) -> Vec<f32> {
     let n = lw * lh;
+    let all;
+    let valid = match valid {
+        Some(v) => v,
+        None => {
+            all = vec![true; n];
+            &all
+        }
+    };
     // Two views of the same question: does the NIR here look like what the reference shows?
     // Globally, through the image's own colour-to-NIR map (a dark object on a bright lawn);
     // locally, through how much of the NIR's pattern the reference's pattern explains (an
     // object's outline, a texture that is not there by day).
-    let (predicted, sigma) = predict_nir(nir_low, ref_low, n);
-    let local = local_misfit(nir_low, ref_low, lw, lh, LOCAL_RADIUS);
-    let typical = median(local.clone()).max(MIN_SIGMA);
+    let (predicted, sigma) = predict_nir(nir_low, ref_low, n, valid);
+    let local = local_misfit(nir_low, ref_low, lw, lh, LOCAL_RADIUS, valid);
+    let typical = median((0..n).filter(|&i| valid[i]).map(|i| local[i]).collect()).max(MIN_SIGMA);
     let z: Vec<f32> = (0..n)
-        .map(|i| ((nir_low[i] - predicted[i]).abs() / sigma).max(local[i] / typical))
+        .map(|i| {
+            if valid[i] {
+                ((nir_low[i] - predicted[i]).abs() / sigma).max(local[i] / typical)
+            } else {
+                0.0
+            }
+        })
         .collect();
     let grown = dilate(&z, lw, lh, DISAGREE_GROW);
     box_mean(&grown, lw, lh, DISAGREE_RADIUS)
@@ -268,16 +289,34 @@ fn dilate(src: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
 }
 
 /// Per fit-scale pixel, the standard deviation of the NIR that a local linear map of the
-/// reference's luma cannot explain, over (2r+1)^2 windows.
-fn local_misfit(nir: &[f32], reference: &[f32], w: usize, h: usize, r: usize) -> Vec<f32> {
+/// reference's luma cannot explain, over (2r+1)^2 windows of valid pixels.
+fn local_misfit(
+    nir: &[f32],
+    reference: &[f32],
+    w: usize,
+    h: usize,
+    r: usize,
+    valid: &[bool],
+) -> Vec<f32> {
     let n = w * h;
     let luma = luma(reference, n);
-    let prod = |a: &[f32], b: &[f32]| -> Vec<f32> { a.iter().zip(b).map(|(x, y)| x * y).collect() };
-    let ml = box_mean(&luma, w, h, r);
-    let mn = box_mean(nir, w, h, r);
-    let mll = box_mean(&prod(&luma, &luma), w, h, r);
-    let mln = box_mean(&prod(&luma, nir), w, h, r);
-    let mnn = box_mean(&prod(nir, nir), w, h, r);
+    let weight: Vec<f32> = valid.iter().map(|&v| f32::from(u8::from(v))).collect();
+    let share = box_mean(&weight, w, h, r);
+    // Means over the window's valid pixels only: a border without picture says nothing here.
+    let mean = |a: &[f32], b: &[f32]| -> Vec<f32> {
+        let prod: Vec<f32> = (0..n).map(|i| a[i] * b[i] * weight[i]).collect();
+        box_mean(&prod, w, h, r)
+            .iter()
+            .zip(&share)
+            .map(|(m, s)| m / s.max(1e-6))
+            .collect()
+    };
+    let one = vec![1f32; n];
+    let ml = mean(&luma, &one);
+    let mn = mean(nir, &one);
+    let mll = mean(&luma, &luma);
+    let mln = mean(&luma, nir);
+    let mnn = mean(nir, nir);
     (0..n)
         .map(|i| {
             let vl = (mll[i] - ml[i] * ml[i]).max(0.0);
@@ -294,6 +333,7 @@ pub fn colorize(
     nir: &Gray,
     reference: &Rgb,
     network: &Rgb,
+    valid: Option<&[bool]>,
 ) -> Result<ReferenceColour, ReferenceError> {
     let (w, h) = (nir.width, nir.height);
     if (reference.width, reference.height) != (w, h) {
@@ -308,13 +348,24 @@ pub fn colorize(
     let nir_low = Gray::new(lw, lh, resize_area(&nir.data, w, h, 1, lw, lh));
     let (ref_low, net_low) = (shrunk(reference, lw, lh), shrunk(network, lw, lh));
     let radius = ((FIT_RADIUS as f32 * lw as f32 / w.max(1) as f32).round() as usize).max(1);
-    let (coefficients, share) = fit(radius, &nir_low, &ref_low, &net_low);
+    let valid_low = valid.map(|v| {
+        let ones: Vec<f32> = v.iter().map(|&b| f32::from(u8::from(b))).collect();
+        resize_area(&ones, w, h, 1, lw, lh)
+            .into_iter()
+            .map(|s| s >= VALID_SHARE)
+            .collect::<Vec<bool>>()
+    });
+    let (coefficients, share) = fit(radius, &nir_low, &ref_low, &net_low, valid_low.as_deref());
     Ok(ReferenceColour {
         rgb: Rgb::new(w, h, coefficients.apply(&nir.data, w, h)),
         network_share: share,
         share_size: (lw, lh),
     })
 }
+
+/// A fit-scale pixel is judged when this share of the full-resolution pixels it covers holds
+/// picture: a border pixel half black would look like a dark object.
+const VALID_SHARE: f32 = 0.99;
 
 /// How far (in low-resolution pixels, each way) the alignment check looks for a better fit of
 /// the reference: 6 at 160x120 is 24 px of a 640x480 frame, more than a bumped camera moves
@@ -429,6 +480,7 @@ pub fn fit(
     nir_low: &Gray,
     ref_low: &Rgb,
     net_low: &Rgb,
+    valid: Option<&[bool]>,
 ) -> (Coefficients, Vec<f32>) {
     let (lw, lh) = (nir_low.width, nir_low.height);
     let filter = GuidedFilter {
@@ -437,7 +489,7 @@ pub fn fit(
     };
     let mut coefficients = filter.coefficients(&nir_low.data, &ref_low.data, lw, lh, 3);
     let from_network = filter.coefficients(&nir_low.data, &net_low.data, lw, lh, 3);
-    let share = network_share(&nir_low.data, &ref_low.data, lw, lh);
+    let share = network_share(&nir_low.data, &ref_low.data, lw, lh, valid);
     coefficients.blend(&from_network, &share);
     (coefficients, share)
 }

@@ -34,7 +34,7 @@ fn the_reference_colours_a_static_scene_and_the_network_is_not_used() {
     let (nir, truth) = scene(96, 64);
     // A network that paints everything gray from the NIR: the reference must win.
     let network = nir.to_rgb();
-    let out = colorize(&nir, &truth, &network).unwrap();
+    let out = colorize(&nir, &truth, &network, None).unwrap();
     let err = mean_abs(&out.rgb.data, &truth.data);
     let gray_err = mean_abs(&network.data, &truth.data);
     assert!(err < 0.03 && err < gray_err / 5.0, "{err} vs {gray_err}");
@@ -60,7 +60,7 @@ fn what_the_reference_does_not_show_takes_the_networks_colour() {
         h,
         [vec![0.8; w * h], vec![0.1; w * h], vec![0.1; w * h]].concat(),
     );
-    let out = colorize(&nir, &truth, &red).unwrap();
+    let out = colorize(&nir, &truth, &red, None).unwrap();
     let (lw, _) = out.share_size;
     // The object's centre, at the fit scale.
     let centre = (32 * lw / w) * lw + 22 * lw / w;
@@ -75,10 +75,42 @@ fn what_the_reference_does_not_show_takes_the_networks_colour() {
 }
 
 #[test]
+fn a_border_without_picture_is_not_judged_when_it_is_marked() {
+    // A registered dataset pair: the NIR was warped onto the colour view and its left quarter
+    // holds no picture (black), while the reference shows the scene there.
+    let (w, h) = (96, 64);
+    let (mut nir, truth) = scene(w, h);
+    let valid: Vec<bool> = (0..w * h).map(|i| i % w >= w / 4).collect();
+    for (v, &ok) in nir.data.iter_mut().zip(&valid) {
+        if !ok {
+            *v = 0.0;
+        }
+    }
+    let network = nir.to_rgb();
+    let share_near_border = |out: &ReferenceColour| {
+        let (lw, lh) = out.share_size;
+        // The valid fit-scale columns within 4 of the border.
+        let (a, b) = (lw / 4 + 1, lw / 4 + 5);
+        let cells: Vec<f32> = (0..lh)
+            .flat_map(|y| (a..b).map(move |x| y * lw + x))
+            .map(|i| out.network_share[i])
+            .collect();
+        cells.iter().sum::<f32>() / cells.len() as f32
+    };
+    let blind = colorize(&nir, &truth, &network, None).unwrap();
+    let marked = colorize(&nir, &truth, &network, Some(&valid)).unwrap();
+    // Unmarked, the black border is a dark object the reference does not show, and its
+    // disagreement spreads onto the picture beside it; marked, that picture keeps the
+    // reference's colour.
+    assert!(share_near_border(&blind) > 0.5, "{}", share_near_border(&blind));
+    assert!(share_near_border(&marked) < 0.01, "{}", share_near_border(&marked));
+}
+
+#[test]
 fn a_reference_of_another_size_is_refused_with_both_sizes() {
     let (nir, _) = scene(40, 30);
     let (_, other) = scene(32, 32);
-    let err = colorize(&nir, &other, &nir.to_rgb())
+    let err = colorize(&nir, &other, &nir.to_rgb(), None)
         .err()
         .unwrap()
         .to_string();
