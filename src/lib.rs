@@ -41,9 +41,13 @@
 //!   [`ColourClient::apply`] and [`ColourClient::post`] one by one), and
 //!   [`ColourService::colour_whole`] for the network on every frame;
 //! - statistics: [`FrameTimes`] per client, [`InferStats`] per service;
-//! - calibration: [`Calibration`] and its [`Corrector`]; frames: [`Gray`], [`Rgb`].
+//! - calibration: [`Calibration`] and its [`Corrector`]; frames: [`Gray`], [`Rgb`];
+//! - GStreamer frames of the formats in [`capture::frame::FORMATS`] read into [`Planes`] by
+//!   [`capture::frame::read`] (or [`capture::frame::read_sample`] for an appsink's sample), and
+//!   a frame's colorimetry as [`Ycc`].
 
 pub use calibrate::{Calibration, Corrector};
+pub use capture::frame::{FrameError, Planes, Ycc};
 pub use images::planes::{Gray, Rgb};
 pub use infer::service::{
     open_shared, ColourClient, ColourService, OpenError, Request, ServiceModels, SharedModel,

@@ -3,6 +3,7 @@
 //! when the camera is missing at start or goes away, for as long as the camera runs.
 
 pub mod devices;
+pub mod frame;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -12,8 +13,6 @@ use std::time::{Duration, Instant};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use gstreamer_video as gst_video;
-use gstreamer_video::prelude::*;
 
 use crate::images::planes::{Gray, Rgb};
 use crate::runtime::queue::NewestWins;
@@ -456,10 +455,11 @@ fn run_once(
             gst_app::AppSinkCallbacks::builder()
                 .new_sample(move |sink| {
                     let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let (luma, colour) = sample_planes(&sample).map_err(|why| {
-                        tracing::error!(camera = %id, %why, "unusable frame");
-                        gst::FlowError::Error
-                    })?;
+                    let frame::Planes { luma, colour } =
+                        frame::read_sample(&sample).map_err(|why| {
+                            tracing::error!(camera = %id, %why, "unusable frame");
+                            gst::FlowError::Error
+                        })?;
                     let pts = sample
                         .buffer()
                         .and_then(|b| b.pts())
@@ -661,101 +661,6 @@ fn error_text(e: &gst::message::Error) -> String {
         Some(debug) => format!("{} ({debug})", e.error()),
         None => e.error().to_string(),
     }
-}
-
-/// Why an appsink sample could not become a luma plane (the frame is skipped and logged).
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SampleError {
-    #[error("sample without caps")]
-    NoCaps,
-    #[error("sample without buffer")]
-    NoBuffer,
-    #[error("unreadable video frame: {0}")]
-    Video(#[from] gst::glib::BoolError),
-    #[error("unexpected format {0:?} at the appsink")]
-    Format(gst_video::VideoFormat),
-    #[error("short frame: {got} of {wanted} pixels")]
-    Short { got: usize, wanted: usize },
-}
-
-/// A sample's luma in [0, 1] and, for an RGB sample (a day/night camera), its colour planes;
-/// the luma of RGB is BT.601's, so a NIR frame with flat chroma keeps its values.
-pub(crate) fn sample_planes(sample: &gst::Sample) -> Result<(Gray, Option<Rgb>), SampleError> {
-    let caps = sample.caps().ok_or(SampleError::NoCaps)?;
-    let info = gst_video::VideoInfo::from_caps(caps)?;
-    if info.format() != gst_video::VideoFormat::Rgb {
-        return Ok((sample_luma(sample)?, None));
-    }
-    let buffer = sample.buffer().ok_or(SampleError::NoBuffer)?;
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)?;
-    let (w, h) = (info.width() as usize, info.height() as usize);
-    let stride = frame.plane_stride()[0] as usize;
-    let data = frame.plane_data(0)?;
-    let n = w * h;
-    let mut planes = vec![0f32; 3 * n];
-    let mut luma = Vec::with_capacity(n);
-    let mut rows = 0;
-    for (y, row) in data.chunks(stride).take(h).enumerate() {
-        if row.len() < 3 * w {
-            break;
-        }
-        for (x, px) in row[..3 * w].chunks_exact(3).enumerate() {
-            let (r, g, b) = (
-                f32::from(px[0]) / 255.0,
-                f32::from(px[1]) / 255.0,
-                f32::from(px[2]) / 255.0,
-            );
-            let i = y * w + x;
-            planes[i] = r;
-            planes[n + i] = g;
-            planes[2 * n + i] = b;
-            luma.push(0.299 * r + 0.587 * g + 0.114 * b);
-        }
-        rows += 1;
-    }
-    if rows != h {
-        return Err(SampleError::Short {
-            got: rows * w,
-            wanted: n,
-        });
-    }
-    Ok((Gray::new(w, h, luma), Some(Rgb::new(w, h, planes))))
-}
-
-/// The luma plane of a GRAY8 or GRAY16_LE sample, in [0, 1], honouring the row stride.
-pub(crate) fn sample_luma(sample: &gst::Sample) -> Result<Gray, SampleError> {
-    let caps = sample.caps().ok_or(SampleError::NoCaps)?;
-    let info = gst_video::VideoInfo::from_caps(caps)?;
-    let buffer = sample.buffer().ok_or(SampleError::NoBuffer)?;
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buffer, &info)?;
-    let (w, h) = (info.width() as usize, info.height() as usize);
-    let stride = frame.plane_stride()[0] as usize;
-    let data = frame.plane_data(0)?;
-    let mut luma = Vec::with_capacity(w * h);
-    match info.format() {
-        gst_video::VideoFormat::Gray8 => {
-            for row in data.chunks(stride).take(h) {
-                luma.extend(row[..w].iter().map(|&v| f32::from(v) / 255.0));
-            }
-        }
-        gst_video::VideoFormat::Gray16Le => {
-            for row in data.chunks(stride).take(h) {
-                luma.extend(
-                    row[..2 * w]
-                        .chunks_exact(2)
-                        .map(|b| f32::from(u16::from_le_bytes([b[0], b[1]])) / 65535.0),
-                );
-            }
-        }
-        other => return Err(SampleError::Format(other)),
-    }
-    if luma.len() != w * h {
-        return Err(SampleError::Short {
-            got: luma.len(),
-            wanted: w * h,
-        });
-    }
-    Ok(Gray::new(w, h, luma))
 }
 
 #[cfg(test)]

@@ -98,8 +98,9 @@ pub(crate) fn run_eval(args: &EvalArgs) -> Result<()> {
                         .map_err(|e| bad(e.to_string()))?;
                 }
                 let network = model.colorize(&pair.nir);
-                let out = reference::colorize(&pair.nir, &reference, &network, pair.mask.as_deref())
-                    .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+                let out =
+                    reference::colorize(&pair.nir, &reference, &network, pair.mask.as_deref())
+                        .map_err(|e| bad(format!("{}: {e}", path.display())))?;
                 Ok(out.rgb)
             };
             eval::evaluate_with(&name, colorize, &ds, &args.compare, on_image)?

@@ -158,8 +158,8 @@ impl ClipReader {
         let Some(sample) = self.next_sample()? else {
             return Ok(None);
         };
-        crate::capture::sample_luma(&sample)
-            .map(Some)
+        crate::capture::frame::read_sample(&sample)
+            .map(|planes| Some(planes.luma))
             .map_err(|e| self.decode_err(e))
     }
 

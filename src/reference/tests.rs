@@ -102,8 +102,16 @@ fn a_border_without_picture_is_not_judged_when_it_is_marked() {
     // Unmarked, the black border is a dark object the reference does not show, and its
     // disagreement spreads onto the picture beside it; marked, that picture keeps the
     // reference's colour.
-    assert!(share_near_border(&blind) > 0.5, "{}", share_near_border(&blind));
-    assert!(share_near_border(&marked) < 0.01, "{}", share_near_border(&marked));
+    assert!(
+        share_near_border(&blind) > 0.5,
+        "{}",
+        share_near_border(&blind)
+    );
+    assert!(
+        share_near_border(&marked) < 0.01,
+        "{}",
+        share_near_border(&marked)
+    );
 }
 
 #[test]

@@ -20,8 +20,8 @@ use gstreamer_video::subclass::prelude::*;
 use nircolor::reference::daynight::{self, DayNight, Mode};
 use nircolor::reference::store::{self, StoredReference};
 use nircolor::{
-    open_shared, Calibration, ColourClient, Corrector, FrameTimes, InferSettings, Refresh, Request,
-    Rgb, SharedModel,
+    open_shared, Calibration, ColourClient, Corrector, FrameTimes, InferSettings, Planes, Refresh,
+    Request, Rgb, SharedModel,
 };
 
 use super::formats;
@@ -202,7 +202,7 @@ impl NirColorize {
     }
 
     /// The colour of one frame.
-    fn colour(&self, state: &mut State, input: formats::Input, at: Instant) -> Result<Rgb, String> {
+    fn colour(&self, state: &mut State, input: Planes, at: Instant) -> Result<Rgb, String> {
         let State {
             running,
             corrector,
@@ -516,7 +516,7 @@ impl VideoFilterImpl for NirColorize {
             gst::element_imp_error!(self, gst::StreamError::Failed, ["nircolorize: {what}"]);
             gst::FlowError::Error
         };
-        let input = formats::read(inframe).map_err(fail)?;
+        let input = nircolor::capture::frame::read(inframe).map_err(|e| fail(e.to_string()))?;
         let rgb = {
             let mut state = lock(&self.state);
             self.colour(&mut state, input, Instant::now())
