@@ -330,9 +330,9 @@ mod tests {
             let p = frame_of(format, 4, 2, |_, k, stride| bytes[(k % stride) % step]).unwrap();
             let colour = p.colour.expect("colour planes");
             let want = [r, g, b].map(|v| f32::from(v) / 255.0);
-            for c in 0..3 {
+            for (c, want) in want.iter().enumerate() {
                 assert!(
-                    colour.plane(c).iter().all(|&v| (v - want[c]).abs() < 1e-6),
+                    colour.plane(c).iter().all(|&v| (v - want).abs() < 1e-6),
                     "{format:?} channel {c}"
                 );
             }
@@ -367,16 +367,15 @@ mod tests {
             })
             .unwrap();
             let colour = p.colour.expect("colour planes");
-            for c in 0..3 {
+            for (c, want) in want.iter().enumerate() {
                 // 8-bit Y'CbCr keeps colour within a couple of levels.
                 assert!(
                     colour
                         .plane(c)
                         .iter()
-                        .all(|&v| (v - want[c]).abs() < 2.5 / 255.0),
-                    "{format:?} channel {c}: {} against {}",
+                        .all(|&v| (v - want).abs() < 2.5 / 255.0),
+                    "{format:?} channel {c}: {} against {want}",
                     colour.plane(c)[0],
-                    want[c]
                 );
             }
             assert!(p.luma.data.iter().all(|&v| (v - y).abs() < 1.0 / 255.0));
