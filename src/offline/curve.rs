@@ -62,13 +62,19 @@ pub struct Run {
 impl Run {
     /// The run recorded in `weights`' card, placed after the runs of its lineage.
     pub fn of(name: String, weights: &Weights) -> Run {
-        let lineage = lineage_of(&weights.card);
+        // A training checkpoint keeps its run under `training`; finished weights at the top.
+        let card = weights
+            .card
+            .get("training")
+            .filter(|t| t.get("history").is_some())
+            .unwrap_or(&weights.card);
+        let lineage = lineage_of(card);
         // The last stage is this run itself.
         let earlier = lineage.len().saturating_sub(1);
         Run {
             name,
             start_hours: lineage[..earlier].iter().map(|s| s.hours).sum(),
-            history: history_of(weights),
+            history: history_in(card),
         }
     }
 }
@@ -139,6 +145,22 @@ mod tests {
         let run = Run::of("r".into(), &w);
         assert!((run.start_hours - 1.75).abs() < 1e-12);
         assert_eq!(run.history.len(), 2);
+    }
+
+    #[test]
+    fn a_training_checkpoint_is_read_as_its_run_so_far() {
+        // `--resume` checkpoints keep the run under `training`, beside the net's settings.
+        let card = serde_json::json!({
+            "net": {"arch": "dct"},
+            "training": {
+                "history": history(3, 15.0),
+                "lineage": [{"arch": "dct", "epochs": 47, "hours": 2.0, "commands": ["a"]}],
+                "commands": ["nircolor train --init x"],
+            },
+        });
+        let run = Run::of("ckpt".into(), &Weights::new("dct", card));
+        assert_eq!(run.history.len(), 3);
+        assert!((run.start_hours - 2.0).abs() < 1e-12);
     }
 
     #[test]
