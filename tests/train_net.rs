@@ -133,6 +133,24 @@ fn every_network_arch_trains_from_the_command_line() {
         ]);
         assert!(ev.status.success(), "{arch}: {}", stderr(&ev));
     }
+    // dct at a depth of its own: the card records it, and fine-tuning keeps it.
+    let out = dir.path().join("dct.safetensors");
+    let depth = ["--groups", "1", "--blocks", "2"];
+    let run = nircolor(&train_args("dct", "1", out.to_str().unwrap(), &depth));
+    assert!(run.status.success(), "dct: {}", stderr(&run));
+    let c = card(&out);
+    assert_eq!(
+        (c["net"]["groups"].as_u64(), c["net"]["blocks"].as_u64()),
+        (Some(1), Some(2))
+    );
+    let tuned = dir.path().join("dct-tuned.safetensors");
+    let init = ["--init", out.to_str().unwrap(), "--blocks", "3"];
+    let refused = nircolor(&train_args("dct", "1", tuned.to_str().unwrap(), &init));
+    let err = stderr(&refused);
+    assert!(
+        !refused.status.success() && err.contains("1 groups x 2 blocks"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -235,6 +253,14 @@ fn bad_training_input_fails_with_the_culprit_named() {
         &["--device cuda", "no CUDA device is usable"],
     );
     fail(&["--scale", "1.5"], &["scale 1.5", "outside (0, 1]"]);
+    fail(
+        &["--groups", "2"],
+        &["--groups and --blocks", "dct", "fast"],
+    );
+    fail(
+        &["--checkpoint-every", "0"],
+        &["--checkpoint-every", "1 to 1000"],
+    );
 }
 
 #[test]

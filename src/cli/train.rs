@@ -62,9 +62,12 @@ pub(crate) struct NetTrainArgs {
     /// Train for this many epochs.
     #[arg(long, conflicts_with = "minutes")]
     pub(crate) epochs: Option<usize>,
-    /// Train for about this many minutes instead (the epoch count is fixed after the first).
+    /// Train for about this many minutes instead (the epoch count is fixed after the third).
     #[arg(long)]
     pub(crate) minutes: Option<f64>,
+    /// Write the checkpoint every this many epochs (and at the end or when stopped).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) checkpoint_every: usize,
     /// Continue the run saved in this checkpoint (written beside --out every epoch).
     #[arg(long)]
     pub(crate) resume: Option<PathBuf>,
@@ -89,6 +92,12 @@ pub(crate) struct NetTrainArgs {
     /// Channels of the first level (the network's width).
     #[arg(long)]
     pub(crate) width: Option<i64>,
+    /// dct: residual groups (default 4; the published RCAN has 10).
+    #[arg(long)]
+    pub(crate) groups: Option<usize>,
+    /// dct: channel-attention blocks per group (default 8; the published RCAN has 20).
+    #[arg(long)]
+    pub(crate) blocks: Option<usize>,
     /// Inference size as a factor of the frame (fast: 0.5 by default).
     #[arg(long)]
     pub(crate) scale: Option<f64>,
@@ -320,6 +329,7 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
     let options = TrainOptions {
         epochs: n.epochs.unwrap_or(TrainOptions::default().epochs),
         minutes: n.minutes,
+        checkpoint_every: n.checkpoint_every,
         batch: n.batch,
         crop: n.crop,
         min_zoom: n.min_zoom,
@@ -395,6 +405,22 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
             );
         }
     }
+    if (n.groups.is_some() || n.blocks.is_some()) && arch != NetArch::Dct {
+        bail!(
+            "--groups and --blocks set the depth of dct; {} has its own",
+            arch.name()
+        );
+    }
+    if init.is_some()
+        && (n.groups.is_some_and(|g| g != cfg.groups) || n.blocks.is_some_and(|b| b != cfg.blocks))
+    {
+        bail!(
+            "--init holds a dct of {} groups x {} blocks: the depth is the shape of the weights; \
+             drop --groups and --blocks to fine-tune it",
+            cfg.groups,
+            cfg.blocks
+        );
+    }
     // The inference size is not part of the weights' shape: fine-tuning may change it.
     if let Some(s) = n.scale {
         cfg.scale = s;
@@ -416,6 +442,8 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         if let Some(w) = n.width {
             cfg.width = w;
         }
+        cfg.groups = n.groups.unwrap_or(cfg.groups);
+        cfg.blocks = n.blocks.unwrap_or(cfg.blocks);
         cfg.guided = !n.no_guided;
         cfg.decoupled = cfg.decoupled && !n.direct;
         // hq normalises by default; --norm turns it on for the others.

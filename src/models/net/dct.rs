@@ -4,7 +4,8 @@
 //! the network predicts each RGB channel's coefficients as a residual on the NIR's, which the
 //! inverse DCT (the same basis, transposed) turns back into pixels.
 //!
-//! Sized for this CPU (`GROUPS` x `BLOCKS`, see below), not the published 10 x 20.
+//! Sized for this CPU by default (`GROUPS` x `BLOCKS`, see below); the card records the depth,
+//! so a GPU can train the published 10 x 20.
 
 use tch::nn::Path;
 use tch::{Kind, Tensor};
@@ -17,11 +18,15 @@ use crate::models::rng::Rng;
 /// resolution (16x fewer positions), where a 3x3 convolution sees 12x12 pixels.
 pub const BLOCK: i64 = 4;
 
-/// Residual groups and channel-attention blocks per group. The published RCAN has 10 x 20 at
-/// 64 channels (about 0.1 TFLOP per 256x256 image); 4 x 8 at 64 channels is about a sixth of
-/// it, so 300 epochs over the ~560 training samples fit about 12 hours of bf16 here (issue 22).
+/// The default residual groups and channel-attention blocks per group (`--groups`,
+/// `--blocks`). The published RCAN has 10 x 20 at 64 channels (about 0.1 TFLOP per 256x256
+/// image); 4 x 8 at 64 channels is about a sixth of it, so 300 epochs over the ~560 training
+/// samples fit about 12 hours of bf16 on this CPU (issue 22). A GPU trains the published depth.
 pub const GROUPS: usize = 4;
 pub const BLOCKS: usize = 8;
+/// Twice the published depth in each direction: deeper than that is untested here.
+pub const MAX_GROUPS: usize = 20;
+pub const MAX_BLOCKS: usize = 40;
 
 /// Channel attention squeezes `width` channels by this factor (RCAN's choice).
 const REDUCTION: i64 = 16;
@@ -152,9 +157,9 @@ impl Dct {
     pub fn new(p: &Path, rng: &mut Rng, cfg: &NetConfig) -> Dct {
         let (w, cin) = (cfg.width, cfg.in_channels);
         let coeffs = BLOCK * BLOCK;
-        let groups = (0..GROUPS)
+        let groups = (0..cfg.groups)
             .map(|g| Group {
-                blocks: (0..BLOCKS)
+                blocks: (0..cfg.blocks)
                     .map(|i| Rcab::new(&(p / format!("g{g}_b{i}")), rng, w))
                     .collect(),
                 close: Conv::new(&(p / format!("g{g}_close")), rng, w, w, 3, 3, 1, 1, 0.1),

@@ -100,6 +100,8 @@ impl NetArch {
             detail_eps: crate::detail::NET_EPS,
             chroma_bins: 0,
             chroma_temperature: bins::DEFAULT_TEMPERATURE,
+            groups: dct::GROUPS,
+            blocks: dct::BLOCKS,
         }
     }
 }
@@ -151,6 +153,20 @@ pub struct NetConfig {
     /// The annealed-mean temperature that turns the bins into one colour (`bins`).
     #[serde(default = "default_chroma_temperature")]
     pub chroma_temperature: f64,
+    /// `dct`: residual groups, and channel-attention blocks per group (the depth). Cards
+    /// written before the depth was configurable hold neither: they are 4 x 8.
+    #[serde(default = "default_groups")]
+    pub groups: usize,
+    #[serde(default = "default_blocks")]
+    pub blocks: usize,
+}
+
+fn default_groups() -> usize {
+    dct::GROUPS
+}
+
+fn default_blocks() -> usize {
+    dct::BLOCKS
 }
 
 /// Fewer bins than 4x4 cannot tell green from brown; more than 24x24 (576 logits a pixel) costs
@@ -208,6 +224,17 @@ impl NetConfig {
                     if self.decoupled { "" } else { " with --direct" }
                 ));
             }
+        }
+        if !(1..=dct::MAX_GROUPS).contains(&self.groups)
+            || !(1..=dct::MAX_BLOCKS).contains(&self.blocks)
+        {
+            return Some(format!(
+                "{} groups x {} blocks is outside 1..={} x 1..={}",
+                self.groups,
+                self.blocks,
+                dct::MAX_GROUPS,
+                dct::MAX_BLOCKS
+            ));
         }
         if !(self.chroma_temperature > 0.0 && self.chroma_temperature <= 1.0) {
             return Some(format!(
@@ -637,6 +664,40 @@ mod tests {
             let c = Model::new(cfg.clone(), Device::Cpu, 10).tensors();
             assert_eq!(a, b, "{:?}", cfg.arch);
             assert_ne!(a, c, "{:?}", cfg.arch);
+        }
+    }
+
+    #[test]
+    fn dct_depth_is_configurable_and_recorded_in_the_card() {
+        let cfg = NetConfig {
+            groups: 2,
+            blocks: 3,
+            ..small(NetArch::Dct)
+        };
+        let m = Model::new(cfg.clone(), Device::Cpu, 1);
+        let names: Vec<String> = m.tensors().into_iter().map(|(n, _, _)| n).collect();
+        assert!(names.iter().any(|n| n.contains("g1_b2")), "{names:?}");
+        assert!(!names.iter().any(|n| n.contains("g2_") || n.contains("_b3")));
+        let w =
+            Weights::from_bytes(&m.to_weights(serde_json::json!({})).to_bytes(), "d.st").unwrap();
+        assert_eq!(Model::from_weights(&w, Device::Cpu).unwrap().cfg, cfg);
+        // A card from before the depth was configurable is the 4 x 8 default.
+        let old = Model::new(small(NetArch::Dct), Device::Cpu, 1);
+        let mut w =
+            Weights::from_bytes(&old.to_weights(serde_json::json!({})).to_bytes(), "o.st").unwrap();
+        let net = w.card["net"].as_object_mut().unwrap();
+        net.remove("groups");
+        net.remove("blocks");
+        let loaded = Model::from_weights(&w, Device::Cpu).unwrap().cfg;
+        assert_eq!((loaded.groups, loaded.blocks), (dct::GROUPS, dct::BLOCKS));
+        for (groups, blocks) in [(0, 8), (4, 0), (dct::MAX_GROUPS + 1, 8)] {
+            let bad = NetConfig {
+                groups,
+                blocks,
+                ..cfg.clone()
+            };
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains("groups") && e.contains("blocks"), "{e}");
         }
     }
 

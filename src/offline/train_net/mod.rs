@@ -28,9 +28,14 @@ pub use history::{history_in, hours, lineage_of, EpochLog, Stage};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
     pub epochs: usize,
-    /// A time budget instead of `epochs`: the epoch count is fixed after the first epoch from
-    /// its duration (and stored, so a resumed run follows the same schedule).
+    /// A time budget instead of `epochs`: the epoch count is planned after each of the first
+    /// `MINUTES_PLAN_EPOCHS` epochs from the time left and the last epoch's duration, then
+    /// fixed (and stored, so a resumed run follows the same schedule).
     pub minutes: Option<f64>,
+    /// Write the checkpoint after every this many epochs (and when the run ends or is
+    /// stopped): a large network's checkpoint can cost as much as a GPU epoch.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
     pub batch: usize,
     /// Side of the square training crops, after multi-scale resampling.
     pub crop: usize,
@@ -92,11 +97,27 @@ pub struct TrainOptions {
     pub bf16: bool,
 }
 
+fn default_checkpoint_every() -> usize {
+    1
+}
+
+/// With `--minutes`, the plan follows the first epochs' durations: the first carries the
+/// device's warm-up (a GPU's kernel loading costs seconds, as long as several of its epochs).
+const MINUTES_PLAN_EPOCHS: usize = 3;
+
+/// The epochs a `minutes` budget holds: the `done` epochs that took `spent` seconds, and as
+/// many more as fit in the rest at the pace of the last one (`last` seconds).
+pub(crate) fn plan_epochs(minutes: f64, done: usize, spent: f64, last: f64) -> usize {
+    let more = ((minutes * 60.0 - spent) / last.max(1e-3)).max(0.0);
+    (done + more.floor() as usize).max(1)
+}
+
 impl Default for TrainOptions {
     fn default() -> Self {
         TrainOptions {
             epochs: 40,
             minutes: None,
+            checkpoint_every: 1,
             batch: 8,
             crop: 192,
             min_zoom: 0.3,
@@ -183,6 +204,10 @@ impl TrainOptions {
             (
                 self.minutes.is_none_or(|m| m > 0.0 && m.is_finite()),
                 OptionError::new("--minutes", "a positive number"),
+            ),
+            (
+                (1..=1000).contains(&self.checkpoint_every),
+                OptionError::new("--checkpoint-every", "1 to 1000 epochs"),
             ),
         ])
     }
@@ -708,10 +733,20 @@ impl Trainer {
                 fit_psnr: (!fit.is_empty()).then(|| self.with_ema(|m| validate(m, &fit))),
                 seconds: clock.end_epoch(),
             };
-            if self.progress.planned.is_none() {
-                let minutes = o.minutes.unwrap_or(1.0);
-                let fit = (minutes * 60.0 / log.seconds.max(1e-3)).floor() as usize;
-                self.progress.planned = Some(fit.max(1));
+            if let Some(minutes) = o.minutes {
+                if self.progress.epoch < MINUTES_PLAN_EPOCHS {
+                    let done = self.progress.epoch + 1;
+                    let earlier = (self.progress.history.iter().rev())
+                        .take(self.progress.epoch)
+                        .map(|l| l.seconds)
+                        .sum::<f64>();
+                    self.progress.planned = Some(plan_epochs(
+                        minutes,
+                        done,
+                        earlier + log.seconds,
+                        log.seconds,
+                    ));
+                }
             }
             self.keep_if_best(&log);
             self.progress.history.push(log);
@@ -722,7 +757,10 @@ impl Trainer {
             report(Event::Epoch(
                 self.progress.history.last().expect("just pushed"),
             ));
-            self.save_checkpoint(ckpt)?;
+            let last = self.progress.planned == Some(self.progress.epoch);
+            if last || self.progress.epoch % o.checkpoint_every == 0 {
+                self.save_checkpoint(ckpt)?;
+            }
         }
     }
 

@@ -519,3 +519,47 @@ fn bf16_training_follows_f32_and_keeps_f32_weights() {
         assert!(!bf16_model.bf16());
     }
 }
+
+#[test]
+fn a_time_budget_is_replanned_after_a_slow_first_epoch() {
+    // A GPU's first epoch carries seconds of kernel loading: 10 s, then 2 s epochs.
+    let after_first = plan_epochs(1.0, 1, 10.0, 10.0);
+    assert_eq!(after_first, 6, "planned from the warm-up alone");
+    let after_second = plan_epochs(1.0, 2, 12.0, 2.0);
+    assert_eq!(after_second, 26, "2 done, 48 s left at 2 s an epoch");
+    // Over budget already: what is done is the plan.
+    assert_eq!(plan_epochs(0.1, 3, 30.0, 10.0), 3);
+    assert_eq!(plan_epochs(0.001, 0, 0.0, 100.0), 1);
+}
+
+#[test]
+fn checkpoints_every_few_epochs_and_always_at_the_end() {
+    let data = pairs(4, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("e.st");
+    let o = TrainOptions {
+        epochs: 3,
+        checkpoint_every: 2,
+        ..options()
+    };
+    let mut t = Trainer::new(small(NetArch::Fast), o.clone(), &data, Device::Cpu, None).unwrap();
+    let mut written = Vec::new();
+    let stop = AtomicBool::new(false);
+    t.run(&[], &ckpt, &stop, |e| {
+        if let Event::Epoch(log) = e {
+            // The checkpoint of the epoch before this one is on disk by now.
+            written.push((log.epoch, ckpt.is_file()));
+        }
+    })
+    .unwrap();
+    assert_eq!(written, [(1, false), (2, false), (3, true)]);
+    // Epoch 3 ended the run, so the checkpoint holds all three.
+    let resumed = Trainer::resume(&ckpt, &data, Device::Cpu).unwrap();
+    assert_eq!(resumed.progress.epoch, 3);
+    assert!(TrainOptions {
+        checkpoint_every: 0,
+        ..o
+    }
+    .validate()
+    .is_err());
+}
