@@ -135,7 +135,7 @@ fn every_network_arch_trains_from_the_command_line() {
     }
     // dct at a depth of its own: the card records it, and fine-tuning keeps it.
     let out = dir.path().join("dct.safetensors");
-    let depth = ["--groups", "1", "--blocks", "2"];
+    let depth = ["--groups", "1", "--blocks", "2", "--max-pixels", "4096"];
     let run = nircolor(&train_args("dct", "1", out.to_str().unwrap(), &depth));
     assert!(run.status.success(), "dct: {}", stderr(&run));
     let c = card(&out);
@@ -143,6 +143,7 @@ fn every_network_arch_trains_from_the_command_line() {
         (c["net"]["groups"].as_u64(), c["net"]["blocks"].as_u64()),
         (Some(1), Some(2))
     );
+    assert_eq!(c["net"]["max_pixels"].as_u64(), Some(4096));
     let tuned = dir.path().join("dct-tuned.safetensors");
     let init = ["--init", out.to_str().unwrap(), "--blocks", "3"];
     let refused = nircolor(&train_args("dct", "1", tuned.to_str().unwrap(), &init));

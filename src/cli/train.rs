@@ -98,6 +98,10 @@ pub(crate) struct NetTrainArgs {
     /// dct: channel-attention blocks per group (default 8; the published RCAN has 20).
     #[arg(long)]
     pub(crate) blocks: Option<usize>,
+    /// A cap on the network's input in pixels, whatever --scale says (fast: 19200, 160x120
+    /// of a 640x480 frame; hq and dct: 76800; 0 for none). Not part of the weights' shape.
+    #[arg(long)]
+    pub(crate) max_pixels: Option<usize>,
     /// Inference size as a factor of the frame (fast: 0.5 by default).
     #[arg(long)]
     pub(crate) scale: Option<f64>,
@@ -424,6 +428,9 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
     // The inference size is not part of the weights' shape: fine-tuning may change it.
     if let Some(s) = n.scale {
         cfg.scale = s;
+    }
+    if let Some(m) = n.max_pixels {
+        cfg.max_pixels = m;
     }
     if let Some(k) = n.chroma_bins {
         if init.is_some() && cfg.chroma_bins != 0 && cfg.chroma_bins != k {
