@@ -123,6 +123,17 @@ pub fn lineage_of(card: &serde_json::Value) -> Vec<Stage> {
     stages
 }
 
+/// With `--minutes`, the plan follows the first epochs' durations: the first carries the
+/// device's warm-up (a GPU's kernel loading costs seconds, as long as several of its epochs).
+pub(super) const MINUTES_PLAN_EPOCHS: usize = 3;
+
+/// The epochs a `minutes` budget holds: the `done` epochs that took `spent` seconds, and as
+/// many more as fit in the rest at the pace of the last one (`last` seconds).
+pub(super) fn plan_epochs(minutes: f64, done: usize, spent: f64, last: f64) -> usize {
+    let more = ((minutes * 60.0 - spent) / last.max(1e-3)).max(0.0);
+    (done + more.floor() as usize).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

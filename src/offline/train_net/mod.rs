@@ -21,8 +21,8 @@ mod crops;
 mod history;
 
 use crops::{chroma_histogram, make_batch, plan_crop, CropPlan, Sample, CHROMA_LOSS_STRIDE};
-use history::TrainingClock;
 pub use history::{history_in, hours, lineage_of, EpochLog, Stage};
+use history::{plan_epochs, TrainingClock, MINUTES_PLAN_EPOCHS};
 
 /// Loss weights and optimisation settings; recorded in checkpoints and the model card.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -99,17 +99,6 @@ pub struct TrainOptions {
 
 fn default_checkpoint_every() -> usize {
     1
-}
-
-/// With `--minutes`, the plan follows the first epochs' durations: the first carries the
-/// device's warm-up (a GPU's kernel loading costs seconds, as long as several of its epochs).
-const MINUTES_PLAN_EPOCHS: usize = 3;
-
-/// The epochs a `minutes` budget holds: the `done` epochs that took `spent` seconds, and as
-/// many more as fit in the rest at the pace of the last one (`last` seconds).
-pub(crate) fn plan_epochs(minutes: f64, done: usize, spent: f64, last: f64) -> usize {
-    let more = ((minutes * 60.0 - spent) / last.max(1e-3)).max(0.0);
-    (done + more.floor() as usize).max(1)
 }
 
 impl Default for TrainOptions {
