@@ -1,7 +1,9 @@
 //! Learning curves as PNG: one run's loss per epoch and validation PSNR against training hours
 //! (written beside the weights by `train`), and several runs' validation PSNR on one chart
 //! (`nircolor curves`), read from the model cards; a run started with `--init` is drawn after
-//! the hours of the runs behind it.
+//! the hours of the runs behind it. Where a run scored training pairs too (`--fit-only`), their
+//! fit is drawn beside validation: the gap between the two tells over-fitting from
+//! under-fitting.
 
 use std::path::Path;
 
@@ -9,17 +11,41 @@ use crate::models::weights::Weights;
 use crate::offline::plot::{charts_png, Chart, PlotError};
 use crate::offline::train_net::{history_in, lineage_of, EpochLog};
 
-/// (training hours so far, validation PSNR) after each validated epoch, counted from
-/// `start_hours`.
-fn psnr_by_hours(history: &[EpochLog], start_hours: f64) -> Vec<(f64, f64)> {
+/// (training hours so far, PSNR) after each epoch that `score` gives a figure for, counted
+/// from `start_hours`.
+fn by_hours(
+    history: &[EpochLog],
+    start_hours: f64,
+    score: impl Fn(&EpochLog) -> Option<f64>,
+) -> Vec<(f64, f64)> {
     let mut seconds = start_hours * 3600.0;
     history
         .iter()
         .filter_map(|e| {
             seconds += e.seconds;
-            e.val_psnr.map(|p| (seconds / 3600.0, p))
+            score(e).map(|p| (seconds / 3600.0, p))
         })
         .collect()
+}
+
+/// Validation PSNR by hours as `names.0`, and the training-pair fit's as `names.1` where the
+/// run recorded one.
+fn psnr_series(
+    names: (String, String),
+    history: &[EpochLog],
+    start_hours: f64,
+) -> Vec<(String, Vec<(f64, f64)>)> {
+    let mut series = vec![(names.0, by_hours(history, start_hours, |e| e.val_psnr))];
+    let fit = by_hours(history, start_hours, |e| e.fit_psnr);
+    if !fit.is_empty() {
+        series.push((names.1, fit));
+    }
+    series
+}
+
+/// The two lines' names of a run named `name` on a chart of several.
+fn run_names(name: &str) -> (String, String) {
+    (name.to_string(), format!("{name}, training-pair fit"))
 }
 
 /// Writes the curve of one run to `path`.
@@ -35,10 +61,14 @@ pub fn write(history: &[EpochLog], path: &Path) -> Result<(), PlotError> {
                 series: vec![("train".into(), loss)],
             },
             Chart {
-                title: "Validation PSNR",
+                title: "PSNR: validation, and the training-pair fit where scored",
                 x_label: "training hours (wall clock)",
                 y_label: "PSNR (dB)",
-                series: vec![("validation".into(), psnr_by_hours(history, 0.0))],
+                series: psnr_series(
+                    ("validation".into(), "training-pair fit".into()),
+                    history,
+                    0.0,
+                ),
             },
         ],
         900,
@@ -79,18 +109,18 @@ impl Run {
     }
 }
 
-/// Validation PSNR against cumulative training hours of several runs, one line each, into
-/// `path`.
+/// Validation PSNR against cumulative training hours of several runs, one line each (and one
+/// for each run's training-pair fit, where recorded), into `path`.
 pub fn compare(runs: &[Run], path: &Path) -> Result<(), PlotError> {
     charts_png(
         path,
         &[Chart {
-            title: "Validation PSNR against training time",
+            title: "PSNR against training time: validation, and the training-pair fit where scored",
             x_label: "cumulative training hours (wall clock, the runs behind --init included)",
             y_label: "PSNR (dB)",
             series: runs
                 .iter()
-                .map(|r| (r.name.clone(), psnr_by_hours(&r.history, r.start_hours)))
+                .flat_map(|r| psnr_series(run_names(&r.name), &r.history, r.start_hours))
                 .collect(),
         }],
         900,
@@ -116,14 +146,37 @@ mod tests {
 
     #[test]
     fn hours_accumulate_the_epochs_seconds() {
-        let got = psnr_by_hours(&history(3, 10.0), 0.0);
+        let got = by_hours(&history(3, 10.0), 0.0, |e| e.val_psnr);
         let want = [(0.1, 11.0), (0.2, 12.0), (0.3, 13.0)];
         assert_eq!(got.len(), 3);
         for (g, w) in got.iter().zip(want) {
             assert!((g.0 - w.0).abs() < 1e-12 && g.1 == w.1, "{got:?}");
         }
-        let later = psnr_by_hours(&history(1, 10.0), 2.0);
+        let later = by_hours(&history(1, 10.0), 2.0, |e| e.val_psnr);
         assert!((later[0].0 - 2.1).abs() < 1e-12, "{later:?}");
+    }
+
+    #[test]
+    fn the_training_pair_fit_is_drawn_beside_validation_where_recorded() {
+        let plain = psnr_series(run_names("control"), &history(3, 10.0), 1.0);
+        assert_eq!(plain.len(), 1, "no fit recorded, no fit line");
+        let mut with_fit = history(3, 10.0);
+        // The fit is scored on some epochs only (e.g. a run resumed with --fit-only).
+        with_fit[1].fit_psnr = Some(19.5);
+        with_fit[2].fit_psnr = Some(20.0);
+        let series = psnr_series(run_names("control"), &with_fit, 1.0);
+        assert_eq!(series.len(), 2);
+        assert_eq!(series[1].0, "control, training-pair fit");
+        let fit = &series[1].1;
+        assert_eq!(fit.len(), 2);
+        assert!(
+            (fit[0].0 - 1.2).abs() < 1e-12 && fit[0].1 == 19.5,
+            "{fit:?}"
+        );
+        assert!(
+            (fit[1].0 - 1.3).abs() < 1e-12 && fit[1].1 == 20.0,
+            "{fit:?}"
+        );
     }
 
     #[test]
