@@ -76,13 +76,20 @@ fn train_writes_weights_checkpoint_and_curve_and_resumes() {
         stdout(&ev)
     );
 
-    // Resume from the checkpoint and extend the run by one epoch.
+    // Resume from the checkpoint and extend the run by one epoch, keeping the best epoch from
+    // now on (the run was started without --keep-best).
     let ckpt = dir.path().join("m.ckpt.safetensors");
     let run = nircolor(&train_args(
         "fast",
         "3",
         o,
-        &["--resume", ckpt.to_str().unwrap()],
+        &[
+            "--resume",
+            ckpt.to_str().unwrap(),
+            "--val",
+            "samples",
+            "--keep-best",
+        ],
     ));
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(
@@ -90,6 +97,12 @@ fn train_writes_weights_checkpoint_and_curve_and_resumes() {
         "{}",
         stdout(&run)
     );
+    assert!(
+        stdout(&run).contains("the best epoch from epoch 3 on is kept"),
+        "{}",
+        stdout(&run)
+    );
+    assert_eq!(card(&out)["kept_epoch"], 3);
     // The card keeps both command lines and counts the hours of all three epochs.
     let c = card(&out);
     let commands: Vec<&str> = c["commands"]

@@ -482,6 +482,15 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
             if let Some(e) = n.epochs {
                 t.set_epochs(e);
             }
+            // A checkpoint keeps its run's options; --keep-best is the one that can be added
+            // later without changing what the run computes.
+            if n.keep_best && !t.options().keep_best {
+                t.keep_best_from_now();
+                println!(
+                    "--keep-best: the run was started without it; the best epoch from epoch {} on is kept",
+                    t.history().len() + 1
+                );
+            }
             t
         }
         None => Trainer::new(cfg, options, &pairs, device, init.as_ref())?,

@@ -134,6 +134,14 @@ pub(super) fn plan_epochs(minutes: f64, done: usize, spent: f64, last: f64) -> u
     (done + more.floor() as usize).max(1)
 }
 
+impl super::Trainer {
+    /// Turns `--keep-best` on for a resumed run that was started without it. The best epoch is
+    /// looked for from the next one on: the weights of the epochs before are gone.
+    pub fn keep_best_from_now(&mut self) {
+        self.progress.options.keep_best = true;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

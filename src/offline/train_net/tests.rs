@@ -352,6 +352,48 @@ fn keep_best_saves_the_best_validated_epoch_across_a_resume() {
 }
 
 #[test]
+fn keep_best_can_be_turned_on_when_a_run_is_resumed() {
+    let data = pairs(5, 40);
+    let val = pairs(2, 32);
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt = dir.path().join("c.st");
+    let stop = AtomicBool::new(false);
+    let o = TrainOptions {
+        epochs: 2,
+        ..options()
+    };
+    let mut first = Trainer::new(small(NetArch::Fast), o, &data, Device::Cpu, None).unwrap();
+    assert_eq!(first.run(&val, &ckpt, &stop, |_| ()).unwrap(), Finish::Done);
+    assert_eq!(first.best_epoch(), None, "started without --keep-best");
+
+    let mut resumed = Trainer::resume(&ckpt, &data, Device::Cpu).unwrap();
+    assert!(!resumed.options().keep_best);
+    resumed.set_epochs(4);
+    resumed.keep_best_from_now();
+    assert_eq!(
+        resumed.run(&val, &ckpt, &stop, |_| ()).unwrap(),
+        Finish::Done
+    );
+    // Only epochs 3 and 4 ran with it on: the kept one is the better of those two.
+    let psnrs: Vec<f64> = resumed
+        .history()
+        .iter()
+        .map(|e| e.val_psnr.unwrap())
+        .collect();
+    let psnr = |e: usize| psnrs[e - 1];
+    let want = if psnr(3) >= psnr(4) { 3 } else { 4 };
+    assert_eq!(resumed.best_epoch(), Some(want));
+    let kept = resumed.weights();
+    assert_eq!(kept.card["kept_epoch"], want);
+    let score = validate(&Model::from_weights(&kept, Device::Cpu).unwrap(), &val);
+    assert!((score - psnr(want)).abs() < 1e-6, "{score} vs epoch {want}");
+    // The choice travels in the checkpoint: a second resume still keeps the best.
+    let again = Trainer::resume(&ckpt, &data, Device::Cpu).unwrap();
+    assert!(again.options().keep_best);
+    assert_eq!(again.best_epoch(), Some(want));
+}
+
+#[test]
 fn the_average_is_saved_and_the_raw_weights_keep_training() {
     let data = pairs(5, 40);
     let dir = tempfile::tempdir().unwrap();
