@@ -1,5 +1,6 @@
 //! A run's record in the model card: each epoch's loss and scores, and the runs behind a
-//! network (its lineage), so a card tells the whole training it cost and how to redo it.
+//! network (its lineage), so a card tells the whole training it cost and how to redo it. Also
+//! the run's plan: the epochs a `--minutes` budget holds, and what a resumed run may change.
 
 use std::time::Instant;
 
@@ -135,6 +136,12 @@ pub(super) fn plan_epochs(minutes: f64, done: usize, spent: f64, last: f64) -> u
 }
 
 impl super::Trainer {
+    /// Changes the planned number of epochs (extending a resumed run); the learning-rate
+    /// schedule stretches to the new length.
+    pub fn set_epochs(&mut self, epochs: usize) {
+        self.progress.planned = Some(epochs.max(1));
+    }
+
     /// Turns `--keep-best` on for a resumed run that was started without it. The best epoch is
     /// looked for from the next one on: the weights of the epochs before are gone.
     pub fn keep_best_from_now(&mut self) {

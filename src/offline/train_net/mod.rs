@@ -803,12 +803,6 @@ impl Trainer {
         Ok(self.checkpoint().save(ckpt)?)
     }
 
-    /// Changes the planned number of epochs (extending a resumed run); the learning-rate
-    /// schedule stretches to the new length.
-    pub fn set_epochs(&mut self, epochs: usize) {
-        self.progress.planned = Some(epochs.max(1));
-    }
-
     /// The planned number of epochs (known after the first with --minutes).
     pub fn planned(&self) -> Option<usize> {
         self.progress.planned
