@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod cli;
 
@@ -71,12 +71,20 @@ fn main() -> std::process::ExitCode {
         // Plain lines for journald and log files; colour only on a terminal.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = Cli::parse();
+    // The matches as well as the parsed values: `train --resume` asks which flags were typed.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match &cli.command {
         Command::Eval(a) => eval::run_eval(a),
         Command::EvalVideo(a) => eval_video::run_eval_video(a),
         Command::Colorize(a) => colorize::run_colorize(a),
-        Command::Train(a) => train::run_train(a),
+        Command::Train(a) => {
+            let typed = matches
+                .subcommand_matches("train")
+                .map(train::TypedFlags::from_matches)
+                .unwrap_or_default();
+            train::run_train(a, &typed)
+        }
         Command::Bench(BenchCommand::Filter(a)) => bench::run_bench_filter(a),
         Command::Bench(BenchCommand::Model(a)) => bench::run_bench_model(a),
         Command::Bench(BenchCommand::Pipeline(a)) => bench::run_bench_pipeline(a),

@@ -76,9 +76,35 @@ fn train_writes_weights_checkpoint_and_curve_and_resumes() {
         stdout(&ev)
     );
 
+    // A resumed run keeps its own options: a flag that would change what it computes is
+    // refused by name with the run's value, and nothing is written.
+    let ckpt = dir.path().join("m.ckpt.safetensors");
+    let saved = fs::read(&ckpt).unwrap();
+    let c = ckpt.to_str().unwrap();
+    let mut changed = train_args("fast", "3", o, &["--resume", c, "--lr", "0.5"]);
+    let width = changed.iter().position(|&a| a == "--width").unwrap();
+    changed[width + 1] = "8";
+    changed.extend_from_slice(&["--checkpoint-every", "2"]);
+    let run = nircolor(&changed);
+    assert!(!run.status.success());
+    let err = stderr(&run);
+    assert!(
+        err.contains("--lr 0.5 (the run's: 0.002)")
+            && err.contains("--width 8 (the run's: 4)")
+            && !err.contains("--checkpoint-every 2 (")
+            && err.contains("--init"),
+        "{err}"
+    );
+    assert_eq!(fs::read(&ckpt).unwrap(), saved, "a refused resume wrote");
+    let both = nircolor(&train_args("fast", "3", o, &["--resume", c, "--init", o]));
+    assert!(
+        stderr(&both).contains("cannot be used with"),
+        "{}",
+        stderr(&both)
+    );
+
     // Resume from the checkpoint and extend the run by one epoch, keeping the best epoch from
     // now on (the run was started without --keep-best).
-    let ckpt = dir.path().join("m.ckpt.safetensors");
     let run = nircolor(&train_args(
         "fast",
         "3",

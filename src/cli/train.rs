@@ -1,9 +1,11 @@
 //! `nircolor train`: fit a classical model or train a network, with a progress bar and checkpoints.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::{Args, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use nircolor::models::l3::L3Config;
@@ -68,8 +70,9 @@ pub(crate) struct NetTrainArgs {
     /// Write the checkpoint every this many epochs (and at the end or when stopped).
     #[arg(long, default_value_t = 1)]
     pub(crate) checkpoint_every: usize,
-    /// Continue the run saved in this checkpoint (written beside --out every epoch).
-    #[arg(long)]
+    /// Continue the run saved in this checkpoint (written beside --out every epoch). The run
+    /// keeps its own options: only --epochs, --keep-best and --checkpoint-every may change.
+    #[arg(long, conflicts_with = "init")]
     pub(crate) resume: Option<PathBuf>,
     /// Start from these weights (fine-tuning, e.g. models/default.safetensors).
     #[arg(long)]
@@ -260,9 +263,71 @@ pub(crate) fn load_training_pairs(args: &TrainArgs) -> Result<(Vec<Dataset>, Vec
     Ok((datasets, pairs))
 }
 
-pub(crate) fn run_train(args: &TrainArgs) -> Result<()> {
+/// The flags typed on the command line, by clap id (the field's name), as opposed to those
+/// left at their defaults.
+#[derive(Default)]
+pub(crate) struct TypedFlags(HashSet<String>);
+
+impl TypedFlags {
+    pub(crate) fn from_matches(matches: &ArgMatches) -> Self {
+        Self(
+            matches
+                .ids()
+                .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+                .map(|id| id.as_str().to_string())
+                .collect(),
+        )
+    }
+
+    fn has(&self, id: &str) -> bool {
+        self.0.contains(id)
+    }
+}
+
+/// What a resumed run may change without computing something else than the run it continues:
+/// the schedule's length, early stopping from now on, and how often a checkpoint is written.
+const CHANGEABLE_ON_RESUME: [&str; 3] = ["epochs", "keep_best", "checkpoint_every"];
+
+/// Flags whose clap id is not the name of the setting they decide.
+const FLAG_OF_SETTING: [(&str, &str); 2] = [("guided", "no_guided"), ("decoupled", "direct")];
+
+/// The typed flags whose value differs from the resumed run's, as `--flag VALUE (the run's:
+/// VALUE)`: `wanted` and `run` are one kind of settings (training options or network
+/// configuration) serialised, as this command line makes them and as the checkpoint holds them.
+fn overridden(
+    typed: &TypedFlags,
+    wanted: &serde_json::Value,
+    run: &serde_json::Value,
+) -> Vec<String> {
+    let (Some(wanted), Some(run)) = (wanted.as_object(), run.as_object()) else {
+        return Vec::new();
+    };
+    wanted
+        .iter()
+        .filter(|(key, _)| !CHANGEABLE_ON_RESUME.contains(&key.as_str()))
+        .filter_map(|(key, value)| {
+            let flag = FLAG_OF_SETTING
+                .iter()
+                .find(|(setting, _)| setting == key)
+                .map_or(key.as_str(), |(_, flag)| flag);
+            let had = run.get(key).unwrap_or(&serde_json::Value::Null);
+            // Strings without their JSON quotes: an arch's or a teacher's name as typed.
+            let shown = |v: &serde_json::Value| v.as_str().map_or(v.to_string(), str::to_string);
+            (typed.has(flag) && had != value).then(|| {
+                format!(
+                    "--{} {} (the run's: {})",
+                    flag.replace('_', "-"),
+                    shown(value),
+                    shown(had)
+                )
+            })
+        })
+        .collect()
+}
+
+pub(crate) fn run_train(args: &TrainArgs, typed: &TypedFlags) -> Result<()> {
     if let Some(arch) = args.arch.net() {
-        return run_train_net(args, arch);
+        return run_train_net(args, arch, typed);
     }
     let opts = ClassicalOptions {
         degree: args.degree,
@@ -321,7 +386,7 @@ pub(crate) fn validate_into_card(
 }
 
 /// `nircolor train` for the networks: load, train with a progress bar, checkpoint, card.
-pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
+pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch, typed: &TypedFlags) -> Result<()> {
     use nircolor::models::weights::Weights;
     use nircolor::offline::train_net::{self as tn, Event, Finish, Trainer};
     use std::sync::atomic::AtomicBool;
@@ -478,6 +543,31 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch) -> Result<()> {
         Some(file) => {
             let mut t = Trainer::resume(file, &pairs, device)
                 .with_context(|| format!("resuming from {}", file.display()))?;
+            // A flag that the checkpoint would silently overrule could cost hours of the
+            // wrong run: refuse it, and say how to get either.
+            let mut differ = overridden(
+                typed,
+                &serde_json::to_value(&options)?,
+                &serde_json::to_value(t.options())?,
+            );
+            differ.extend(overridden(
+                typed,
+                &serde_json::to_value(&cfg)?,
+                &serde_json::to_value(&t.model.cfg)?,
+            ));
+            if !differ.is_empty() {
+                bail!(
+                    "{}: a resumed run keeps the options it was started with, and these \
+                     differ: {}. Drop them to continue the run (only --epochs, --keep-best and \
+                     --checkpoint-every may change), or start a new run from its weights with \
+                     --init",
+                    file.display(),
+                    differ.join(", ")
+                );
+            }
+            if typed.has("checkpoint_every") {
+                t.set_checkpoint_every(n.checkpoint_every);
+            }
             // --epochs on a resumed run re-plans it (to extend or shorten the schedule).
             if let Some(e) = n.epochs {
                 t.set_epochs(e);

@@ -147,6 +147,12 @@ impl super::Trainer {
     pub fn keep_best_from_now(&mut self) {
         self.progress.options.keep_best = true;
     }
+
+    /// Changes how often a resumed run writes its checkpoint (in epochs, at least 1); what the
+    /// run computes stays the same.
+    pub fn set_checkpoint_every(&mut self, every: usize) {
+        self.progress.options.checkpoint_every = every.max(1);
+    }
 }
 
 #[cfg(test)]
