@@ -288,6 +288,12 @@ fn bad_training_input_fails_with_the_culprit_named() {
     fail(&["--lr", "0"], &["--lr", "positive number"]);
     fail(&["--ema", "1"], &["--ema", "[0, 1)"]);
     fail(&["--w-sat=-1"], &["loss weights", "0 or positive"]);
+    // A teacher's weight without the teacher would weigh nothing.
+    fail(&["--w-teacher", "2"], &["--teacher <TEACHER>"]);
+    fail(
+        &["--w-luma-teacher", "2"],
+        &["--luma-teacher <LUMA_TEACHER>"],
+    );
     fail(
         &["--device", "cuda"],
         &["--device cuda", "no CUDA device is usable"],

@@ -179,18 +179,18 @@ pub(crate) struct NetTrainArgs {
     #[arg(long)]
     pub(crate) teacher: Option<PathBuf>,
     /// Weight of the teacher's output in the loss (with --teacher).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, requires = "teacher")]
     pub(crate) w_teacher: f64,
     /// Weight of the teacher's chroma alone (Cb, Cr L1; with --teacher): learn the colour from
     /// the teacher and the luminance from the truth.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, requires = "teacher")]
     pub(crate) w_teacher_chroma: f64,
     /// A second teacher for the luminance alone, e.g. the network given to --init, so that
     /// learning a teacher's colour does not cost the luminance it had. A resumed run reloads it.
     #[arg(long)]
     pub(crate) luma_teacher: Option<PathBuf>,
     /// Weight of the luma teacher's luminance (L1) in the loss (with --luma-teacher).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, requires = "luma_teacher")]
     pub(crate) w_luma_teacher: f64,
     /// Write the weights of the epoch with the best validation PSNR (with --val) instead of
     /// the last: early stopping, for fine-tunes that peak before their schedule ends.
