@@ -58,16 +58,13 @@ fn a_reference_beats_the_network_alone_and_objects_are_scored_apart() {
     let refs = p.join("reference");
     let alone = eval_json(&["--model", "default", "--data", data]);
     let report = dir.path().join("report");
-    let with = eval_json(&[
-        "--model",
-        "default",
-        "--data",
-        data,
-        "--reference",
-        refs.to_str().unwrap(),
-        "--report",
-        report.to_str().unwrap(),
-    ]);
+    let with_reference = |extra: &[&str]| {
+        let mut args = vec!["--model", "default", "--data", data];
+        args.extend_from_slice(&["--reference", refs.to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        eval_json(&args)
+    };
+    let with = with_reference(&["--report", report.to_str().unwrap()]);
     // The report shows each pair's reference in a column of its own.
     let page = std::fs::read_to_string(report.join("index.html")).unwrap();
     assert!(
@@ -110,6 +107,22 @@ fn a_reference_beats_the_network_alone_and_objects_are_scored_apart() {
         );
     }
     assert!(with["model"].as_str().unwrap().ends_with("+reference"));
+
+    // With the objects known (a perfect disagreement test), the objects are exactly the
+    // network's colour and the rest the reference's: the ceiling of the test.
+    let known = with_reference(&["--disagreement", "objects"]);
+    assert!(known["model"]
+        .as_str()
+        .unwrap()
+        .ends_with("+reference(objects known)"));
+    let inside = |j: &serde_json::Value| j["mean"]["objects"]["inside"]["psnr"].as_f64().unwrap();
+    assert!(
+        (inside(&known) - inside(&alone)).abs() < 1e-6,
+        "inside the objects {} against the network alone's {}",
+        inside(&known),
+        inside(&alone)
+    );
+    assert!(mean_of(&known, "psnr") > a + 1.5);
 }
 
 #[test]
@@ -178,6 +191,25 @@ fn bad_references_are_refused_naming_the_file_and_the_reason() {
     std::fs::create_dir_all(&missing).unwrap();
     let err = stderr(&eval(&missing));
     assert!(err.contains("no image named 'validation_"), "{err}");
+    // A perfect disagreement test needs the objects marked, and a reference to disagree with.
+    let val = shared_data().join("vcip2020/val");
+    let (val, refs) = (val.to_str().unwrap(), p.join("reference"));
+    let four = dir.path().join("four.txt");
+    let mut args = vec!["eval", "--model", "identity", "--data", val];
+    args.extend_from_slice(&[
+        "--only",
+        four.to_str().unwrap(),
+        "--disagreement",
+        "objects",
+    ]);
+    let err = stderr(&nircolor(&args));
+    assert!(err.contains("--reference <DIR>"), "{err}");
+    args.extend_from_slice(&["--reference", refs.to_str().unwrap()]);
+    let err = stderr(&nircolor(&args));
+    assert!(
+        err.contains("--disagreement objects") && err.contains("no objects/ folder"),
+        "{err}"
+    );
 }
 
 /// `nircolor calibrate reference` on a real pair: the camera's NIR frame and photos made from

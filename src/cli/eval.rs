@@ -38,6 +38,17 @@ pub(crate) struct EvalArgs {
     /// makes them). The model colours what the reference does not show.
     #[arg(long, value_name = "DIR")]
     pub(crate) reference: Option<PathBuf>,
+    /// With --reference, where the network's colour replaces the reference's: `test`, the
+    /// daemon's disagreement test, or `objects`, exactly inside the pairs' `objects/` masks (a
+    /// perfect test: the ceiling of `test` on the simulated protocol).
+    #[arg(long, value_enum, default_value = "test", requires = "reference")]
+    pub(crate) disagreement: Disagreement,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Disagreement {
+    Test,
+    Objects,
 }
 
 fn parse_compare(s: &str) -> Result<Compare, String> {
@@ -82,7 +93,19 @@ pub(crate) fn run_eval(args: &EvalArgs) -> Result<()> {
         None => eval::evaluate_compared(model.as_ref(), &ds, &args.compare, on_image)?,
         Some(dir) => {
             let references = read::list_images(dir)?;
-            let name = format!("{}+reference", model.name());
+            let known = match args.disagreement {
+                Disagreement::Test => None,
+                Disagreement::Objects => Some(eval::ObjectMasks::open(&ds)?.with_context(|| {
+                    format!(
+                        "--disagreement objects: {} has no objects/ folder beside nir/ (scripts/make-reference-pairs writes one)",
+                        args.data.display()
+                    )
+                })?),
+            };
+            let name = match known {
+                None => format!("{}+reference", model.name()),
+                Some(_) => format!("{}+reference(objects known)", model.name()),
+            };
             let colorize = |pair: &data::Pair| -> Result<Rgb, eval::EvalError> {
                 let bad = |why: String| eval::EvalError::Reference(why);
                 let path = references.get(&pair.name).ok_or_else(|| {
@@ -98,10 +121,16 @@ pub(crate) fn run_eval(args: &EvalArgs) -> Result<()> {
                         .map_err(|e| bad(e.to_string()))?;
                 }
                 let network = model.colorize(&pair.nir);
-                let out =
-                    reference::colorize(&pair.nir, &reference, &network, pair.mask.as_deref())
-                        .map_err(|e| bad(format!("{}: {e}", path.display())))?;
-                Ok(out.rgb)
+                let out = match &known {
+                    None => {
+                        reference::colorize(&pair.nir, &reference, &network, pair.mask.as_deref())
+                            .map(|c| c.rgb)
+                    }
+                    Some(masks) => {
+                        reference::colorize_known(&pair.nir, &reference, &network, &masks.of(pair)?)
+                    }
+                };
+                out.map_err(|e| bad(format!("{}: {e}", path.display())))
             };
             eval::evaluate_with(&name, colorize, &ds, &args.compare, on_image)?
         }

@@ -213,11 +213,7 @@ pub fn evaluate_with(
     compare: &[Compare],
     mut on_image: impl FnMut(&Pair, &Rgb, &ImageScore, &[image::RgbImage]),
 ) -> Result<Evaluation, EvalError> {
-    let objects_dir = data.root.join("objects");
-    let objects = objects_dir
-        .is_dir()
-        .then(|| read::list_images(&objects_dir))
-        .transpose()?;
+    let objects = ObjectMasks::open(data)?;
     let mut compare = compare.to_vec();
     compare.sort_by(|a, b| a.name.cmp(&b.name));
     if let Some(w) = compare.windows(2).find(|w| w[0].name == w[1].name) {
@@ -235,7 +231,7 @@ pub fn evaluate_with(
         let out = colorize(&pair)?;
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let object_mask = match &objects {
-            Some(listing) => Some(read_objects(listing, &objects_dir, &pair)?),
+            Some(masks) => Some(masks.of(&pair)?),
             None => None,
         };
         let image_score = score(&pair, &out.to_rgb8(), ms, object_mask.as_deref())?;
@@ -286,29 +282,45 @@ pub fn evaluate_with(
     })
 }
 
-/// The object mask of `pair` from `objects/` (true inside an object).
-fn read_objects(
-    listing: &BTreeMap<String, PathBuf>,
-    dir: &std::path::Path,
-    pair: &Pair,
-) -> Result<Vec<bool>, EvalError> {
-    let path = listing
-        .get(&pair.name)
-        .ok_or_else(|| EvalError::MissingObjects {
-            dir: dir.to_path_buf(),
-            stem: pair.name.clone(),
-        })?;
-    let mask = read::read_mask(path)?;
-    if mask.dimensions() != pair.rgb.dimensions() {
-        return Err(EvalError::ObjectsSize {
-            path: path.clone(),
-            got_w: mask.width(),
-            got_h: mask.height(),
-            w: pair.rgb.width(),
-            h: pair.rgb.height(),
-        });
+/// The masks of the objects that a paired folder marks in `objects/` beside `nir/` (one per
+/// stem, 255 inside): the things its day references do not show.
+pub struct ObjectMasks {
+    dir: PathBuf,
+    listing: BTreeMap<String, PathBuf>,
+}
+
+impl ObjectMasks {
+    /// The folder's masks, or `None` when it has no `objects/`.
+    pub fn open(data: &Dataset) -> Result<Option<Self>, EvalError> {
+        let dir = data.root.join("objects");
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let listing = read::list_images(&dir)?;
+        Ok(Some(Self { dir, listing }))
     }
-    Ok(mask.pixels().map(|p| p[0] >= 128).collect())
+
+    /// The object mask of `pair` (true inside an object).
+    pub fn of(&self, pair: &Pair) -> Result<Vec<bool>, EvalError> {
+        let path = self
+            .listing
+            .get(&pair.name)
+            .ok_or_else(|| EvalError::MissingObjects {
+                dir: self.dir.clone(),
+                stem: pair.name.clone(),
+            })?;
+        let mask = read::read_mask(path)?;
+        if mask.dimensions() != pair.rgb.dimensions() {
+            return Err(EvalError::ObjectsSize {
+                path: path.clone(),
+                got_w: mask.width(),
+                got_h: mask.height(),
+                w: pair.rgb.width(),
+                h: pair.rgb.height(),
+            });
+        }
+        Ok(mask.pixels().map(|p| p[0] >= 128).collect())
+    }
 }
 
 /// The means inside and outside the objects, when the data marks them.

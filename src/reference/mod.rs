@@ -61,6 +61,8 @@ pub enum ReferenceError {
         w: usize,
         h: usize,
     },
+    #[error("the known changes hold {got} flags but the frame is {w}x{h}: give one per pixel")]
+    Known { got: usize, w: usize, h: usize },
 }
 
 /// Reads a reference image: a colour photograph (PNG, JPEG or TIFF) as RGB in [0, 1]. A gray
@@ -347,7 +349,7 @@ pub fn colorize(
     let (lw, lh) = fit_size(w, h);
     let nir_low = Gray::new(lw, lh, resize_area(&nir.data, w, h, 1, lw, lh));
     let (ref_low, net_low) = (shrunk(reference, lw, lh), shrunk(network, lw, lh));
-    let radius = ((FIT_RADIUS as f32 * lw as f32 / w.max(1) as f32).round() as usize).max(1);
+    let radius = fit_radius(w, lw);
     let valid_low = valid.map(|v| {
         let ones: Vec<f32> = v.iter().map(|&b| f32::from(u8::from(b))).collect();
         resize_area(&ones, w, h, 1, lw, lh)
@@ -361,6 +363,55 @@ pub fn colorize(
         network_share: share,
         share_size: (lw, lh),
     })
+}
+
+/// The colour of `nir` with `reference`, and the network's colour exactly where `known` is true
+/// (one flag per pixel): what a perfect disagreement test would give. On pairs whose changes
+/// are known (the simulated protocol's pasted objects) this is the ceiling of [`colorize`],
+/// which has to find them.
+pub fn colorize_known(
+    nir: &Gray,
+    reference: &Rgb,
+    network: &Rgb,
+    known: &[bool],
+) -> Result<Rgb, ReferenceError> {
+    let (w, h) = (nir.width, nir.height);
+    let n = w * h;
+    for (rw, rh) in [
+        (reference.width, reference.height),
+        (network.width, network.height),
+    ] {
+        if (rw, rh) != (w, h) {
+            return Err(ReferenceError::Size { rw, rh, w, h });
+        }
+    }
+    if known.len() != n {
+        return Err(ReferenceError::Known {
+            got: known.len(),
+            w,
+            h,
+        });
+    }
+    let (lw, lh) = fit_size(w, h);
+    let nir_low = resize_area(&nir.data, w, h, 1, lw, lh);
+    let ref_low = shrunk(reference, lw, lh);
+    let filter = GuidedFilter {
+        radius: fit_radius(w, lw),
+        eps: FIT_EPS,
+    };
+    let coefficients = filter.coefficients(&nir_low, &ref_low.data, lw, lh, 3);
+    let mut rgb = coefficients.apply(&nir.data, w, h);
+    for (i, _) in known.iter().enumerate().filter(|(_, &k)| k) {
+        for c in 0..3 {
+            rgb[c * n + i] = network.data[c * n + i];
+        }
+    }
+    Ok(Rgb::new(w, h, rgb))
+}
+
+/// [`FIT_RADIUS`] in the pixels of a fit-scale image `lw` wide, for a frame `w` wide.
+fn fit_radius(w: usize, lw: usize) -> usize {
+    ((FIT_RADIUS as f32 * lw as f32 / w.max(1) as f32).round() as usize).max(1)
 }
 
 /// A fit-scale pixel is judged when this share of the full-resolution pixels it covers holds

@@ -157,3 +157,51 @@ fn a_moved_camera_is_told_from_one_in_place() {
     let bumped = alignment(&nir(4), &reference);
     assert!(bumped.moved(), "{bumped:?}");
 }
+
+#[test]
+fn known_changes_take_the_networks_colour_exactly_there_and_the_reference_elsewhere() {
+    let (w, h) = (96, 64);
+    let (nir, truth) = scene(w, h);
+    let red = Rgb::new(
+        w,
+        h,
+        [vec![0.8; w * h], vec![0.1; w * h], vec![0.1; w * h]].concat(),
+    );
+    let known: Vec<bool> = (0..w * h).map(|i| (10..30).contains(&(i % w))).collect();
+    let out = colorize_known(&nir, &truth, &red, &known).unwrap();
+    let n = w * h;
+    for (i, &k) in known.iter().enumerate() {
+        let px = [out.data[i], out.data[n + i], out.data[2 * n + i]];
+        if k {
+            assert_eq!(px, [0.8, 0.1, 0.1], "pixel {i}");
+        } else {
+            let t = [truth.data[i], truth.data[n + i], truth.data[2 * n + i]];
+            let err = px
+                .iter()
+                .zip(t)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            // The reference's colour through the NIR, as without a change (the region border
+            // blurs a little at the fit scale).
+            assert!(err < 0.12, "pixel {i}: {px:?} against {t:?}");
+        }
+    }
+    let unknown: Vec<usize> = (0..n).filter(|&i| !known[i]).collect();
+    let pick = |img: &[f32]| -> Vec<f32> {
+        (0..3)
+            .flat_map(|c| unknown.iter().map(move |&i| img[c * n + i]))
+            .collect()
+    };
+    let err = mean_abs(&pick(&out.data), &pick(&truth.data));
+    assert!(err < 0.03, "{err}");
+    // One flag per pixel, and images of the frame's size.
+    assert!(matches!(
+        colorize_known(&nir, &truth, &red, &known[1..]),
+        Err(ReferenceError::Known { .. })
+    ));
+    let small = Rgb::new(w / 2, h, vec![0.5; 3 * n / 2]);
+    assert!(matches!(
+        colorize_known(&nir, &truth, &small, &known),
+        Err(ReferenceError::Size { .. })
+    ));
+}
