@@ -98,7 +98,11 @@ pub fn charts_png(path: &Path, charts: &[Chart], width: u32, height: u32) -> Res
             .label(name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour));
         }
+        let (plot_w, plot_h) = c.plotting_area().dim_in_pixel();
+        let legend = legend_box(&chart.series, plot_w, plot_h);
+        let corner = legend_corner(&chart.series, (x0, x1), (y0 - pad, y1 + pad), legend);
         c.configure_series_labels()
+            .position(corner)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font(("sans-serif", 14))
@@ -107,6 +111,58 @@ pub fn charts_png(path: &Path, charts: &[Chart], width: u32, height: u32) -> Res
     }
     root.present().map_err(|e| draw(e.to_string()))?;
     Ok(())
+}
+
+/// The legend's size as fractions of the plotting area (`w` x `h` pixels): about 8 pixels a
+/// character of the longest name beside a 20-pixel line, and 20 pixels a row, at the legend's
+/// 14-point font.
+fn legend_box(series: &[(String, Vec<(f64, f64)>)], w: u32, h: u32) -> (f64, f64) {
+    let chars = series
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(0);
+    let fw = (40.0 + 8.0 * chars as f64) / f64::from(w.max(1));
+    let fh = (10.0 + 20.0 * series.len() as f64) / f64::from(h.max(1));
+    (fw.min(1.0), fh.min(1.0))
+}
+
+/// The corner whose legend box of `size` (fractions of the area) hides the fewest points of
+/// the data (plotters' default, the middle of the right side, hides the last epochs of a
+/// learning curve); on a tie the first of upper right, upper left, lower right, lower left.
+fn legend_corner(
+    series: &[(String, Vec<(f64, f64)>)],
+    (x0, x1): (f64, f64),
+    (y0, y1): (f64, f64),
+    (fw, fh): (f64, f64),
+) -> SeriesLabelPosition {
+    let corners = [
+        (SeriesLabelPosition::UpperRight, 1.0 - fw, 1.0 - fh),
+        (SeriesLabelPosition::UpperLeft, 0.0, 1.0 - fh),
+        (SeriesLabelPosition::LowerRight, 1.0 - fw, 0.0),
+        (SeriesLabelPosition::LowerLeft, 0.0, 0.0),
+    ];
+    let points: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().copied())
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .map(|(x, y)| {
+            (
+                (x - x0) / (x1 - x0).max(1e-12),
+                (y - y0) / (y1 - y0).max(1e-12),
+            )
+        })
+        .collect();
+    let hidden = |fx: f64, fy: f64| {
+        points
+            .iter()
+            .filter(|(x, y)| (fx..=fx + fw).contains(x) && (fy..=fy + fh).contains(y))
+            .count()
+    };
+    corners
+        .into_iter()
+        .min_by_key(|&(_, fx, fy)| hidden(fx, fy))
+        .map_or(SeriesLabelPosition::UpperRight, |(corner, _, _)| corner)
 }
 
 #[cfg(test)]
@@ -137,5 +193,33 @@ mod tests {
         let dark = img.pixels().filter(|p| p.0.iter().all(|&v| v < 80)).count();
         // Axes, tick labels and the caption: text was drawn, not only lines.
         assert!(dark > 2000, "only {dark} dark pixels");
+    }
+
+    #[test]
+    fn the_legend_goes_to_the_corner_that_hides_the_fewest_points() {
+        let rising: Vec<(f64, f64)> = (0..100).map(|i| (f64::from(i), f64::from(i))).collect();
+        let series = vec![("fit".to_string(), rising.clone())];
+        let size = (0.3, 0.2);
+        // A rising curve fills the lower left and the upper right.
+        let corner = legend_corner(&series, (0.0, 99.0), (0.0, 99.0), size);
+        assert!(
+            matches!(corner, SeriesLabelPosition::UpperLeft),
+            "{corner:?}"
+        );
+        let falling: Vec<(f64, f64)> = rising.iter().map(|&(x, y)| (x, 99.0 - y)).collect();
+        let series = vec![("a".to_string(), falling)];
+        let corner = legend_corner(&series, (0.0, 99.0), (0.0, 99.0), size);
+        assert!(
+            matches!(corner, SeriesLabelPosition::UpperRight),
+            "{corner:?}"
+        );
+        // Longer names and more rows make a larger box.
+        let (w1, h1) = legend_box(&[("a".into(), vec![])], 800, 400);
+        let (w2, h2) = legend_box(
+            &[("a longer name".into(), vec![]), ("b".into(), vec![])],
+            800,
+            400,
+        );
+        assert!(w2 > w1 && h2 > h1);
     }
 }
