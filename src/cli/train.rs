@@ -302,6 +302,8 @@ fn overridden(
     let (Some(wanted), Some(run)) = (wanted.as_object(), run.as_object()) else {
         return Vec::new();
     };
+    // Strings without their JSON quotes: an arch's or a teacher's name as typed.
+    let shown = |v: &serde_json::Value| v.as_str().map_or(v.to_string(), str::to_string);
     wanted
         .iter()
         .filter(|(key, _)| !CHANGEABLE_ON_RESUME.contains(&key.as_str()))
@@ -311,8 +313,6 @@ fn overridden(
                 .find(|(setting, _)| setting == key)
                 .map_or(key.as_str(), |(_, flag)| flag);
             let had = run.get(key).unwrap_or(&serde_json::Value::Null);
-            // Strings without their JSON quotes: an arch's or a teacher's name as typed.
-            let shown = |v: &serde_json::Value| v.as_str().map_or(v.to_string(), str::to_string);
             (typed.has(flag) && had != value).then(|| {
                 format!(
                     "--{} {} (the run's: {})",
@@ -556,13 +556,17 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch, typed: &TypedFlags)
                 &serde_json::to_value(&t.model.cfg)?,
             ));
             if !differ.is_empty() {
+                let may: Vec<String> = CHANGEABLE_ON_RESUME
+                    .iter()
+                    .map(|id| format!("--{}", id.replace('_', "-")))
+                    .collect();
                 bail!(
                     "{}: a resumed run keeps the options it was started with, and these \
-                     differ: {}. Drop them to continue the run (only --epochs, --keep-best and \
-                     --checkpoint-every may change), or start a new run from its weights with \
-                     --init",
+                     differ: {}. Drop them to continue the run (only {} may change), or start a \
+                     new run from its weights with --init",
                     file.display(),
-                    differ.join(", ")
+                    differ.join(", "),
+                    may.join(", ")
                 );
             }
             if typed.has("checkpoint_every") {
