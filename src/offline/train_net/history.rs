@@ -161,6 +161,39 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn a_card_read_back_from_its_json_text_keeps_the_runs_hours_exactly() {
+        // Epoch times that serde_json's default float parser reads back one bit off.
+        let history: Vec<EpochLog> = [
+            1.891_574_571_428_571_4,
+            105.047_414_142_857_15,
+            90.317_364_285_714_29,
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, &seconds)| EpochLog {
+            epoch: i + 1,
+            loss: 0.1,
+            val_psnr: None,
+            fit_psnr: None,
+            seconds,
+        })
+        .collect();
+        let own = hours(&history);
+        let text = serde_json::json!({
+            "arch": "fast",
+            "history": history,
+            "commands": ["nircolor train"],
+            "training_hours": own,
+        })
+        .to_string();
+        let card: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(history_in(&card), history);
+        let stages = lineage_of(&card);
+        assert_eq!(stages[0].hours, own);
+        assert_eq!(card["training_hours"].as_f64(), Some(own));
+    }
+
+    #[test]
     fn a_pause_counts_as_a_median_step_not_as_training() {
         let mut clock = TrainingClock::start();
         for _ in 0..6 {
