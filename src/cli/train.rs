@@ -288,6 +288,11 @@ impl TypedFlags {
 /// the schedule's length, early stopping from now on, and how often a checkpoint is written.
 const CHANGEABLE_ON_RESUME: [&str; 3] = ["epochs", "keep_best", "checkpoint_every"];
 
+/// The flag a user types for the clap id `id` (`keep_best` is `--keep-best`).
+fn flag_of_id(id: &str) -> String {
+    format!("--{}", id.replace('_', "-"))
+}
+
 /// Flags whose clap id is not the name of the setting they decide.
 const FLAG_OF_SETTING: [(&str, &str); 2] = [("guided", "no_guided"), ("decoupled", "direct")];
 
@@ -315,8 +320,8 @@ fn overridden(
             let had = run.get(key).unwrap_or(&serde_json::Value::Null);
             (typed.has(flag) && had != value).then(|| {
                 format!(
-                    "--{} {} (the run's: {})",
-                    flag.replace('_', "-"),
+                    "{} {} (the run's: {})",
+                    flag_of_id(flag),
                     shown(value),
                     shown(had)
                 )
@@ -556,10 +561,7 @@ pub(crate) fn run_train_net(args: &TrainArgs, arch: NetArch, typed: &TypedFlags)
                 &serde_json::to_value(&t.model.cfg)?,
             ));
             if !differ.is_empty() {
-                let may: Vec<String> = CHANGEABLE_ON_RESUME
-                    .iter()
-                    .map(|id| format!("--{}", id.replace('_', "-")))
-                    .collect();
+                let may: Vec<String> = CHANGEABLE_ON_RESUME.map(flag_of_id).to_vec();
                 bail!(
                     "{}: a resumed run keeps the options it was started with, and these \
                      differ: {}. Drop them to continue the run (only {} may change), or start a \

@@ -73,12 +73,14 @@ pub fn charts_png(path: &Path, charts: &[Chart], width: u32, height: u32) -> Res
             (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
         }
         let pad = ((y1 - y0) * 0.08).max(1e-6);
+        // One range each for the axes and the legend's placement.
+        let (x_range, y_range) = ((x0, x1.max(x0 + 1e-9)), (y0 - pad, y1 + pad));
         let mut c = ChartBuilder::on(&area)
             .caption(chart.title, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
-            .build_cartesian_2d(x0..x1.max(x0 + 1e-9), (y0 - pad)..(y1 + pad))
+            .build_cartesian_2d(x_range.0..x_range.1, y_range.0..y_range.1)
             .map_err(|e| draw(e.to_string()))?;
         c.configure_mesh()
             .x_desc(chart.x_label)
@@ -100,7 +102,7 @@ pub fn charts_png(path: &Path, charts: &[Chart], width: u32, height: u32) -> Res
         }
         let (plot_w, plot_h) = c.plotting_area().dim_in_pixel();
         let legend = legend_box(&chart.series, plot_w, plot_h);
-        let corner = legend_corner(&chart.series, (x0, x1), (y0 - pad, y1 + pad), legend);
+        let corner = legend_corner(&chart.series, x_range, y_range, legend);
         c.configure_series_labels()
             .position(corner)
             .background_style(WHITE.mix(0.85))
